@@ -1,0 +1,1 @@
+"""SR architectures, one file each; presets are data (name -> kwargs)."""

@@ -1,0 +1,1 @@
+"""Image I/O, MATLAB-exact degradation, datasets and samplers."""

@@ -1,0 +1,1 @@
+"""The method: self-similarity extractor, attribution prior, training step, attribution analyses."""

@@ -1,0 +1,1 @@
+"""Ray Train per-worker training functions (mapped from trainers/ into srprior.trainers)."""
