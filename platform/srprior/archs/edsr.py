@@ -1,0 +1,37 @@
+"""EDSR (Lim et al., CVPR-W 2017): head conv, residual blocks without BN, long skip, sub-pixel tail.
+
+``bn=True`` puts BatchNorm back into the residual blocks (thesis Table 4.6 regularisation ablation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from srprior.archs.common import MeanShift, ResBlock, Upsampler, check_positive, check_scale, default_conv
+
+
+class EDSR(nn.Module):
+    def __init__(
+        self,
+        scale: int = 2,
+        n_resblocks: int = 16,
+        n_feats: int = 64,
+        res_scale: float = 1.0,
+        bn: bool = False,
+    ):
+        super().__init__()
+        check_scale(scale)
+        check_positive(n_resblocks=n_resblocks, n_feats=n_feats, res_scale=res_scale)
+        self.sub_mean = MeanShift(-1)
+        self.head = nn.Sequential(default_conv(3, n_feats, 3))
+        self.body = nn.Sequential(
+            *[ResBlock(n_feats, 3, bn=bn, res_scale=res_scale) for _ in range(n_resblocks)],
+            default_conv(n_feats, n_feats, 3),
+        )
+        self.tail = nn.Sequential(Upsampler(scale, n_feats), default_conv(n_feats, 3, 3))
+        self.add_mean = MeanShift(+1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.sub_mean(x))
+        return self.add_mean(self.tail(x + self.body(x)))
