@@ -1,0 +1,226 @@
+"""`srprior report` on a real MLflow sqlite store: runs logged the way the sweep logs them (CONTRACT: a parent
+sweep run, nested trial runs tagged table/row/seed), numbers checked against numpy and scipy."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from srprior.cli import main
+from srprior.report import ReportError, build_report, to_csv, to_html, to_markdown, write_report
+from srprior.search_spaces import get_table
+from srprior.tracking import artifacts_dir
+
+SMOKE = get_table("smoke")
+T46 = get_table("4.6")
+BASE, OURS = "edsr-t-micro/baseline", "edsr-t-micro/lambda-1e-4"
+# Per (row, seed): psnr_set5 / ssim_set5 / di. Ours clearly better on Set5 PSNR (‡), equal-ish on SSIM;
+# Set14 only logged for seed 0 (n=1: no std, no test); BSD100, Urban100, HardCases never logged.
+VALUES = {
+    (BASE, 0): {"psnr_set5": 30.00, "ssim_set5": 0.9001, "di": 10.0, "psnr_set14": 28.0},
+    (BASE, 1): {"psnr_set5": 30.10, "ssim_set5": 0.9003, "di": 11.0},
+    (OURS, 0): {"psnr_set5": 31.00, "ssim_set5": 0.9000, "di": 14.0, "psnr_set14": 28.5},
+    (OURS, 1): {"psnr_set5": 31.12, "ssim_set5": 0.9006, "di": 12.5},
+}
+
+# Table 4.2 runs read by Table 4.7: its four rows (rnan-t/lambda-1e-4 missing) plus two 4.2-only rows.
+SOURCE_VALUES = {
+    (row, seed): {"psnr_total": 32.0 + i + seed / 10, "psnr_ssr": 31.0 + i, "psnr_poi": 33.0 - seed}
+    for i, row in enumerate(("edsr-t/baseline", "edsr-t/lambda-1e-4", "rnan-t/baseline", "rnan-t/lambda-1e-3"))
+    for seed in (0, 1)
+} | {("rcan-t/baseline", 0): {"psnr_total": 1.0}}
+
+
+def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, table: str,
+              values: dict[tuple[str, int], dict[str, float]], spec=SMOKE) -> str:
+    """A parent sweep run and one nested trial run per (row, seed), as the sweep logs them."""
+    parent = client.create_run(experiment_id, run_name=f"sweep-{sweep_id}",
+                               tags={"srprior.role": "sweep", "srprior.sweep_id": sweep_id}).info.run_id
+    configs = {(c["row"], c["seed"]): c for c in spec.trial_configs()}
+    for (row, seed), metrics in values.items():
+        tags = {"srprior.role": "trial", "table": table, "row": row, "seed": str(seed),
+                "srprior.sweep_id": sweep_id, "mlflow.parentRunId": parent}
+        run_id = client.create_run(experiment_id, tags=tags).info.run_id
+        client.log_batch(run_id, metrics=[Metric(k, v, 0, 100) for k, v in metrics.items()],
+                         params=[Param(k, str(v)) for k, v in configs[(row, seed)].items()],
+                         tags=[RunTag("mlflow.runName", f"{row}-s{seed}")])
+        client.set_terminated(run_id)
+    client.set_terminated(parent)
+    return parent
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One sqlite store (creating it is the slow part) holding every test's runs, in separate experiments:
+    smoke with an old sweep s0 (to be ignored by default) and the latest sweep s1 with VALUES; Table 4.2 runs
+    for the Table 4.7 fallback (see SOURCE_VALUES); an empty Table 4.4 experiment."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment(SMOKE.experiment, artifact_location=(root / "smoke").as_uri())
+    old = {key: {m: v - 5.0 for m, v in metrics.items()} for key, metrics in VALUES.items()}
+    log_sweep(client, exp, "s0", "smoke", old)
+    parent = log_sweep(client, exp, "s1", "smoke", VALUES)
+    failed = client.create_run(exp, tags={"srprior.role": "trial", "table": "smoke", "row": BASE, "seed": "0",
+                                          "srprior.sweep_id": "s1", "mlflow.parentRunId": parent}).info.run_id
+    client.log_metric(failed, "psnr_set5", 0.0)  # a newer, failed rerun of seed 0: must not hide the finished one
+    client.set_terminated(failed, "FAILED")
+    source = get_table("4.2")
+    exp = client.create_experiment(source.experiment, artifact_location=(root / "t42").as_uri())
+    source_parent = log_sweep(client, exp, "s7", "4.2", SOURCE_VALUES, spec=source)
+    client.create_experiment(get_table("4.4").experiment, artifact_location=(root / "t44").as_uri())
+    # As a sweep through `mlflow server` leaves it: artifact URIs mlflow-artifacts:/..., resolvable only by a server.
+    exp = client.create_experiment(T46.experiment, artifact_location="mlflow-artifacts:/t46")
+    log_sweep(client, exp, "s9", "4.6", {(r.id, 0): {"psnr_set5": 30.0} for r in T46.rows}, spec=T46)
+    return uri, parent, source_parent
+
+
+def cell(report, row_id, metric):
+    return next(r for r in report.rows if r.row.id == row_id).cells[metric]
+
+
+def test_numbers_match_numpy_and_scipy(store):
+    uri, parent, _ = store
+    report = build_report(SMOKE, uri)
+    assert (report.sweep_id, report.parent_run_id, report.experiment) == ("s1", parent, "srprior/table-smoke")
+    for row in (BASE, OURS):
+        for metric in ("psnr_set5", "ssim_set5", "di"):
+            xs = np.array([VALUES[(row, s)][metric] for s in (0, 1)])
+            c = cell(report, row, metric)
+            assert c.n == 2
+            assert c.mean == pytest.approx(xs.mean(), rel=1e-12)
+            assert c.std == pytest.approx(xs.std(ddof=1), rel=1e-12)
+            assert c.thesis == SMOKE.row(row).thesis.get(metric)
+    for metric in ("psnr_set5", "ssim_set5", "di"):
+        ours = [VALUES[(OURS, s)][metric] for s in (0, 1)]
+        base = [VALUES[(BASE, s)][metric] for s in (0, 1)]
+        expected = stats.ttest_ind(ours, base, equal_var=False).pvalue
+        assert cell(report, OURS, metric).p_value == pytest.approx(expected, rel=1e-9)
+        assert cell(report, BASE, metric).p_value is None  # baselines are not tested
+    assert cell(report, OURS, "psnr_set5").p_value < 0.01 and cell(report, OURS, "psnr_set5").mark == "‡"
+    assert cell(report, OURS, "ssim_set5").mark == ""
+    # n = 1: a mean, no std, no test; never logged: nothing
+    one = cell(report, OURS, "psnr_set14")
+    assert (one.n, one.mean, one.std, one.p_value) == (1, 28.5, None, None)
+    assert cell(report, OURS, "psnr_hardcases").n == 0 and cell(report, OURS, "psnr_hardcases").mean is None
+    # bold: the best mean per column within the group
+    assert cell(report, OURS, "psnr_set5").best and not cell(report, BASE, "psnr_set5").best
+    assert cell(report, OURS, "ssim_set5").best and not cell(report, BASE, "ssim_set5").best
+    assert cell(report, OURS, "di").best and not cell(report, BASE, "di").best
+
+
+def test_markdown_csv_and_html_content(store):
+    uri, _, _ = store
+    report = build_report(SMOKE, uri)
+    md = to_markdown(report)
+    line = next(x for x in md.splitlines() if x.startswith("| EDSR-T | w/ ours"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == "2/2"
+    assert cells[3] == "**31.06 ± 0.0849**‡ (37.44 ± 0.0257)"  # Set5 PSNR: ours, mark, thesis
+    assert cells[5] == "**28.50 ± —** [n=1] (33.03 ± 0.0131)"  # Set14 PSNR from one seed
+    assert cells[11] == "— (28.26 ± 0.0342)"  # HardCases PSNR: never logged
+    assert cells[13] == "**13.25 ± 1.0607** (—)"  # DI: no thesis number; Welch p ≈ 0.1, no mark
+    assert "| Group | Row | n | Set5 PSNR | Set5 SSIM |" in md and "sweep `s1`" in md
+
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert len(rows) == 2 * len(SMOKE.metrics)
+    r = next(x for x in rows if x["row"] == OURS and x["metric"] == "psnr_set5")
+    assert float(r["mean"]) == pytest.approx(31.06) and float(r["thesis_mean"]) == 37.44
+    assert float(r["p_value"]) == pytest.approx(cell(report, OURS, "psnr_set5").p_value)
+    assert (r["significance"], r["best"], r["n"]) == ("‡", "1", "2")
+
+    page = to_html(report)
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert not any(tag in page for tag in ("<link", "<script", "src=", "http://", "https://"))
+    assert "thesis 37.44 ± 0.0257" in page and '<span class="best">31.06 ± 0.0849</span>' in page
+
+
+def test_files_written_and_logged_to_the_parent_run(store, tmp_path):
+    uri, parent, _ = store
+    report = build_report(SMOKE, uri)
+    paths = write_report(report, tmp_path / "out")
+    assert sorted(p.name for p in paths.values()) == ["table-smoke.csv", "table-smoke.html", "table-smoke.md"]
+    assert paths["md"].read_text(encoding="utf-8") == to_markdown(report)
+    client = MlflowClient(uri)
+    logged = sorted(a.path for a in client.list_artifacts(parent, "report"))
+    assert logged == ["report/table-smoke.csv", "report/table-smoke.html", "report/table-smoke.md"]
+    local = client.download_artifacts(parent, "report/table-smoke.csv", str(tmp_path))
+    assert open(local, encoding="utf-8").read() == paths["csv"].read_text(encoding="utf-8")
+
+
+def test_artifacts_of_a_server_written_sweep_go_where_mlflow_server_serves_them(store, tmp_path):
+    """Runs a sweep wrote through `mlflow server` have mlflow-artifacts:/<path> URIs; reading the SQLite store
+    without a server, the report puts the files at <store folder>/mlartifacts/<path>, which is what
+    `mlflow server --artifacts-destination <store folder>/mlartifacts` (srprior.tracking) serves for <path>.
+    (Starting a server here would cost ~10-20 s on CI; the mapping was checked once against a live server.)"""
+    uri, _, _ = store
+    report = build_report(T46, uri)
+    paths = write_report(report, tmp_path)
+    artifact_uri = MlflowClient(uri).get_run(report.parent_run_id).info.artifact_uri
+    assert artifact_uri == f"mlflow-artifacts:/t46/{report.parent_run_id}/artifacts"
+    served = artifacts_dir(Path(uri.removeprefix("sqlite:///")).parent) / "t46" / report.parent_run_id / "artifacts"
+    assert sorted(p.name for p in (served / "report").iterdir()) == [
+        "table-4.6.csv", "table-4.6.html", "table-4.6.md"]
+    assert (served / "report" / "table-4.6.md").read_text(encoding="utf-8") == paths["md"].read_text(encoding="utf-8")
+
+
+def test_sweep_selection_all_and_by_id(store):
+    uri, _, _ = store
+    old = build_report(SMOKE, uri, sweep="s0")
+    assert cell(old, BASE, "psnr_set5").mean == pytest.approx(25.05)
+    every = build_report(SMOKE, uri, sweep="all")  # newest run per (row, seed) wins
+    assert every.sweep_id is None and cell(every, BASE, "psnr_set5").mean == pytest.approx(30.05)
+    with pytest.raises(ReportError, match="sweep 'nope' has no trial runs; sweep ids with runs: s0, s1"):
+        build_report(SMOKE, uri, sweep="nope")
+
+
+def test_cli_prints_markdown_and_writes_files(store, tmp_path, capsys, monkeypatch):
+    uri, _, _ = store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["report", "--table", "smoke", "--tracking-uri", uri, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("## Table smoke: Smoke") and "**31.06 ± 0.0849**‡" in out.out
+    assert (tmp_path / "table-smoke.html").is_file() and "logged to run" in out.err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the environment is used when no flag is given
+    assert main(["report", "--table", "smoke", "--out", str(tmp_path / "env")]) == 0
+
+
+def test_missing_runs_give_a_clear_error(store, tmp_path, capsys):
+    uri, _, _ = store
+    with pytest.raises(ReportError) as info:
+        build_report(get_table("4.3"), uri)
+    message = str(info.value)
+    assert "no trial runs for table 4.3" in message and uri in message
+    assert "experiment 'srprior/table-4.3' (missing" in message and "srprior sweep --table 4.3" in message
+    with pytest.raises(ReportError, match=r"experiment 'srprior/table-4.4' \(exists, tag table='4.4'\)"):
+        build_report(get_table("4.4"), uri)
+    assert main(["report", "--table", "4.3", "--tracking-uri", uri, "--out", str(tmp_path)]) == 1
+    assert "srprior report: error: no trial runs for table 4.3" in capsys.readouterr().err
+    assert main(["report", "--table", "9.9", "--tracking-uri", uri]) == 1
+    assert "unknown table '9.9'" in capsys.readouterr().err
+    missing = f"sqlite:///{tmp_path}/none/mlflow.db"
+    with pytest.raises(ReportError, match=f"no MLflow store at {missing} \\(file missing\\)"):
+        build_report(get_table("4.3"), missing)
+    assert not any(tmp_path.iterdir())  # nothing written on error
+
+
+def test_evaluation_table_reads_its_source_tables_runs(store):
+    """Table 4.7 re-evaluates Table 4.2's models: with no 4.7 runs it reads 4.2's runs for its four rows."""
+    uri, _, source_parent = store
+    report = build_report(get_table("4.7"), uri)
+    assert (report.experiment, report.sweep_id, report.parent_run_id) == ("srprior/table-4.2", "s7", source_parent)
+    assert cell(report, "edsr-t/lambda-1e-4", "psnr_total").mean == pytest.approx(33.05)
+    assert cell(report, "rnan-t/lambda-1e-4", "psnr_total").n == 0  # only 4.2's λ = 1e-3 row was logged
+    assert cell(report, "rnan-t/baseline", "psnr_ssr").std == 0.0
+    assert cell(report, "edsr-t/lambda-1e-4", "psnr_ssr").p_value is None  # both constant: no test
+    assert report.ignored_runs == 3  # rcan-t/baseline, rnan-t/lambda-1e-3 × 2 seeds
+    md = to_markdown(report)
+    assert "| EDSR-T | Baseline | 2/4 | 32.0500 ± 0.0707 (32.2438 ± 0.1513) |" in md
+    assert "| RNAN-T | w/ ours, λ_AP=1e-4 | 0/6 | — (32.5135 ± 0.0545) |" in md
