@@ -1,0 +1,153 @@
+"""Attribution analyses of thesis §4.5: PSNR on PoI/SSR regions (Table 4.7) and attribution-norm sections (Fig. 4.5).
+
+Masks, centres and attribution maps live in LR coordinates (the extractor works on the LR input); a region's
+pixels in the SR output are its LR pixels repeated `scale` x `scale` times.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from srprior.metrics import rgb_to_y
+from srprior.method.ssm import ExtractorConfig, extract
+
+# Table 4.7: five SSRs anywhere in the image and a 17x17 PoI (the template is the PoI)
+TABLE_4_7 = ExtractorConfig(n_ssr=5, scenario="arbitrary", patch=17, poi_size=17)
+
+Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, clipped to the map
+
+
+def _mask_2d(mask) -> np.ndarray:
+    m = np.asarray(mask)
+    while m.ndim > 2 and m.shape[0] == 1:  # (1,1,H,W) masks straight from the extractor
+        m = m[0]
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H,W) (leading singleton axes allowed), got shape {np.shape(mask)}")
+    return m.astype(bool)
+
+
+def upscale_mask(mask, scale: int) -> np.ndarray:
+    """LR mask (h,w) -> SR mask (h*scale, w*scale): each LR pixel covers a scale x scale SR block."""
+    m = _mask_2d(mask)
+    return np.repeat(np.repeat(m, scale, axis=0), scale, axis=1)
+
+
+def region_psnr(sr: np.ndarray, hr: np.ndarray, mask, scale: int = 1) -> float:
+    """PSNR (dB) on Y over the pixels of `mask`, given in LR coordinates of an x`scale` model (scale=1: SR coords).
+
+    No border shave: the region is the selection. Empty masks are an error, identical pixels give +inf.
+    """
+    if np.shape(sr) != np.shape(hr):
+        raise ValueError(f"sr and hr must have the same shape, got {np.shape(sr)} vs {np.shape(hr)}")
+    m = upscale_mask(mask, scale)
+    if m.shape != np.shape(sr)[:2]:
+        raise ValueError(f"mask {np.shape(mask)} x scale {scale} = {m.shape} does not match the SR image "
+                         f"{np.shape(sr)[:2]}; pass LR-coordinate masks with the model's scale")
+    if not m.any():
+        raise ValueError("region_psnr got an empty mask")
+    diff = rgb_to_y(sr)[m] - rgb_to_y(hr)[m]
+    mse = np.mean(diff**2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def region_scores(sr: np.ndarray, hr: np.ndarray, poi_mask, ssr_masks, scale: int) -> dict[str, float]:
+    """Table 4.7 for one image: PSNR on the union of the SSRs (LR masks (n_ssr,h,w) or (h,w)), on the PoI, and
+    their mean as "Total" -- every row of Table 4.7 satisfies Total = (SSR + PoI) / 2 to 4 decimals."""
+    ssr = np.asarray(ssr_masks).astype(bool)
+    ssr_union = ssr.reshape(-1, *ssr.shape[-2:]).any(axis=0)
+    out = {"psnr_ssr": region_psnr(sr, hr, ssr_union, scale), "psnr_poi": region_psnr(sr, hr, poi_mask, scale)}
+    return {"psnr_total": (out["psnr_ssr"] + out["psnr_poi"]) / 2, **out}
+
+
+def ssr_evaluation(model, pairs, scale: int, cfg: ExtractorConfig = TABLE_4_7, device="cpu") -> dict[str, float]:
+    """Table 4.7 over `pairs`: mean `region_scores` of the images whose extraction is valid, plus n_valid."""
+    import torch
+
+    from srprior.evaluate import super_resolve
+
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        for pair in pairs:
+            lr = torch.from_numpy(np.ascontiguousarray(pair.lr)).permute(2, 0, 1)[None].float().div(255)
+            ex = extract(lr.to(device), cfg, generator=torch.Generator(device).manual_seed(0))
+            if bool(ex.valid[0]):
+                sr = super_resolve(model, pair.lr, device)
+                rows.append(region_scores(sr, pair.hr, ex.poi_mask[0, 0].cpu(), ex.ssr_masks[0].cpu(), scale))
+    finally:
+        model.train(was_training)
+    if not rows:
+        raise ValueError(f"no image of {len(pairs)} has a valid extraction with {cfg}; lower min_sim/min_std")
+    return {**{k: float(np.mean([r[k] for r in rows])) for k in rows[0]}, "n_valid": float(len(rows))}
+
+
+def _box(center: tuple[int, int], size: int, shape: tuple[int, int]) -> Box:
+    cy, cx = center
+    h0, h1 = size // 2, size - size // 2  # odd sizes are centred exactly
+    return max(cy - h0, 0), min(cy + h1, shape[0]), max(cx - h0, 0), min(cx + h1, shape[1])
+
+
+def poi_window(poi_center: tuple[int, int], poi_size: int, scale: int) -> tuple[int, int, int]:
+    """LAM window (y, x, size) in SR pixels covering the LR PoI square centred on `poi_center`."""
+    cy, cx = (int(v) for v in poi_center)
+    r = poi_size // 2
+    return (cy - r) * scale, (cx - r) * scale, poi_size * scale
+
+
+def section_boxes(shape: tuple[int, int], poi_center: tuple[int, int], poi_size: int = 13, n_sections: int = 5,
+                  step: int = 20) -> list[Box]:
+    """[PoI box, section 1, ..., section n]: squares centred on the PoI, each `step` px wider/taller (Fig. 4.5)."""
+    if poi_size < 1 or n_sections < 1 or step < 1:
+        raise ValueError(f"poi_size, n_sections and step must be >= 1, got {poi_size}, {n_sections}, {step}")
+    if not (0 <= poi_center[0] < shape[0] and 0 <= poi_center[1] < shape[1]):
+        raise ValueError(f"poi_center {poi_center} lies outside the map {shape}")
+    return [_box(poi_center, poi_size + k * step, shape[:2]) for k in range(n_sections + 1)]
+
+
+def _l1(attr: np.ndarray, box: Box, keep: np.ndarray | None = None) -> float:
+    y0, y1, x0, x1 = box
+    region = attr[y0:y1, x0:x1]
+    return float(region.sum() if keep is None else region[keep[y0:y1, x0:x1]].sum())
+
+
+def _abs_map(attr) -> np.ndarray:
+    a = np.abs(np.asarray(attr, dtype=np.float64))
+    a = a.sum(axis=0) if a.ndim == 3 else a
+    if a.ndim != 2:
+        raise ValueError(f"attribution map must be (H,W) or (C,H,W), got shape {np.shape(attr)}")
+    return a
+
+
+def norm_sections(attr, poi_center: tuple[int, int], poi_size: int = 13, n_sections: int = 5,
+                  step: int = 20) -> np.ndarray:
+    """l1 norm of |attr| inside each growing section, divided by the PoI's l1 norm: (n_sections,), each >= 1."""
+    a = _abs_map(attr)
+    boxes = section_boxes(a.shape, poi_center, poi_size, n_sections, step)
+    poi = _l1(a, boxes[0])
+    if poi == 0:
+        raise ValueError("the attribution norm inside the PoI is 0; nothing to normalise by")
+    return np.array([_l1(a, b) / poi for b in boxes[1:]])
+
+
+def similar_dissimilar_ratio(attr, ssm, threshold: float, sections: list[Box],
+                             exclude: Box | None = None) -> np.ndarray:
+    """Per section: l1 of |attr| on similar pixels (ssm >= threshold) / l1 on dissimilar ones (Fig. 4.5, right).
+
+    `exclude` (e.g. the PoI box, `section_boxes(...)[0]`) drops pixels from both sums, so the ratio is not
+    dominated by the PoI matching itself. No dissimilar attribution gives +inf (nan if neither has any).
+    """
+    a = _abs_map(attr)
+    s = np.asarray(ssm, dtype=np.float64)
+    if s.shape != a.shape:
+        raise ValueError(f"ssm {s.shape} must have the attribution map's shape {a.shape}")
+    keep = np.ones(a.shape, bool)
+    if exclude is not None:
+        y0, y1, x0, x1 = exclude
+        keep[y0:y1, x0:x1] = False
+    similar = s >= threshold
+    out = []
+    for box in sections:
+        sim, dis = _l1(a, box, keep & similar), _l1(a, box, keep & ~similar)
+        out.append(sim / dis if dis > 0 else (np.inf if sim > 0 else np.nan))
+    return np.array(out)
