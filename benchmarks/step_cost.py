@@ -1,0 +1,158 @@
+"""Cost of the attribution-prior training step vs the plain L1 step, per preset and device.
+
+Prints one row per (device, preset): ms per plain step (L1 + Adam), ms per prior step (L1 + lambda*L_AP, thesis
+Eq. 3.9), their ratio, extractor ms, peak memory of each, and the prior step's phases: forward, input-gradient
+backward (create_graph, Eq. 3.2) and double backward + Adam. The minimal prior step is one forward, one input
+gradient and one (double) backward; the thesis reports "factor 2" over plain training.
+
+Each (device, preset) runs in a fresh spawned process, so CPU peak RSS growth (resource.ru_maxrss over the
+post-setup baseline) is not polluted by earlier presets; CUDA peaks are torch.cuda.max_memory_allocated. On CPU
+the prior step is timed once, as the phase-instrumented eager step (identical work); on CUDA TrainStep itself is
+timed (honouring --bf16/--cuda-graph) and the breakdown comes from extra synchronised eager steps. CPU defaults
+(1 warm-up, best of 2 timed steps) keep the three tiny presets to about five minutes on two cores.
+Usage: python benchmarks/step_cost.py [--presets edsr-t rcan-t rnan-t] [--device cpu|cuda|all] [--batch 16]
+       [--iters N] [--warmup N] [--bf16] [--cuda-graph]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import time
+
+
+def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from srprior.archs import build_model
+    from srprior.data.datasets import PatchSampler
+    from srprior.data.embedded import default_split
+    from srprior.method.prior import PriorConfig, attribution, prior_loss
+    from srprior.method.ssm import extract
+    from srprior.method.step import TrainStep, make_optimizer
+
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    train, _ = default_split(args.scale)
+    lr, hr = PatchSampler(train, args.scale, patch=args.patch, batch=args.batch, seed=0).next()
+    lr, hr = lr.to(device), hr.to(device)
+    torch.manual_seed(0)
+    model = build_model(preset, args.scale).to(device)
+    cfg = PriorConfig(lambda_ap=1e-4)
+    warmup = args.warmup if args.warmup is not None else (3 if cuda else 1)
+    iters = args.iters if args.iters is not None else (20 if cuda else 2)
+
+    def rss_mib() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+    setup_rss = rss_mib()
+
+    def timed(fn) -> tuple[float, float]:
+        """(best ms over the timed steps, peak MiB above the setup baseline). Best-of-N as in timeit: on a shared
+        CPU interference only ever adds time. ru_maxrss is a running peak, so run lighter steps first."""
+        base = setup_rss
+        if cuda:
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated() / 2**20
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(iters):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append(1e3 * (time.perf_counter() - t0))
+        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss_mib()
+        return min(times), peak - base
+
+    row = {"device": torch.cuda.get_device_name() if cuda else f"cpu x{torch.get_num_threads()}", "preset": preset}
+    row["extract_ms"], _ = timed(lambda: extract(lr, cfg.extractor))
+    plain = TrainStep(model, make_optimizer(model), PriorConfig(lambda_ap=0.0), args.scale, bf16=args.bf16,
+                      cuda_graph=args.cuda_graph)
+    row["plain_ms"], row["plain_mib"] = timed(lambda: plain(lr, hr))
+    opt, params = make_optimizer(model), list(model.parameters())
+    phases: list[tuple[float, float, float]] = []
+
+    def instrumented() -> None:  # TrainStep's eager prior step, synchronised between phases
+        ext = extract(lr, cfg.extractor)
+        opt.zero_grad(set_to_none=True)
+        sync()
+        t0 = time.perf_counter()
+        x = lr.detach().requires_grad_(True)
+        sr = prior._forward(x)
+        l1 = F.l1_loss(sr, hr)
+        sync()
+        t1 = time.perf_counter()
+        attr = attribution(sr, x, ext, args.scale, create_graph=True)
+        sync()
+        t2 = time.perf_counter()
+        l_ap, _ = prior_loss(attr, ext, cfg)
+        torch.autograd.backward(l1 + cfg.lambda_ap * l_ap, inputs=params)
+        opt.step()
+        sync()
+        t3 = time.perf_counter()
+        phases.append((1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2)))
+
+    prior = TrainStep(model, make_optimizer(model), cfg, args.scale, bf16=args.bf16, cuda_graph=args.cuda_graph)
+    if cuda:  # the step as trainers run it (bf16 / CUDA graph flags), plus the synchronised breakdown below
+        row["prior_ms"], row["prior_mib"] = timed(lambda: prior(lr, hr))
+        timed(instrumented)
+    else:  # on CPU the instrumented step *is* TrainStep's eager step (syncs are no-ops): time it once only
+        row["prior_ms"], row["prior_mib"] = timed(instrumented)
+    last = phases[warmup:]
+    row["fwd_ms"], row["igrad_ms"], row["dbl_opt_ms"] = (min(p[i] for p in last) for i in range(3))
+    if args.bf16:  # accuracy of the ratios s with a bf16 forward vs fp32
+        ext = extract(lr, cfg.extractor)
+        s = {}
+        for flag in (False, True):
+            x = lr.detach().requires_grad_(True)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=flag):
+                sr = model(x)
+            attr = attribution(sr.float(), x, ext, args.scale, create_graph=False)
+            s[flag] = prior_loss(attr, ext, cfg)[1]["s"]
+        row["bf16_s_err"] = float((s[True] - s[False]).abs().max())
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["edsr-t", "rcan-t", "rnan-t"])
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                        help="all = CPU, plus CUDA when available")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=48)
+    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=None, help="timed iterations (default: CPU 2, CUDA 20)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed iterations (default: CPU 1, CUDA 3)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the model forward in the steps")
+    parser.add_argument("--cuda-graph", action="store_true", help="capture the steps as CUDA graphs (CUDA only)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    devices = {"cpu": ["cpu"], "cuda": ["cuda"], "all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])}
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device visible")
+    print(f"batch {args.batch}, LR {args.patch}x{args.patch}, x{args.scale}, lambda_AP 1e-4, w=sim, local, n_ssr 1; "
+          f"bf16={args.bf16} cuda_graph={args.cuda_graph} (CUDA only); torch {torch.__version__}")
+    cols = ["device", "preset", "plain_ms", "prior_ms", "ratio", "extract_ms", "fwd_ms", "igrad_ms", "dbl_opt_ms",
+            "plain_mib", "prior_mib"] + (["bf16_s_err"] if args.bf16 else [])
+    print(" | ".join(cols))
+    ctx = mp.get_context("spawn")
+    for device in devices[args.device]:
+        for preset in args.presets:
+            with ctx.Pool(1) as pool:  # fresh process: clean peak memory, no cross-preset caching
+                row = pool.apply(_measure, (preset, device, args))
+            row["ratio"] = row["prior_ms"] / row["plain_ms"]
+            print(" | ".join(f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in cols),
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Self-similarity extractor (thesis §3.3, Fig. 3.2, scenarios of Fig. 4.4), batched on the model's device.
+
+Pipeline per LR sample: BT.601 luma -> ``N_P`` non-overlapping ``patch``x``patch`` templates on a grid centred
+in the crop -> NCC map of every template against the image (Eq. 3.1, same numbers as
+``skimage.feature.match_template(pad_input=True)``: zero padding, window centred on the pixel) -> similarity
+``u = clamp(ncc, 0, 1)`` -> per template: non-maximum suppression (max-pool) of the map restricted to the
+scenario's allowed SSR centres, mean of its ``n_ssr`` best peaks -> candidate SSM = template with the highest
+mean; PoI = ``poi_size`` square on that template's centre, SSRs = squares on the chosen peaks, targets
+``sim`` = the candidate SSM at those peaks (w = "Sim", Eq. 3.8).
+
+Design decisions (why):
+* ``clamp(ncc, 0, 1)`` rather than ``(ncc + 1) / 2``: an uncorrelated region (ncc = 0) then gets target 0
+  ("should not contribute") instead of 0.5 ("contributes as much as the PoI"); anti-correlated regions are
+  no more similar than uncorrelated ones. Peak ranking is unchanged (both maps are monotone).
+* ``patch`` defaults to ``poi_size`` (5): the template *is* the PoI, so the PoI is exactly the region whose
+  recurrences the SSM measures.
+* Geometry is Chebyshev distance ``d`` between SSR and PoI centres. SSRs never overlap the PoI (``d >= poi_size``)
+  and lie fully inside the image. "local": ``d <= max(local_window // 2, poi_size)`` -- a 7x7 window of centres
+  cannot hold a 5x5 SSR disjoint from a 5x5 PoI, so the window grows to the smallest one that can; with the
+  defaults the local SSRs are the squares touching the PoI (d = 5). "global": ``d > suppress_window // 2``
+  (centres in the 11x11 suppression window are removed, as the thesis suppresses SSM values). "arbitrary": any
+  disjoint position. Local (d = 5) and global (d >= 6) thus partition the disjoint positions with the defaults.
+* "random-local"/"random-global" keep the PoI choice and validity of "local"/"global" (same training samples, only
+  the SSR placement changes, as in §4.5.3) and draw SSR centres uniformly without replacement from the same
+  allowed region; their ``sim`` is the candidate SSM at the drawn centres.
+* NMS runs on the map masked to the allowed region, so the best allowed position counts as a peak even on the
+  window border (the thesis' local search "may select dissimilar regions to satisfy the constraint").
+  Peaks are >= ``nms_size // 2 + 1`` apart, so SSRs may overlap each other but never the PoI.
+* ``valid``: template std >= ``min_std`` (textured PoI) and all ``n_ssr`` similarities >= ``min_sim``; flat or
+  monochrome crops and crops without enough similar recurrences are excluded (consumers weight by ``valid``;
+  masks of invalid samples are still filled, for figures).
+
+No host syncs (no ``.item()``, no data-dependent shapes): usable inside a captured CUDA graph. Memory is
+O(B * N_P * H * W), fine for training crops (48x48: 81 maps) and 128x128 analysis crops.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+SCENARIOS = ("local", "global", "random-local", "random-global", "arbitrary")
+_BY_NUMBER = {"1": "local", "2": "global", "3": "random-local", "4": "random-global"}
+_LUMA = (0.299, 0.587, 0.114)  # BT.601
+_FLAT_STD = 1e-6  # windows/templates with std below this (<< 1/255) are flat: NCC := 0, like skimage's guard
+
+
+def parse_scenario(value: str | int) -> str:
+    """Canonical scenario name for a name or Fig. 4.4 number (1-4, also as string)."""
+    if isinstance(value, bool):
+        raise ValueError(f"scenario={value!r}: use one of {SCENARIOS} or 1-4")
+    key = str(value).strip().lower()
+    key = _BY_NUMBER.get(key, key)
+    if key not in SCENARIOS:
+        raise ValueError(f"scenario={value!r} is unknown; use one of {SCENARIOS} or the Fig. 4.4 numbers 1-4")
+    return key
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """Extractor hyperparameters (thesis defaults: 5x5 PoI, one SSR, 7x7 local / 11x11 suppression window)."""
+
+    n_ssr: int = 1
+    scenario: str = "local"
+    patch: int = 5
+    poi_size: int = 5
+    local_window: int = 7
+    suppress_window: int = 11
+    nms_size: int = 5
+    min_sim: float = 0.5
+    min_std: float = 0.02
+
+    def __post_init__(self):
+        object.__setattr__(self, "scenario", parse_scenario(self.scenario))
+        if isinstance(self.n_ssr, bool) or not isinstance(self.n_ssr, int) or self.n_ssr < 1:
+            raise ValueError(f"ExtractorConfig.n_ssr={self.n_ssr!r}: must be an int >= 1")
+        for name in ("patch", "poi_size", "local_window", "suppress_window", "nms_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v % 2 == 0:
+                raise ValueError(f"ExtractorConfig.{name}={v!r}: must be an odd int >= 1 (regions are centred)")
+        if self.patch < 3:
+            raise ValueError(f"ExtractorConfig.patch={self.patch}: must be >= 3 (a 1x1 template has no std)")
+        if not 0.0 <= _number(self.min_sim) <= 1.0:
+            raise ValueError(f"ExtractorConfig.min_sim={self.min_sim!r}: must be in [0, 1] (similarity scale)")
+        if not _number(self.min_std) >= 0.0:
+            raise ValueError(f"ExtractorConfig.min_std={self.min_std!r}: must be >= 0 (grey levels in [0, 1])")
+
+
+def _number(value) -> float:
+    """float(value), or NaN (fails every range check) for non-numbers."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+@dataclass
+class Extraction:
+    """Extractor output for a batch; coordinates are (y, x) LR pixel indices, masks are binary float."""
+
+    ssm: torch.Tensor  # (B, N_P, H, W) similarity maps of all templates, in [0, 1]
+    template: torch.Tensor  # (B,) long, index of the candidate SSM among the N_P templates
+    poi_mask: torch.Tensor  # (B, 1, H, W)
+    ssr_masks: torch.Tensor  # (B, n_ssr, H, W)
+    sim: torch.Tensor  # (B, n_ssr) candidate SSM at the SSR centres (targets for w = "sim")
+    valid: torch.Tensor  # (B,) bool
+    poi_center: torch.Tensor  # (B, 2) long
+    ssr_centers: torch.Tensor  # (B, n_ssr, 2) long
+
+    @property
+    def candidate(self) -> torch.Tensor:
+        """(B, 1, H, W) the chosen SSM."""
+        idx = self.template.view(-1, 1, 1, 1).expand(-1, 1, *self.ssm.shape[-2:])
+        return self.ssm.gather(1, idx)
+
+
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, H, W) BT.601 luma (offset-free; NCC ignores offset and gain)."""
+    w = rgb.new_tensor(_LUMA).view(1, 3, 1, 1)
+    return (rgb * w).sum(1)
+
+
+def template_grid(h: int, w: int, patch: int, poi_size: int) -> tuple[int, int, int, int]:
+    """(top, left, rows, cols) of the template grid: non-overlapping tiles centred in the crop, with a margin
+    that keeps every PoI square inside the image."""
+    margin = max(0, poi_size // 2 - patch // 2)
+    rows, cols = (h - 2 * margin) // patch, (w - 2 * margin) // patch
+    if rows < 1 or cols < 1:
+        raise ValueError(f"LR crop {h}x{w} is too small for {patch}x{patch} templates and a {poi_size}x{poi_size} PoI")
+    top = margin + (h - 2 * margin - rows * patch) // 2
+    left = margin + (w - 2 * margin - cols * patch) // 2
+    return top, left, rows, cols
+
+
+def ncc(grey: torch.Tensor, patch: int, poi_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """NCC (Eq. 3.1) of every grid template against its image: ``(B, N_P, H, W)`` in [-1, 1] and the template
+    centres ``(N_P, 2)``. Same numbers as ``match_template(img, tpl, pad_input=True)``: the window is centred on
+    the pixel, zero padded, and flat windows/templates give 0. Computed with unfold + bmm on ``grey``'s device,
+    in float64 because near-flat windows (std ~1e-5) amplify float32 rounding to ~1e-3 in NCC."""
+    b, h, w = grey.shape
+    grey = grey.double()
+    tpl, centers = _tiles(grey, patch, poi_size or patch)
+    pad = F.pad(grey, (patch // 2,) * 4)  # zero padding, like skimage's pad_input
+    # (B, P*P, H*W) windows from P*P shifted slices: much faster than F.unfold's single-channel CPU im2col
+    win = torch.stack([pad[:, dy:dy + h, dx:dx + w] for dy in range(patch) for dx in range(patch)], 1).flatten(2)
+    tpl, win = _unit(tpl, patch), _unit(win, patch)
+    out = torch.bmm(tpl.transpose(1, 2), win).clamp(-1.0, 1.0).float()  # (B, N_P, H*W)
+    return out.view(b, -1, h, w), centers
+
+
+def _unit(cols: torch.Tensor, patch: int) -> torch.Tensor:
+    """Centre each column (no E[x^2]-E[x]^2 cancellation) and scale it to unit norm; flat columns -> 0."""
+    cols = cols - cols.mean(1, keepdim=True)
+    ss = cols.square().sum(1, keepdim=True)
+    flat_ss = patch * patch * _FLAT_STD**2
+    return torch.where(ss > flat_ss, cols * ss.clamp_min(flat_ss).rsqrt(), 0.0)
+
+
+def _tiles(grey: torch.Tensor, patch: int, poi_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grid templates ``(B, P*P, N_P)`` (row-major tiles) and their centres ``(N_P, 2)``."""
+    top, left, rows, cols = template_grid(grey.shape[1], grey.shape[2], patch, poi_size)
+    region = grey[:, top:top + rows * patch, left:left + cols * patch]
+    tiles = region.reshape(-1, rows, patch, cols, patch).permute(0, 2, 4, 1, 3).reshape(-1, patch * patch, rows * cols)
+    return tiles, grid_centers(grey.shape[1], grey.shape[2], patch, poi_size, grey.device)
+
+
+def grid_centers(h: int, w: int, patch: int, poi_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N_P, 2) long (y, x) centres of the grid templates, row-major."""
+    top, left, rows, cols = template_grid(h, w, patch, poi_size)
+    ys = top + patch // 2 + patch * torch.arange(rows, device=device)
+    xs = left + patch // 2 + patch * torch.arange(cols, device=device)
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
+
+
+@functools.lru_cache(maxsize=32)
+def _allowed(h: int, w: int, cfg: ExtractorConfig, device: torch.device) -> torch.Tensor:
+    """(N_P, H, W) bool: allowed SSR centres per template under the scenario (see module docstring)."""
+    centers = grid_centers(h, w, cfg.patch, cfg.poi_size, device)
+    cy, cx = centers[:, 0, None, None], centers[:, 1, None, None]
+    yy = torch.arange(h, device=device).view(1, h, 1)
+    xx = torch.arange(w, device=device).view(1, 1, w)
+    r = cfg.poi_size // 2
+    inside = (yy >= r) & (yy < h - r) & (xx >= r) & (xx < w - r)
+    d = torch.maximum((yy - cy).abs(), (xx - cx).abs())
+    allowed = inside & (d >= cfg.poi_size)  # disjoint from the PoI
+    if cfg.scenario in ("local", "random-local"):
+        allowed &= d <= max(cfg.local_window // 2, cfg.poi_size)
+    elif cfg.scenario in ("global", "random-global"):
+        allowed &= d > cfg.suppress_window // 2
+    return allowed
+
+
+def square_masks(centers: torch.Tensor, size: int, h: int, w: int) -> torch.Tensor:
+    """(..., 2) long centres -> (..., H, W) float masks of ``size`` x ``size`` squares."""
+    yy = torch.arange(h, device=centers.device).view(h, 1)
+    xx = torch.arange(w, device=centers.device).view(1, w)
+    cy, cx = centers[..., 0, None, None], centers[..., 1, None, None]
+    r = size // 2
+    return (((yy - cy).abs() <= r) & ((xx - cx).abs() <= r)).float()
+
+
+@torch.no_grad()
+def extract(lr: torch.Tensor, cfg: ExtractorConfig, generator: torch.Generator | None = None) -> Extraction:
+    """Candidate SSM, PoI/SSR masks, targets and validity for a batch of LR crops ``(B, 3, H, W)``.
+
+    ``generator`` (on ``lr``'s device) drives the random scenarios; the others are deterministic."""
+    if not isinstance(lr, torch.Tensor) or lr.dim() != 4 or lr.shape[1] != 3 or not lr.is_floating_point():
+        got = tuple(lr.shape) if isinstance(lr, torch.Tensor) else type(lr).__name__
+        raise ValueError(f"extract(lr=...): expected a float (B, 3, H, W) RGB tensor, got {got}")
+    b, _, h, w = lr.shape
+    grey = luma(lr.detach().float())
+    corr, centers = ncc(grey, cfg.patch, cfg.poi_size)
+    sim_maps = corr.clamp_min(0.0)  # u in [0, 1]
+    n_p = sim_maps.shape[1]
+    allowed = _allowed(h, w, cfg, lr.device).unsqueeze(0)  # (1, N_P, H, W)
+    masked = torch.where(allowed, sim_maps, -1.0)
+    k, r = cfg.nms_size, cfg.nms_size // 2  # separable max-pool: 2k instead of k*k compares
+    pooled = F.max_pool2d(F.max_pool2d(masked, (1, k), 1, (0, r)), (k, 1), 1, (r, 0))
+    # peaks rank by similarity, then other allowed positions (-1), never disallowed ones (-2): SSRs always
+    # satisfy the geometry when the region has n_ssr positions; a missing peak reads -1 and makes it invalid
+    score = torch.where(masked == pooled, masked, -1.0).masked_fill(~allowed, -2.0).view(b, n_p, h * w)
+    top_val, top_idx = score.topk(cfg.n_ssr, dim=-1)  # (B, N_P, K)
+    tpl_std = _tiles(grey, cfg.patch, cfg.poi_size)[0].std(1, unbiased=False)  # (B, N_P)
+    textured = tpl_std >= cfg.min_std
+    rank = torch.where(textured, top_val.mean(-1), -2.0)
+    chosen = rank.argmax(1)  # (B,)
+    pick = chosen.view(b, 1, 1).expand(-1, 1, cfg.n_ssr)
+    peak_val = top_val.gather(1, pick).squeeze(1)  # (B, K)
+    ssr_idx = top_idx.gather(1, pick).squeeze(1)
+    valid = textured.gather(1, chosen[:, None]).squeeze(1) & (peak_val >= cfg.min_sim).all(-1)
+    candidate = sim_maps.gather(1, chosen.view(b, 1, 1, 1).expand(-1, 1, h, w)).view(b, h * w)
+    if cfg.scenario.startswith("random"):
+        u = torch.rand(b, h * w, generator=generator, device=lr.device)
+        ok = allowed[0].view(n_p, h * w)[chosen]
+        ssr_idx = torch.where(ok, u, -1.0).topk(cfg.n_ssr, dim=-1).indices
+    sim = candidate.gather(1, ssr_idx)
+    poi_center = centers[chosen]
+    ssr_centers = torch.stack((ssr_idx // w, ssr_idx % w), -1)
+    return Extraction(
+        ssm=sim_maps,
+        template=chosen,
+        poi_mask=square_masks(poi_center, cfg.poi_size, h, w).unsqueeze(1),
+        ssr_masks=square_masks(ssr_centers, cfg.poi_size, h, w),
+        sim=sim,
+        valid=valid,
+        poi_center=poi_center,
+        ssr_centers=ssr_centers,
+    )
+

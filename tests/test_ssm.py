@@ -1,0 +1,157 @@
+"""Self-similarity extractor: NCC against scikit-image, scenario geometry on 1000 draws, validity, figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.feature import match_template
+
+from srprior.data.datasets import benchmark
+from srprior.method import ssm
+from srprior.method.figures import ssm_figure
+
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _textures(n: int, size: int, seed: int) -> torch.Tensor:
+    """Random periodic tiles (period 3-9) plus noise of random strength, in [0, 1]: mostly self-similar."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.empty(n, 3, size, size)
+    for period in range(3, 10):
+        idx = torch.arange(n)[torch.arange(n) % 7 == period - 3]
+        tile = torch.rand(len(idx), 3, period, period, generator=g)
+        reps = -(-size // period)
+        out[idx] = tile.repeat(1, 1, reps, reps)[..., :size, :size]
+    noise = torch.rand(n, 1, 1, 1, generator=g) * 0.3 * torch.randn(n, 3, size, size, generator=g)
+    return (out + noise).clamp(0, 1)
+
+
+def _real_crops(data_root, size: int = 48) -> list[np.ndarray]:
+    crops = []
+    for name, k in (("Set5", 2), ("Urban100", 4)):
+        for pair in benchmark(data_root, name, k)[:3]:
+            h, w = pair.lr.shape[:2]
+            crops.append(pair.lr[(h - size) // 2:(h - size) // 2 + size, (w - size) // 2:(w - size) // 2 + size])
+    return crops
+
+
+def test_ncc_matches_skimage_match_template_on_real_images(data_root):
+    crops = _real_crops(data_root)
+    lr = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
+    corr, centers = ssm.ncc(ssm.luma(lr), patch=5)
+    assert corr.shape == (len(crops), 81, 48, 48)
+    worst = 0.0
+    for b, crop in enumerate(crops):
+        grey = (crop.astype(np.float64) / 255) @ LUMA
+        for n, (cy, cx) in enumerate(centers.tolist()):
+            ref = match_template(grey, grey[cy - 2:cy + 3, cx - 2:cx + 3], pad_input=True)
+            worst = max(worst, float(np.abs(ref - corr[b, n].double().numpy()).max()))
+    assert worst < 1e-4
+    own = corr[torch.arange(len(crops))[:, None], torch.arange(81), centers[:, 0], centers[:, 1]]
+    textured = ssm._tiles(ssm.luma(lr), 5, 5)[0].std(1) > 1e-3
+    assert textured.sum() > 400 and torch.all(own[textured] > 0.9999)  # a template matches itself
+
+
+def _chebyshev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).abs().max(-1).values
+
+
+@pytest.mark.parametrize("scenario", ssm.SCENARIOS)
+def test_scenario_geometry_holds_on_1000_draws(scenario):
+    lr = _textures(1000, 24, seed=1)
+    cfg = ssm.ExtractorConfig(n_ssr=2, scenario=scenario)
+    ext = ssm.extract(lr, cfg, generator=torch.Generator().manual_seed(0))
+    d = _chebyshev(ext.ssr_centers, ext.poi_center[:, None, :])  # (1000, 2)
+    assert torch.all(d >= 5), "an SSR overlaps the PoI"
+    if scenario in ("local", "random-local"):
+        assert torch.all(d <= 5)  # 7x7 window grown to the ring of squares touching the PoI
+    elif scenario in ("global", "random-global"):
+        assert torch.all(d >= 6)  # centre outside the 11x11 suppression window
+    r = 2
+    for centers in (ext.poi_center[:, None, :], ext.ssr_centers):
+        assert torch.all((centers >= r) & (centers <= 23 - r)), "a mask leaves the image"
+    assert torch.all(ext.poi_mask.sum((1, 2, 3)) == 25) and torch.all(ext.ssr_masks.sum((2, 3)) == 25)
+    assert torch.all((ext.poi_mask * ext.ssr_masks).sum((2, 3)) == 0)
+    assert torch.all(ext.ssr_masks[torch.arange(1000)[:, None], torch.arange(2), ext.ssr_centers[..., 0],
+                                   ext.ssr_centers[..., 1]] == 1)
+    assert ext.valid.sum() >= 250  # periodic textures: local (d = 5) SSRs exist for periods 5 (and noise)
+    cand = ext.candidate[:, 0]
+    at_ssr = cand[torch.arange(1000)[:, None], ext.ssr_centers[..., 0], ext.ssr_centers[..., 1]]
+    torch.testing.assert_close(ext.sim, at_ssr)
+    if not scenario.startswith("random"):
+        assert torch.all(ext.sim[ext.valid] >= cfg.min_sim)
+
+
+@pytest.mark.parametrize("random_name, base", [("random-local", "local"), ("random-global", "global")])
+def test_random_scenarios_keep_poi_and_validity_and_cover_the_region(random_name, base):
+    lr = _textures(200, 24, seed=2)
+    ref = ssm.extract(lr, ssm.ExtractorConfig(scenario=base))
+    a = ssm.extract(lr, ssm.ExtractorConfig(scenario=random_name), generator=torch.Generator().manual_seed(5))
+    b = ssm.extract(lr, ssm.ExtractorConfig(scenario=random_name), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.poi_center, ref.poi_center) and torch.equal(a.valid, ref.valid)
+    assert torch.equal(a.ssr_centers, b.ssr_centers)  # deterministic under a generator
+    # uniform over the allowed region: one image redrawn 600 x 4 times hits every allowed centre, nothing else
+    one = lr[:1].expand(600, -1, -1, -1)
+    cfg = ssm.ExtractorConfig(scenario=random_name, n_ssr=4)
+    draws = ssm.extract(one, cfg, generator=torch.Generator().manual_seed(9))
+    allowed = ssm._allowed(24, 24, cfg, torch.device("cpu"))[draws.template[0]]
+    hits = torch.zeros(24, 24, dtype=torch.long)
+    ys, xs = draws.ssr_centers[..., 0].flatten(), draws.ssr_centers[..., 1].flatten()
+    hits.index_put_((ys, xs), torch.ones_like(ys), accumulate=True)
+    assert torch.equal(hits > 0, allowed)
+    assert torch.all(draws.ssr_centers[:, :, None, :].ne(draws.ssr_centers[:, None, :, :]).any(-1).sum((1, 2)) == 12)
+
+
+def test_default_crop_local_ssr_touches_poi_and_matches_thesis_defaults():
+    cfg = ssm.ExtractorConfig()
+    assert (cfg.n_ssr, cfg.scenario, cfg.poi_size, cfg.patch, cfg.local_window, cfg.suppress_window) == (
+        1, "local", 5, 5, 7, 11)
+    lr = _textures(16, 48, seed=3)
+    ext = ssm.extract(lr, cfg)
+    assert ext.ssm.shape == (16, 81, 48, 48) and ext.template.shape == (16,)
+    assert ext.poi_mask.shape == (16, 1, 48, 48) and ext.ssr_masks.shape == (16, 1, 48, 48)
+    assert ext.sim.shape == (16, 1) and ext.valid.dtype == torch.bool
+    assert torch.all(_chebyshev(ext.ssr_centers[:, 0], ext.poi_center) == 5)
+    assert float(ext.ssm.min()) >= 0 and float(ext.ssm.max()) <= 1
+
+
+def test_flat_monochrome_and_zero_images_are_invalid():
+    flat = torch.full((1, 3, 48, 48), 0.37)
+    red = torch.zeros(1, 3, 48, 48)
+    red[:, 0] = 1.0
+    zeros = torch.zeros(1, 3, 48, 48)
+    tiny_noise = 0.4 + 0.001 * torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    textured = _textures(7, 48, seed=4)[2:3]  # period 5: SSRs at d = 5 too
+    lr = torch.cat([flat, red, zeros, tiny_noise, textured])
+    for scenario in ssm.SCENARIOS:
+        ext = ssm.extract(lr, ssm.ExtractorConfig(scenario=scenario, n_ssr=3))
+        assert ext.valid.tolist() == [False, False, False, False, True], scenario
+        assert torch.isfinite(ext.ssm).all() and torch.isfinite(ext.sim).all()
+
+
+def test_config_validation_and_scenario_numbers():
+    assert [ssm.parse_scenario(v) for v in (1, "2", 3, "4", "Arbitrary")] == [
+        "local", "global", "random-local", "random-global", "arbitrary"]
+    assert ssm.ExtractorConfig(scenario=2).scenario == "global"
+    for bad in ({"n_ssr": 0}, {"poi_size": 4}, {"patch": 1}, {"local_window": 6}, {"scenario": 5},
+                {"scenario": "near"}, {"min_sim": 1.5}, {"n_ssr": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad)) if "scenario" not in bad else "scenario"):
+            ssm.ExtractorConfig(**bad)
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        ssm.extract(torch.rand(3, 48, 48), ssm.ExtractorConfig())
+    with pytest.raises(ValueError, match="too small"):
+        ssm.extract(torch.rand(1, 3, 4, 4), ssm.ExtractorConfig())
+
+
+def test_ssm_figure_writes_png_with_outlines(tmp_path):
+    lr = _textures(2, 48, seed=6)
+    ext = ssm.extract(lr, ssm.ExtractorConfig(n_ssr=2))
+    path = ssm_figure(lr, ext, 1, tmp_path / "fig" / "ssm.png")
+    assert path == tmp_path / "fig" / "ssm.png"
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)
+    assert img.shape[0] == 400 and img.shape[1] == 840
+    red = (img[..., 0] > 0.9) & (img[..., 1] < 0.1) & (img[..., 2] < 0.1)
+    assert red.sum() > 50  # the PoI outline is drawn
