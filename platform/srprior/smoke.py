@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args.preset, scale=args.scale)
     step = TrainStep(model, make_optimizer(model), PriorConfig(lambda_ap=args.lambda_ap), args.scale)
     start = time.perf_counter()
-    for _ in (bar := tqdm(range(args.steps), desc=f"{args.preset} x{args.scale}", unit="step")):
+    for i in (bar := tqdm(range(args.steps), desc=f"{args.preset} x{args.scale}", unit="step")):
         out = step(*sampler.next())
-        if bar.n % 20 == 0:
+        if i % 20 == 0:  # .item() syncs the device: only when shown
             bar.set_postfix(l1=f"{out.l1.item():.4f}", l_ap=f"{out.l_ap.item():.2e}")
     seconds = time.perf_counter() - start
     ours = evaluate(model, val, args.scale)
