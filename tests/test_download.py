@@ -43,8 +43,8 @@ class _Server:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
+                server.bytes_sent += len(body) - start  # before writing: the client may finish first
                 self.wfile.write(body[start:])
-                server.bytes_sent += len(body) - start
 
             def log_message(self, *args):
                 pass
