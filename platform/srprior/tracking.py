@@ -1,0 +1,263 @@
+"""MLflow plumbing: where the store lives, a tracking server for concurrent writers, get-or-create runs, `srprior ui`.
+
+Store: $MLFLOW_TRACKING_URI when set (it always wins), else a SQLite DB at an ABSOLUTE path under the output
+folder (Ray changes every trial's and worker's cwd, so a relative `sqlite:///mlflow.db` would scatter DBs).
+
+Why a server and not the SQLite file directly: trials write from several processes at once. MLflow's SQLite
+store waits up to 20 s on a lock (PRAGMA busy_timeout), but a lock that outlasts it raises "database is locked"
+and the metric is gone. Behind `mlflow server` every write is an HTTP request that MLflow's client retries on
+5xx with backoff (7 tries), so a transient lock costs a retry, never a metric; artifacts travel over the same
+URL (proxied to `mlartifacts/`), which is also what makes trials on other cluster nodes work. Hence: local
+sweeps start a server on 127.0.0.1 (one uvicorn worker: one process owns the DB file) and clusters run one on
+the head (deploy/cluster.yaml).
+
+Runs are keyed by tags, never by name, so a retried or resumed trial finds and continues its run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUTPUT = "outputs"
+SERVER_START_TIMEOUT_S = 180.0
+
+
+def output_dir(path: str | os.PathLike | None = None) -> Path:
+    """The platform's output folder, absolute (default ./outputs)."""
+    return Path(path or DEFAULT_OUTPUT).expanduser().resolve()
+
+
+def default_tracking_uri(output: str | os.PathLike | None = None) -> str:
+    """The platform's own store: SQLite at <output>/mlflow.db (absolute path)."""
+    return f"sqlite:///{output_dir(output) / 'mlflow.db'}"
+
+
+def artifacts_dir(output: str | os.PathLike | None = None) -> Path:
+    """Where a local server stores proxied artifacts (mlflow-artifacts:/ URIs resolve here)."""
+    return output_dir(output) / "mlartifacts"
+
+
+def user_tracking_uri() -> str | None:
+    """$MLFLOW_TRACKING_URI, when the user set one."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    """Block until `url`/health answers 200; raise with the server log's tail if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+    state = f"exited with code {proc.returncode}" if proc is not None and proc.poll() is not None else \
+        f"did not answer within {timeout:.0f} s"
+    raise RuntimeError(f"MLflow server at {url} {state}; log {log}:\n{tail}")
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the server when its parent dies, even by SIGKILL (it then stops its uvicorn child)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+class TrackingServer:
+    """`mlflow server` over `backend_uri` as a child process (own session, so stop() takes its workers too)."""
+
+    def __init__(self, backend_uri: str, artifacts: Path, host: str = "127.0.0.1", port: int | None = None,
+                 log: Path | None = None, workers: int = 1):
+        self.backend_uri, self.artifacts, self.host = backend_uri, Path(artifacts), host
+        self.port = port or free_port(host)
+        self.log = log or self.artifacts.parent / "mlflow-server.log"
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def launch(self) -> TrackingServer:
+        """Start the process without waiting (overlap it with Ray's start-up); then call wait()."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:  # else /health would be answered by whatever holds the port
+                s.bind((self.host, self.port))
+            except OSError:
+                raise RuntimeError(f"port {self.port} on {self.host} is already in use; choose another "
+                                   "(--port)") from None
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend_uri,
+               "--artifacts-destination", str(self.artifacts), "--host", self.host, "--port", str(self.port),
+               "--workers", str(self.workers)]
+        # No GenAI job runner: it would add 8 worker processes that a sweep never uses.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        return self
+
+    def wait(self, timeout: float = SERVER_START_TIMEOUT_S) -> TrackingServer:
+        try:
+            wait_healthy(self.url, timeout, self.proc, self.log)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def start(self, timeout: float = SERVER_START_TIMEOUT_S) -> TrackingServer:
+        return self.launch().wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server's own session: uvicorn and its workers
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> TrackingServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(mlflow_client: Any, name: str) -> str:
+    """Get or create the experiment `name`; safe when several processes race to create it."""
+    from mlflow.exceptions import MlflowException
+
+    exp = mlflow_client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return mlflow_client.create_experiment(name)
+    except MlflowException:
+        exp = mlflow_client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _filter(tags: dict[str, str]) -> str:
+    for key, value in tags.items():
+        if "'" in str(value) or "`" in key:
+            raise ValueError(f"run tag {key}={value!r}: quotes are not allowed in keys or values")
+    return " AND ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+
+
+def find_runs(mlflow_client: Any, exp_id: str, tags: dict[str, str]) -> list[Any]:
+    """Runs (oldest first, deleted excluded) whose tags include all of `tags`."""
+    runs = mlflow_client.search_runs([exp_id], _filter(tags), max_results=1000,
+                                     order_by=["attributes.start_time ASC"])
+    return list(runs)
+
+
+def get_or_create_run(mlflow_client: Any, exp_id: str, key: dict[str, str], run_name: str,
+                      extra_tags: dict[str, str] | None = None, run_id: str | None = None) -> str:
+    """The run identified by the `key` tags (or by `run_id`, e.g. from a checkpoint), created when missing.
+
+    Reopened runs are set back to RUNNING so the UI shows the resumed trial as live."""
+    from mlflow.exceptions import MlflowException
+
+    existing = None
+    if run_id:
+        try:
+            run = mlflow_client.get_run(run_id)
+            existing = run if run.info.lifecycle_stage == "active" else None
+        except MlflowException:
+            existing = None
+    if existing is None:
+        found = find_runs(mlflow_client, exp_id, key)
+        existing = found[0] if found else None
+    if existing is not None:
+        if existing.info.status != "RUNNING":
+            mlflow_client.update_run(existing.info.run_id, status="RUNNING")
+        return existing.info.run_id
+    tags = {**key, **(extra_tags or {})}
+    return mlflow_client.create_run(exp_id, tags=tags, run_name=run_name).info.run_id
+
+
+# ---------------------------------------------------------------------------------------------- srprior ui
+def ui_command(output: str | os.PathLike | None) -> str:
+    """The shell command that opens the UI on the store a sweep used (printed at the end of every sweep)."""
+    uri = user_tracking_uri()
+    if uri and is_remote(uri):
+        return f"open {uri}"
+    out = output_dir(output)
+    return "srprior ui" if out == output_dir(None) else f"srprior ui --output-dir {out}"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="serve the MLflow UI on the platform's store and print its URL")
+    p.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="platform output folder holding mlflow.db")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=run_ui)
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    uri = user_tracking_uri()
+    if uri and is_remote(uri):  # a server already holds the store: nothing to start
+        print(f"MLflow UI: {uri} (from MLFLOW_TRACKING_URI)", flush=True)
+        return 0
+    out = output_dir(args.output_dir)
+    server = TrackingServer(uri or default_tracking_uri(out), artifacts_dir(out), args.host, args.port,
+                            log=out / "mlflow-ui.log")
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        print(f"srprior ui: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"MLflow UI: {server.url}  (store {server.backend_uri}; Ctrl-C to stop)", flush=True)
+        server.proc.wait()
+        print(f"srprior ui: the MLflow server exited with code {server.proc.returncode}; log {server.log}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()

@@ -1,0 +1,194 @@
+"""`srprior sweep` on a real local Ray cluster (2 CPUs) with a real MLflow server over SQLite in tmp dirs.
+
+One Ray session serves the in-process sweeps of this module (run_sweep reuses it); the driver-kill case runs
+the sweep in a subprocess with its own Ray so that it can be killed. Micro models, 20 steps, 48×48 eval crops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from srprior import sweep, tracking  # noqa: E402
+
+ROWS = ("edsr-t-micro/baseline", "edsr-t-micro/lambda-1e-4")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _opts(tmp: Path, **extra) -> dict:
+    base = {"table": "smoke", "budget": "smoke", "seeds": 2, "output_dir": str(tmp), "address": None}
+    return {**base, **extra}
+
+
+def _trial_runs(uri: str, experiment: str = "srprior/table-smoke", **tags) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return tracking.find_runs(client, exp.experiment_id, {"srprior.role": "trial", **tags}) if exp else []
+
+
+def test_set_overrides_are_typed_like_the_config():
+    assert sweep._parse_sets(["lambda_ap=1e-4", "n_ssr=3", "w=0.5", "scenario=global", "di=false"]) == \
+        {"lambda_ap": 1e-4, "n_ssr": 3, "w": 0.5, "scenario": "global", "di": False}
+    assert sweep._parse_sets(["w=sim"]) == {"w": "sim"}
+    with pytest.raises(sweep.SweepError, match="n_ssr must be a int"):
+        sweep._parse_sets(["n_ssr=two"])
+    with pytest.raises(sweep.SweepError, match="expected KEY=VALUE with KEY one of"):
+        sweep._parse_sets(["tracking_uri=http://x"])
+
+
+def _artifacts(out: Path, run_id: str, folder: str) -> set[str]:
+    """Names of a run's artifacts in `folder`, read where the sweep's server stored them (mlflow-artifacts:/)."""
+    return {p.name for p in (out / "mlartifacts").glob(f"*/{run_id}/artifacts/{folder}/*")}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"table": "9.9"}, "unknown table '9.9'"),
+    ({"set": ["lambda_ap=-1"]}, "lambda_ap=-1.0: must be a finite number >= 0"),
+    ({"set": ["n_ssr=0"]}, "n_ssr=0: must be an int >= 1"),
+    ({"gpus_per_trial": 0.25}, "--gpus-per-trial 0.25: this machine/cluster has no GPU"),
+])
+def test_invalid_arguments_fail_before_ray(tmp_path, capsys, extra, message):
+    if sweep._local_gpus():
+        pytest.skip("the fractional-GPU case needs a CPU-only box")
+    assert not ray.is_initialized()
+    assert sweep._run(_opts(tmp_path, **extra)) == 2
+    assert message in capsys.readouterr().err
+    assert not ray.is_initialized()
+    assert list(tmp_path.iterdir()) == []  # nothing written: no sweep state, no store
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    sweep.start_local_ray(2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(local_ray, tmp_path_factory, data_root):
+    """The acceptance sweep: table `smoke`, 2 rows × 2 seeds, Set5 (first image) + LAM images from data_root."""
+    out = tmp_path_factory.mktemp("smoke")
+    opts = _opts(out, name="acceptance", data_root=str(data_root), benchmarks="set5")
+    assert sweep.run_sweep(opts) == 0
+    return out
+
+
+def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
+    uri = tracking.default_tracking_uri(smoke_sweep)
+    runs = _trial_runs(uri, **{"srprior.sweep_id": "acceptance"})
+    assert sorted((r.data.tags["row"], r.data.tags["seed"]) for r in runs) == \
+        sorted((row, seed) for row in ROWS for seed in ("0", "1"))
+    client = MlflowClient(uri)
+    parent = tracking.find_runs(client, runs[0].info.experiment_id, {"srprior.role": "sweep"})
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
+        assert run.data.params["preset"] == "edsr-t-micro" and run.data.params["steps"] == "20"
+        assert run.data.params["lambda_ap"] == ("0.0" if run.data.tags["row"].endswith("baseline") else "0.0001")
+        for key in ("psnr_set5", "ssim_set5", "di", "psnr_total", "psnr_ssr", "psnr_poi"):
+            assert key in run.data.metrics, key
+        assert 5 < run.data.metrics["psnr_set5"] < 60 and 0 < run.data.metrics["ssim_set5"] <= 1
+        assert 0 < run.data.metrics["di"] < 100
+        # every curve point exactly once: log_every 5, val_every 10, 20 steps
+        for key, steps in (("train/loss", [5, 10, 15, 20]), ("train/l1", [5, 10, 15, 20]),
+                           ("train/l_ap", [5, 10, 15, 20]), ("val/psnr", [10, 20])):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == steps, key
+    assert _artifacts(smoke_sweep, parent[0].info.run_id, "report") == \
+        {"table-smoke.md", "table-smoke.csv", "table-smoke.html"}
+    md = (smoke_sweep / "reports" / "acceptance" / "table-smoke.md").read_text()
+    for label, thesis in (("| EDSR-T | Baseline | 2/2 |", "(37.42 ± 0.0553)"),
+                          ("| EDSR-T | w/ ours, λ_AP=1e-4 | 2/2 |", "(37.44 ± 0.0257)")):
+        line = next(line for line in md.splitlines() if line.startswith(label))
+        set5 = line.split("|")[4]
+        assert "±" in set5.split("(")[0] and thesis in set5, line
+
+
+def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
+    """The worker dies once at step 15 (checkpoint at 10): Train restarts it from the checkpoint, the MLflow
+    run continues (one run, every curve point exactly once) and the figures arrive."""
+    opts = _opts(tmp_path, name="fault", seeds=1, rows=ROWS[0], fault_kill_at_step=15, figures=True)
+    assert sweep.run_sweep(opts) == 0
+    train_dirs = list((tmp_path / "ray" / "fault" / "train").iterdir())
+    assert len(train_dirs) == 1 and (train_dirs[0] / "fault-killed-at-15").exists()
+    uri = tracking.default_tracking_uri(tmp_path)
+    (run,) = _trial_runs(uri)
+    assert run.data.tags["srprior.resumed_at_step"] == "10"
+    client = MlflowClient(uri)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [5, 10, 15, 20]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/psnr")] == [10, 20]
+    assert _artifacts(tmp_path, run.info.run_id, "figures") == {"ssm.png", "lam.png", "sr_embedded-crop256_0.png"}
+    import torch
+
+    (last,) = sorted(p for p in train_dirs[0].glob("checkpoint_*") if p.is_dir())[-1:]
+    state = torch.load(last / "state.pt", weights_only=False)
+    assert state["step"] == 20 and state["run_id"] == run.info.run_id
+    assert {"model", "optimizer", "rng", "sampler"} <= set(state) and len(state["sampler"]) == 1
+
+
+def test_search_mode_repeats_each_config_over_seeds(local_ray, tmp_path):
+    opts = {"search": "smoke", "budget": "smoke", "samples": 1, "seeds": 2, "output_dir": str(tmp_path),
+            "name": "search", "address": None}
+    assert sweep.run_sweep(opts) == 0
+    runs = _trial_runs(tracking.default_tracking_uri(tmp_path), "srprior/search-smoke")
+    assert len(runs) == 2 and {r.data.tags["seed"] for r in runs} == {"0", "1"}
+    assert len({r.data.tags["row"] for r in runs}) == 1  # one Optuna configuration, two seeds
+    params = [{k: r.data.params[k] for k in ("lambda_ap", "w", "n_ssr", "scenario")} for r in runs]
+    assert params[0] == params[1]
+    assert (tmp_path / "reports" / "search" / "search-smoke.md").read_text().count("| cfg-") == 1
+
+
+def _terminated(experiment: Path) -> list[dict]:
+    """Trials Tune's saved experiment state marks TERMINATED (what --resume will not rerun)."""
+    for state in sorted(experiment.glob("experiment_state-*.json"))[-1:]:
+        try:
+            trials = [json.loads(t[0]) for t in json.loads(state.read_text())["trial_data"]]
+        except (json.JSONDecodeError, OSError):
+            return []
+        return [t for t in trials if t["status"] == "TERMINATED"]
+    return []
+
+
+def test_driver_kill_then_resume(local_ray, tmp_path):
+    """Kill the sweep process (and all it started) once Tune has recorded a finished trial; --resume runs only
+    the rest: exactly one MLflow run per (row, seed), finished trials untouched."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cmd = [sys.executable, str(REPO / "sweep.py"), "--table", "smoke", "--seeds", "2", "--name", "killed",
+           "--output-dir", str(tmp_path), "--max-concurrent", "1", "--address", "local", "--num-cpus", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline, done = time.monotonic() + 300, []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not done:
+            time.sleep(1)
+            done = _terminated(tmp_path / "ray" / "killed")
+        assert proc.poll() is None and done, "no trial finished before the sweep ended or the deadline"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and every process of its session
+        proc.wait()
+    uri = tracking.default_tracking_uri(tmp_path)
+    before = {r.info.run_id: r for r in _trial_runs(uri) if r.info.status == "FINISHED"}
+    finished = {(t["config"]["trial"]["row"], str(t["config"]["trial"]["seed"])) for t in done}
+    assert finished <= {(r.data.tags["row"], r.data.tags["seed"]) for r in before.values()}
+    assert len(finished) < 4  # something left to resume
+    assert sweep.run_sweep({"resume": "killed", "output_dir": str(tmp_path), "address": None}) == 0
+    runs = _trial_runs(uri)
+    assert sorted((r.data.tags["row"], r.data.tags["seed"]) for r in runs) == \
+        sorted((row, seed) for row in ROWS for seed in ("0", "1"))
+    client = MlflowClient(uri)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        if (run.data.tags["row"], run.data.tags["seed"]) in finished:  # not rerun
+            assert run.info.end_time == before[run.info.run_id].info.end_time
+            assert len(client.get_metric_history(run.info.run_id, "psnr_embedded")) == 1

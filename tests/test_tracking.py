@@ -1,0 +1,110 @@
+"""MLflow plumbing against real stores: SQLite files in tmp dirs and real `mlflow server` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from srprior import tracking
+
+WRITER = """
+import sys
+from mlflow.tracking import MlflowClient
+client = MlflowClient(sys.argv[1])
+for i in range(int(sys.argv[4])):
+    client.log_metric(sys.argv[2], sys.argv[3], float(i), step=i)
+"""
+
+
+def test_default_store_is_absolute_and_user_uri_wins(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.default_tracking_uri("out") == f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}"
+    assert tracking.default_tracking_uri(None) == f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    assert tracking.ui_command("out") == f"srprior ui --output-dir {tmp_path / 'out'}"
+    assert tracking.ui_command(None) == "srprior ui"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking.user_tracking_uri() == "http://mlflow.example:5000"
+    assert tracking.ui_command("out") == "open http://mlflow.example:5000"
+
+
+def test_get_or_create_run_by_key_and_checkpointed_id(tmp_path):
+    client = MlflowClient(tracking.default_tracking_uri(tmp_path))
+    exp = tracking.experiment_id(client, "srprior/table-x")
+    assert tracking.experiment_id(client, "srprior/table-x") == exp
+    key = {"srprior.role": "trial", "srprior.sweep_id": "s1", "table": "x", "row": "r/a", "seed": "0"}
+    first = tracking.get_or_create_run(client, exp, key, "r/a/seed-0")
+    client.set_terminated(first, "FAILED")
+    again = tracking.get_or_create_run(client, exp, key, "r/a/seed-0")
+    assert again == first and client.get_run(first).info.status == "RUNNING"  # reopened, not duplicated
+    other = tracking.get_or_create_run(client, exp, {**key, "seed": "1"}, "r/a/seed-1")
+    assert other != first
+    assert tracking.get_or_create_run(client, exp, {**key, "seed": "7"}, "x", run_id=first) == first
+    client.delete_run(first)
+    fresh = tracking.get_or_create_run(client, exp, key, "r/a/seed-0", run_id=first)
+    assert fresh not in (first, other)
+    assert [r.info.run_id for r in tracking.find_runs(client, exp, key)] == [fresh]
+    with pytest.raises(ValueError, match="quotes"):
+        tracking.find_runs(client, exp, {"row": "it's"})
+
+
+def test_server_concurrent_writers_lose_no_metric(tmp_path):
+    """Six processes log to one run at once through the server: every point arrives."""
+    writers, points = 6, 100
+    with tracking.TrackingServer(tracking.default_tracking_uri(tmp_path), tracking.artifacts_dir(tmp_path)) as srv:
+        client = MlflowClient(srv.url)
+        run = client.create_run(tracking.experiment_id(client, "concurrency")).info.run_id
+        procs = [subprocess.Popen([sys.executable, "-c", WRITER, srv.url, run, f"m{i}", str(points)])
+                 for i in range(writers)]
+        assert [p.wait(timeout=300) for p in procs] == [0] * writers
+        for i in range(writers):
+            history = client.get_metric_history(run, f"m{i}")
+            assert sorted(m.step for m in history) == list(range(points))
+    assert srv.proc.poll() is not None  # stopped with its uvicorn worker
+
+
+def _search(url: str) -> list[str]:
+    req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search", method="POST",
+                                 data=json.dumps({"max_results": 100}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return [e["name"] for e in json.loads(resp.read())["experiments"]]
+
+
+def test_srprior_ui_serves_the_store_rest_api(tmp_path):
+    client = MlflowClient(tracking.default_tracking_uri(tmp_path))
+    tracking.experiment_id(client, "srprior/table-4.2")
+    port = tracking.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([sys.executable, "-m", "srprior.cli", "ui", "--output-dir", str(tmp_path),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # printed once the server answers
+        assert line.startswith(f"MLflow UI: http://127.0.0.1:{port}"), line
+        assert "srprior/table-4.2" in _search(f"http://127.0.0.1:{port}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    with pytest.raises(OSError):
+        _search(f"http://127.0.0.1:{port}")
+
+
+def test_busy_port_is_refused_and_a_dead_server_is_reported(tmp_path):
+    busy = tracking.TrackingServer(tracking.default_tracking_uri(tmp_path), tracking.artifacts_dir(tmp_path))
+    with busy:
+        clash = tracking.TrackingServer(f"sqlite:///{tmp_path / 'b.db'}", tmp_path / "b", port=busy.port)
+        with pytest.raises(RuntimeError, match=f"port {busy.port} on 127.0.0.1 is already in use"):
+            clash.start()
+    broken = tracking.TrackingServer("bogus://store", tmp_path / "c", log=tmp_path / "broken.log")
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"exited with code 1; log .*broken.log:\n(.|\n)*bogus://store"):
+        broken.start(timeout=120)  # unsupported store: the server dies and its log tail is shown
+    assert time.monotonic() - start < 120

@@ -1,0 +1,166 @@
+"""Data of a trial and its final evaluation: benchmarks (PSNR/SSIM), DI, Table 4.7 region PSNR, figures.
+
+Evaluation sets: with a data root, the requested benchmarks in the EDSR layout (HardCases only when its folder
+exists); without one, the embedded validation split, logged as psnr_embedded / ssim_embedded. `max_eval_images`
+keeps the first n images of every set and `eval_crop` > 0 evaluates LR centre crops of that side (smoke budgets:
+RNAN's all-pairs attention makes whole images cost minutes on a CPU).
+
+DI (metric `di`): srprior.method.lam.mean_di on the documented LAM protocol images (LAM_demo under the data
+root, 256×256 HR) or, without a data root, on 64×64-LR centre crops of the embedded validation images; one
+centred 16×16 window per image. RNAN's non-local blocks keep N×N affinities per path point for the backward
+(N = LR pixels), so its LAM batches only as many path points as fit LAM_MEMORY (LAMConfig.chunk: same result).
+
+Table 4.7 (psnr_total / psnr_ssr / psnr_poi): per image, the extractor picks N_SSR = 5 SSRs anywhere in the image
+("arbitrary") for a 17×17 PoI, and analysis.region_scores measures PSNR on the whole image, the SSRs and the
+PoI. The set is HardCases (256×256 HR sub-images) when present; otherwise 256×256 HR centre crops of the last
+evaluated set (Urban100 with the full list: HardCases was cut from Urban100 and DIV2K; or the embedded images),
+recorded in the tag srprior.region_set. Crops keep the extractor's O(N_P·H·W) memory small.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srprior.trainers.config import BENCHMARK_DIRS, OPTIONAL_BENCHMARKS, TrialConfig
+
+REGION_CROP = 256  # HR side of a HardCases image
+EMBEDDED_DI_CROP = 64  # LR side of the embedded DI crops
+LAM_MEMORY = 2**31  # bytes of RNAN affinities per LAM backward (2 blocks × 3 N×N fp32 tensors per point)
+REGION_EXTRACTOR = {"n_ssr": 5, "scenario": "arbitrary", "patch": 17, "poi_size": 17}  # thesis Table 4.7
+
+
+def _first(items: list, n: int) -> list:
+    return items[:n] if n else items
+
+
+def _crop(pair, side: int):
+    """ImagePair of the LR centre crop of `side` (HR: the same region) — whole image when it is smaller."""
+    from srprior.data.datasets import ImagePair
+
+    h, w = pair.lr.shape[:2]
+    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    lr = pair.lr[y:y + side, x:x + side]
+    k = pair.hr.shape[0] // h
+    hr = pair.hr[y * k:(y + lr.shape[0]) * k, x * k:(x + lr.shape[1]) * k]
+    return ImagePair(pair.name, np.ascontiguousarray(hr), np.ascontiguousarray(lr))
+
+
+def training_data(cfg: TrialConfig) -> tuple[list, list]:
+    """(train, val) ImagePairs: a DIV2K root (with its valid split), a folder of HR images, or the embedded
+    default. Validation uses DIV2K's valid split when training on DIV2K, else the embedded validation images."""
+    from srprior.data import datasets, embedded
+
+    if cfg.train_root is None:
+        train, val = embedded.default_split(cfg.scale)
+    else:
+        root = Path(cfg.train_root)
+        if (root / "DIV2K_train_HR").is_dir() or (root / "DIV2K" / "DIV2K_train_HR").is_dir():
+            train, val = datasets.div2k(root, "train", cfg.scale), datasets.div2k(root, "valid", cfg.scale)
+        else:
+            train, val = datasets.load_folder(root, cfg.scale), embedded.default_split(cfg.scale)[1]
+    val = _first(val, cfg.val_images)
+    return train, [_crop(p, cfg.eval_crop) for p in val] if cfg.eval_crop else val
+
+
+def eval_sets(cfg: TrialConfig, val: list) -> dict[str, list]:
+    """Metric suffix -> ImagePairs (see the module docstring)."""
+    from srprior.data import datasets
+
+    if cfg.data_root is None:
+        return {"embedded": _first(val, cfg.max_eval_images)}
+    root, sets = Path(cfg.data_root), {}
+    for name in cfg.benchmarks:
+        present = any(p.is_dir() and p.name.lower() == name for p in root.iterdir())
+        if name in OPTIONAL_BENCHMARKS and not present:
+            continue
+        pairs = _first(datasets.benchmark(root, BENCHMARK_DIRS[name], cfg.scale), cfg.max_eval_images)
+        sets[name] = [_crop(p, cfg.eval_crop) for p in pairs] if cfg.eval_crop else pairs
+    if not sets:
+        raise ValueError(f"trial config: benchmarks={cfg.benchmarks} found nothing under data_root={root}")
+    return sets
+
+
+def di_inputs(cfg: TrialConfig, val: list) -> list[np.ndarray]:
+    """LR images for DI (see the module docstring)."""
+    from srprior.method.lam import di_images
+
+    if cfg.data_root:
+        images = di_images(cfg.data_root, cfg.scale)
+    else:
+        images = [_crop(p, EMBEDDED_DI_CROP).lr for p in val]
+    if cfg.eval_crop:
+        images = [img[:cfg.eval_crop, :cfg.eval_crop] for img in images]
+    return _first(images, cfg.max_eval_images)
+
+
+def region_set(sets: dict[str, list], scale: int) -> tuple[str, list]:
+    """(name, ImagePairs) for Table 4.7: HardCases as is, else centre crops of the last set."""
+    if "hardcases" in sets:
+        return "hardcases", sets["hardcases"]
+    name = list(sets)[-1]
+    return f"{name}-crop{REGION_CROP}", [_crop(p, REGION_CROP // scale) for p in sets[name]]
+
+
+def lam_config(preset: str, images: list[np.ndarray]):
+    """LAM settings: the reference protocol; for RNAN, path points per backward bounded by LAM_MEMORY."""
+    from srprior.archs.presets import PRESETS
+    from srprior.method.lam import LAMConfig
+
+    if PRESETS[preset]["arch"] != "rnan":
+        return LAMConfig()
+    n = max(img.shape[0] * img.shape[1] for img in images)
+    return LAMConfig(chunk=int(min(LAMConfig.chunk, max(1, LAM_MEMORY // (24 * n * n)))))
+
+
+def _lr_tensor(lr: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(lr)).to(device).permute(2, 0, 1)[None].float().div(255)
+
+
+def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: torch.device,
+                  figure_dir: Path | None) -> tuple[dict[str, float], dict[str, str], list[Path]]:
+    """(metrics, tags, figure files) of the trained `model` (rank 0 only; no DDP wrapper)."""
+    from srprior.evaluate import evaluate, super_resolve
+    from srprior.method.analysis import region_scores
+    from srprior.method.lam import di_windows, lam, lam_figure, mean_di
+    from srprior.method.ssm import ExtractorConfig, extract
+
+    model.eval()
+    metrics, figures = {}, []
+    sets = eval_sets(cfg, val)
+    for name, pairs in sets.items():
+        scores = evaluate(model, pairs, cfg.scale, device)
+        metrics[f"psnr_{name}"], metrics[f"ssim_{name}"] = scores["psnr"], scores["ssim"]
+    region_name, region_pairs = region_set(sets, cfg.scale)
+    extractor = ExtractorConfig(**REGION_EXTRACTOR)
+    per_image, first = [], None
+    for pair in region_pairs:
+        ext = extract(_lr_tensor(pair.lr, device), extractor)
+        sr = super_resolve(model, pair.lr, device)
+        per_image.append(region_scores(sr, pair.hr, ext.poi_mask[0, 0].cpu().numpy(),
+                                       ext.ssr_masks[0].cpu().numpy(), cfg.scale))
+        if first is None:
+            first = (pair.lr, sr, ext)
+    for key in per_image[0]:
+        metrics[key] = float(np.mean([s[key] for s in per_image]))
+    di_lrs = di_inputs(cfg, val)
+    lam_cfg = lam_config(cfg.preset, di_lrs)
+    if cfg.di:
+        metrics["di"] = mean_di(model, di_lrs, cfg.scale, lam_cfg)
+    if figure_dir is not None:
+        from PIL import Image
+
+        from srprior.method.figures import ssm_figure
+
+        lr, sr, ext = first
+        figure_dir.mkdir(parents=True, exist_ok=True)
+        sample = figure_dir / f"sr_{region_name}_0.png"
+        Image.fromarray(sr).save(sample)
+        figures += [sample, ssm_figure(_lr_tensor(lr, device), ext, 0, figure_dir / "ssm.png")]
+        di_lr = di_lrs[0]
+        window = di_windows(di_lr.shape, cfg.scale)[0]
+        figures.append(lam_figure(di_lr, lam(model, di_lr, window, lam_cfg), window, figure_dir / "lam.png",
+                                  cfg.scale))
+    return metrics, {"srprior.region_set": region_name}, figures
