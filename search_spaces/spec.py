@@ -22,7 +22,8 @@ TRIAL_KEYS = ("preset", "scale", "lambda_ap", "w", "n_ssr", "scenario", "poi_siz
 BENCHMARKS = ("set5", "set14", "bsd100", "urban100", "hardcases")
 BENCH_METRICS = tuple(f"{kind}_{bench}" for bench in BENCHMARKS for kind in ("psnr", "ssim"))
 REGION_METRICS = ("psnr_total", "psnr_ssr", "psnr_poi")  # Table 4.7: HardCases PSNR on the image / SSRs / PoIs
-METRICS = (*BENCH_METRICS, "di", *REGION_METRICS)
+EMBEDDED_METRICS = ("psnr_embedded", "ssim_embedded")  # sweeps without benchmark data (no thesis column)
+METRICS = (*BENCH_METRICS, "di", *REGION_METRICS, *EMBEDDED_METRICS)
 """Final metrics the trainer logs (CONTRACT); every table column must be one of them."""
 
 THESIS_DEFAULTS: dict[str, Any] = {"scale": 2, "lambda_ap": 1e-4, "w": "sim", "n_ssr": 1, "scenario": "local"}

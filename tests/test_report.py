@@ -224,3 +224,19 @@ def test_evaluation_table_reads_its_source_tables_runs(store):
     md = to_markdown(report)
     assert "| EDSR-T | Baseline | 2/4 | 32.0500 ± 0.0707 (32.2438 ± 0.1513) |" in md
     assert "| RNAN-T | w/ ours, λ_AP=1e-4 | 0/6 | — (32.5135 ± 0.0545) |" in md
+
+
+def test_benchmarks_without_a_thesis_column_lead_the_table(tmp_path):
+    """Sweeps on the embedded default log psnr_embedded: the report shows it first, thesis columns after."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment(SMOKE.experiment, artifact_location=(tmp_path / "a").as_uri())
+    values = {(row, seed): {"psnr_embedded": 25.0 + seed + (row == OURS), "ssim_embedded": 0.8, "di": 3.0,
+                            "psnr_total": 1.0}
+              for row in (BASE, OURS) for seed in (0, 1)}
+    log_sweep(client, exp, "e1", "smoke", values)
+    report = build_report(SMOKE, uri)
+    assert report.spec.metrics == ("psnr_embedded", "ssim_embedded", *SMOKE.metrics)
+    assert cell(report, OURS, "psnr_embedded").mean == pytest.approx(26.5)
+    assert cell(report, OURS, "psnr_embedded").best
+    assert "Embedded PSNR" in to_markdown(report)

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from srprior.search_spaces import get_table
-from srprior.search_spaces.spec import REGION_METRICS, Row, TableSpec
+from srprior.search_spaces.spec import EMBEDDED_METRICS, REGION_METRICS, Row, TableSpec
 from srprior.tracking import DEFAULT_OUTPUT, artifacts_dir, default_tracking_uri
 
 SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))  # strictest first
@@ -220,12 +220,21 @@ def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]]) -
 
 def build_report(spec: TableSpec, tracking_uri: str, experiment: str | None = None, sweep: str = "latest") -> Report:
     values, report = collect(spec, tracking_uri, experiment, sweep)
-    return replace(report, rows=summarize(spec, values))
+    spec = with_logged_benchmarks(spec, values)
+    return replace(report, spec=spec, rows=summarize(spec, values))
+
+
+def with_logged_benchmarks(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]]) -> TableSpec:
+    """`spec` with leading columns for what the runs logged but the thesis has no column for (the embedded
+    default's PSNR/SSIM, when a sweep ran without benchmark data), so such sweeps still show our numbers."""
+    logged = {m for runs in values.values() for metrics in runs.values() for m in metrics}
+    extra = tuple(m for m in EMBEDDED_METRICS if m in logged and m not in spec.metrics)
+    return replace(spec, metrics=(*extra, *spec.metrics)) if extra else spec
 
 
 # ---------------------------------------------------------------------------------------------- rendering
 COLUMN_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "set5": "Set5", "set14": "Set14", "bsd100": "BSD100",
-                "urban100": "Urban100", "hardcases": "HardCases", "di": "DI", "psnr_total": "Total PSNR",
+                "urban100": "Urban100", "hardcases": "HardCases", "embedded": "Embedded", "di": "DI", "psnr_total": "Total PSNR",
                 "psnr_ssr": "PSNR on SSR", "psnr_poi": "PSNR on PoI"}
 
 
