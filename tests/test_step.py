@@ -108,6 +108,15 @@ def test_short_training_with_thesis_lambda_on_embedded_data(train_pairs):
     assert with_prior < without - 1e-5, (with_prior, without)
 
 
+
+def test_l_ap_decreases_when_the_prior_has_weight(train_pairs):
+    """The same 40 steps with lambda_AP = 1: now the prior, not L1, drives the attribution, and L_AP itself falls
+    (measured 0.46 -> 0.32 over the run) while L1 still falls too."""
+    _, log = _train(train_pairs, 1.0)
+    assert np.isfinite(log["total"]).all()
+    assert log["l_ap"][-10:].mean() < 0.8 * log["l_ap"][:10].mean()
+    assert log["l1"][-10:].mean() < log["l1"][:10].mean()
+
 def test_bf16_forward_step_is_finite_and_close_to_fp32(train_pairs):
     lr, hr = PatchSampler(train_pairs, 2, patch=24, batch=2, seed=1).next()
     outs = []
