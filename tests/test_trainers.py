@@ -32,6 +32,8 @@ def test_trial_config_rejects_bad_input_naming_the_field():
         TrialConfig(benchmarks=("set6",))
     with pytest.raises(ValueError, match="use_gpu=False must be True exactly when gpus_per_worker > 0"):
         TrialConfig(gpus_per_worker=0.25)
+    with pytest.raises(ValueError, match="cuda_graph=True needs num_workers == 1"):
+        TrialConfig(cuda_graph=True, num_workers=2)
 
 
 def test_trial_config_params_are_the_science_not_the_plumbing():

@@ -58,6 +58,8 @@ class TrialConfig:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+    bf16: bool = False  # bf16 autocast of the model forward (srprior.method.step.TrainStep)
+    cuda_graph: bool = False  # capture the whole step as one CUDA graph (GPU, one worker); ignored on CPU
     # tracking / plumbing (NON_PARAMS)
     tracking_uri: str | None = None  # None: no MLflow logging
     experiment: str | None = None
@@ -110,6 +112,8 @@ class TrialConfig:
                 raise bad(name, "must be an absolute path (Ray changes the working directory of every trial)")
         if self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
             raise bad("cpus_per_worker", "and gpus_per_worker must be > 0 and >= 0")
+        if self.cuda_graph and self.num_workers > 1:
+            raise bad("cuda_graph", "needs num_workers == 1 (DDP's gradient all-reduce is not captured)")
         if self.use_gpu != (self.gpus_per_worker > 0):
             raise bad("use_gpu", f"must be True exactly when gpus_per_worker > 0 (got {self.gpus_per_worker})")
 

@@ -152,7 +152,8 @@ def train_fn_per_worker(config: dict) -> None:
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
     prior = PriorConfig(lambda_ap=cfg.lambda_ap, w=cfg.w, n_ssr=cfg.n_ssr, scenario=cfg.scenario,
                         poi_size=cfg.poi_size)
-    train_step = TrainStep(model, optimizer, prior, cfg.scale, generator=generator)
+    train_step = TrainStep(model, optimizer, prior, cfg.scale, bf16=cfg.bf16, cuda_graph=cfg.cuda_graph,
+                           generator=generator)
     sampler = PatchSampler(train, cfg.scale, cfg.patch, cfg.batch, seed=cfg.seed * 1000 + rank)
 
     step, run_id, val_psnr, steps_s = 0, None, math.nan, 0.0
