@@ -115,14 +115,10 @@ def lam_config(preset: str, images: list[np.ndarray]):
     return LAMConfig(chunk=int(min(LAMConfig.chunk, max(1, LAM_MEMORY // (24 * n * n)))))
 
 
-def _lr_tensor(lr: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(lr)).to(device).permute(2, 0, 1)[None].float().div(255)
-
-
 def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: torch.device,
                   figure_dir: Path | None) -> tuple[dict[str, float], dict[str, str], list[Path]]:
     """(metrics, tags, figure files) of the trained `model` (rank 0 only; no DDP wrapper)."""
-    from srprior.evaluate import evaluate, super_resolve
+    from srprior.evaluate import evaluate, super_resolve, to_tensor
     from srprior.method.analysis import region_scores
     from srprior.method.lam import di_windows, lam, lam_figure, mean_di
     from srprior.method.ssm import ExtractorConfig, extract
@@ -137,7 +133,7 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
     extractor = ExtractorConfig(**REGION_EXTRACTOR)
     per_image, first = [], None
     for pair in region_pairs:
-        ext = extract(_lr_tensor(pair.lr, device), extractor)
+        ext = extract(to_tensor(pair.lr, device), extractor)
         sr = super_resolve(model, pair.lr, device)
         per_image.append(region_scores(sr, pair.hr, ext.poi_mask[0, 0].cpu().numpy(),
                                        ext.ssr_masks[0].cpu().numpy(), cfg.scale))
@@ -158,7 +154,7 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
         figure_dir.mkdir(parents=True, exist_ok=True)
         sample = figure_dir / f"sr_{region_name}_0.png"
         Image.fromarray(sr).save(sample)
-        figures += [sample, ssm_figure(_lr_tensor(lr, device), ext, 0, figure_dir / "ssm.png")]
+        figures += [sample, ssm_figure(to_tensor(lr, device), ext, 0, figure_dir / "ssm.png")]
         di_lr = di_lrs[0]
         window = di_windows(di_lr.shape, cfg.scale)[0]
         figures.append(lam_figure(di_lr, lam(model, di_lr, window, lam_cfg), window, figure_dir / "lam.png",

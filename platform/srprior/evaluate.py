@@ -28,13 +28,19 @@ def quantise(sr) -> np.ndarray:
     return t.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def to_tensor(lr: np.ndarray, device="cpu"):
+    """uint8 (h,w,3) image -> float (1,3,h,w) tensor in [0,1] on `device`: the models' input convention."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(lr)).to(device).permute(2, 0, 1)[None].float().div(255)
+
+
 def super_resolve(model, lr: np.ndarray, device="cpu") -> np.ndarray:
     """One uint8 (h,w,3) LR image through `model` (already in eval mode, on `device`) -> uint8 SR image."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(lr)).to(device).permute(2, 0, 1)[None].float().div(255)
     with torch.no_grad():
-        return quantise(model(x))
+        return quantise(model(to_tensor(lr, device)))
 
 
 def score(sr_images: Iterable[np.ndarray], pairs: Sequence, scale: int) -> dict[str, float]:

@@ -63,15 +63,14 @@ def ssr_evaluation(model, pairs, scale: int, cfg: ExtractorConfig = TABLE_4_7, d
     """Table 4.7 over `pairs`: mean `region_scores` of the images whose extraction is valid, plus n_valid."""
     import torch
 
-    from srprior.evaluate import super_resolve
+    from srprior.evaluate import super_resolve, to_tensor
 
     was_training = model.training
     model.eval()
     rows = []
     try:
         for pair in pairs:
-            lr = torch.from_numpy(np.ascontiguousarray(pair.lr)).permute(2, 0, 1)[None].float().div(255)
-            ex = extract(lr.to(device), cfg, generator=torch.Generator(device).manual_seed(0))
+            ex = extract(to_tensor(pair.lr, device), cfg, generator=torch.Generator(device).manual_seed(0))
             if bool(ex.valid[0]):
                 sr = super_resolve(model, pair.lr, device)
                 rows.append(region_scores(sr, pair.hr, ex.poi_mask[0, 0].cpu(), ex.ssr_masks[0].cpu(), scale))
