@@ -61,7 +61,7 @@ def cpu_part(output: Path) -> None:
 
 def gpu_part(output: Path, steps: int) -> None:
     os.environ.pop("SRPRIOR_DATA", None)  # train and validate on the embedded images: no data loading cost
-    print(f"\n| k trials on 1 GPU | GPU per trial | aggregate prior steps/s | vs k = 1 |\n|---|---|---|---|")
+    print("\n| k trials on 1 GPU | GPU per trial | aggregate prior steps/s | vs k = 1 |\n|---|---|---|---|")
     single = None
     for k, (rows, seeds) in GPU_TRIALS.items():
         _, results = run({"table": "4.2", "rows": ",".join(rows), "seeds": seeds, "budget": "short",

@@ -11,8 +11,8 @@ centred 16×16 window per image. RNAN's non-local blocks keep N×N affinities pe
 (N = LR pixels), so its LAM batches only as many path points as fit LAM_MEMORY (LAMConfig.chunk: same result).
 
 Table 4.7 (psnr_total / psnr_ssr / psnr_poi): per image, the extractor picks N_SSR = 5 SSRs anywhere in the image
-("arbitrary") for a 17×17 PoI, and analysis.region_scores measures PSNR on the whole image, the SSRs and the
-PoI. The set is HardCases (256×256 HR sub-images) when present; otherwise 256×256 HR centre crops of the last
+("arbitrary") for a 17×17 PoI (analysis.TABLE_4_7), and analysis.region_scores measures PSNR on the SSRs and
+the PoI; "Total" is their mean, as the thesis's printed rows show. The set is HardCases (256×256 HR sub-images) when present; otherwise 256×256 HR centre crops of the last
 evaluated set (Urban100 with the full list: HardCases was cut from Urban100 and DIV2K; or the embedded images),
 recorded in the tag srprior.region_set. Crops keep the extractor's O(N_P·H·W) memory small.
 """
@@ -29,7 +29,6 @@ from srprior.trainers.config import BENCHMARK_DIRS, OPTIONAL_BENCHMARKS, TrialCo
 REGION_CROP = 256  # HR side of a HardCases image
 EMBEDDED_DI_CROP = 64  # LR side of the embedded DI crops
 LAM_MEMORY = 2**31  # bytes of RNAN affinities per LAM backward (2 blocks × 3 N×N fp32 tensors per point)
-REGION_EXTRACTOR = {"n_ssr": 5, "scenario": "arbitrary", "patch": 17, "poi_size": 17}  # thesis Table 4.7
 
 
 def _first(items: list, n: int) -> list:
@@ -119,9 +118,9 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
                   figure_dir: Path | None) -> tuple[dict[str, float], dict[str, str], list[Path]]:
     """(metrics, tags, figure files) of the trained `model` (rank 0 only; no DDP wrapper)."""
     from srprior.evaluate import evaluate, super_resolve, to_tensor
-    from srprior.method.analysis import region_scores
+    from srprior.method.analysis import TABLE_4_7, region_scores
     from srprior.method.lam import di_windows, lam, lam_figure, mean_di
-    from srprior.method.ssm import ExtractorConfig, extract
+    from srprior.method.ssm import extract
 
     model.eval()
     metrics, figures = {}, []
@@ -130,10 +129,9 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
         scores = evaluate(model, pairs, cfg.scale, device)
         metrics[f"psnr_{name}"], metrics[f"ssim_{name}"] = scores["psnr"], scores["ssim"]
     region_name, region_pairs = region_set(sets, cfg.scale)
-    extractor = ExtractorConfig(**REGION_EXTRACTOR)
     per_image, first = [], None
     for pair in region_pairs:
-        ext = extract(to_tensor(pair.lr, device), extractor)
+        ext = extract(to_tensor(pair.lr, device), TABLE_4_7)
         sr = super_resolve(model, pair.lr, device)
         per_image.append(region_scores(sr, pair.hr, ext.poi_mask[0, 0].cpu().numpy(),
                                        ext.ssr_masks[0].cpu().numpy(), cfg.scale))

@@ -14,7 +14,6 @@ import csv
 import html
 import io
 import math
-import os
 import shutil
 import sys
 from dataclasses import dataclass, replace
@@ -24,7 +23,7 @@ from urllib.parse import urlparse
 
 from srprior.search_spaces import get_table
 from srprior.search_spaces.spec import EMBEDDED_METRICS, REGION_METRICS, Row, TableSpec
-from srprior.tracking import DEFAULT_OUTPUT, artifacts_dir, default_tracking_uri
+from srprior.tracking import DEFAULT_OUTPUT, artifacts_dir, default_tracking_uri, user_tracking_uri
 
 SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))  # strictest first
 DASH = "—"
@@ -401,11 +400,7 @@ def _log_artifacts(tracking_uri: str, run_id: str, paths: list[Path]) -> None:
 
 def resolve_tracking_uri(cli_value: str | None, output_dir: str) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else the platform's default store under `output_dir`."""
-    if cli_value:
-        return cli_value
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return default_tracking_uri(output_dir)
+    return cli_value or user_tracking_uri() or default_tracking_uri(output_dir)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
