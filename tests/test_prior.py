@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from srprior.archs import build_model
-from srprior.method.prior import PriorConfig, attribution_prior
+from srprior.method.prior import PriorConfig, attribution_prior, prior_config
 from srprior.method.ssm import Extraction, ExtractorConfig, extract
 
 
@@ -28,7 +28,7 @@ def test_prior_gradient_matches_central_finite_differences_float64(preset):
     ext = extract(lr, cfg.extractor)
     assert ext.valid.all()
     l_ap, info = attribution_prior(model, lr, ext, cfg, 2)
-    assert info["n_valid"] == 2 and torch.all(info["n_poi"] > 0) and torch.all(info["n_ssr"] > 0)
+    assert info["n_valid"] == 2 and torch.all(info["poi_norm"] > 0) and torch.all(info["ssr_norms"] > 0)
     named = [(n, p) for n, p in model.named_parameters() if p.dim() == 4]  # conv weights (biases: zero grad)
     grads = torch.autograd.grad(l_ap, [p for _, p in named])
     checked = 0
@@ -53,7 +53,7 @@ def test_attribution_is_jacobian_sum_over_sr_poi_and_loss_matches_numpy():
     torch.manual_seed(3)
     model = build_model("edsr-t-micro", 2).double()
     lr = _periodic(1, 12, seed=4, dtype=torch.float64)
-    cfg = PriorConfig(w=0.3, n_ssr=2, scenario="arbitrary")
+    cfg = prior_config(w=0.3, n_ssr=2, scenario="arbitrary")
     ext = extract(lr, cfg.extractor)
     l_ap, info = attribution_prior(model, lr, ext, cfg, 2, create_graph=False)
     # Eq. 3.2: sum of the per-pixel input gradients of the SR outputs inside the PoI (x2 coordinates)
@@ -114,12 +114,12 @@ def test_no_nan_or_inf_in_degenerate_cases(case):
 
 
 def test_prior_config_validation_and_extractor_mapping():
-    cfg = PriorConfig(lambda_ap=1e-4, w="Sim", n_ssr=3, scenario=2, poi_size=7, local_window=9)
-    assert cfg.w == "sim" and cfg.scenario == "global"
+    cfg = prior_config(lambda_ap=1e-4, w="Sim", n_ssr=3, scenario=2, poi_size=7, local_window=9)
+    assert cfg.w == "sim" and cfg.extractor.scenario == "global"
     assert cfg.extractor == ExtractorConfig(n_ssr=3, scenario="global", poi_size=7, local_window=9)
     assert PriorConfig(w="0.5").w == 0.5 and PriorConfig(w=1).w == 1.0
     for bad, field in (({"lambda_ap": -1e-4}, "lambda_ap"), ({"lambda_ap": float("nan")}, "lambda_ap"),
                        ({"w": 0.0}, "w"), ({"w": 1.5}, "w"), ({"w": "similar"}, "w"), ({"w": True}, "w"),
                        ({"n_ssr": 0}, "n_ssr"), ({"scenario": 7}, "scenario")):
         with pytest.raises(ValueError, match=field):
-            PriorConfig(**bad)
+            prior_config(**bad)

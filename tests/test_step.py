@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from srprior.archs import build_model
 from srprior.data.datasets import PatchSampler
 from srprior.data.embedded import default_split
-from srprior.method.prior import PriorConfig, attribution_prior
+from srprior.method.prior import PriorConfig, attribution_prior, prior_config
 from srprior.method.ssm import extract
 from srprior.method.step import StepOutput, TrainStep, make_optimizer
 
@@ -37,7 +37,7 @@ def test_lambda_zero_is_bit_exact_plain_l1_adam_step(train_pairs):
     torch.manual_seed(0)
     model = build_model("edsr-t-micro", 2)
     ref = copy.deepcopy(model)
-    step = TrainStep(model, make_optimizer(model), PriorConfig(lambda_ap=0.0, scenario="global"), 2)
+    step = TrainStep(model, make_optimizer(model), prior_config(lambda_ap=0.0, scenario="global"), 2)
     ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
     sampler = PatchSampler(train_pairs, 2, patch=24, batch=4, seed=0)
     for _ in range(3):
@@ -61,7 +61,7 @@ def test_prior_step_applies_l1_plus_lambda_lap_gradient():
     tile = torch.rand(2, 3, 5, 5, generator=g, dtype=torch.float64)
     lr = (0.8 * tile.repeat(1, 1, 4, 4) + 0.2 * torch.rand(2, 3, 20, 20, generator=g, dtype=torch.float64))
     hr = F.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
-    cfg = PriorConfig(lambda_ap=0.5, w="sim", n_ssr=2, scenario="arbitrary")
+    cfg = prior_config(lambda_ap=0.5, w="sim", n_ssr=2, scenario="arbitrary")
     out = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), cfg, 2)(lr, hr)
     ext = extract(lr, cfg.extractor)
     l_ap, info = attribution_prior(ref, lr, ext, cfg, 2)
@@ -123,7 +123,7 @@ def test_bf16_forward_step_is_finite_and_close_to_fp32(train_pairs):
     for bf16 in (False, True):
         torch.manual_seed(0)
         model = build_model("edsr-t-micro", 2)
-        step = TrainStep(model, make_optimizer(model), PriorConfig(lambda_ap=1e-4, scenario="arbitrary"), 2, bf16=bf16)
+        step = TrainStep(model, make_optimizer(model), prior_config(lambda_ap=1e-4, scenario="arbitrary"), 2, bf16=bf16)
         outs.append(step(lr, hr))
     fp32, bf16 = outs
     assert all(torch.isfinite(t) for t in (bf16.l1, bf16.l_ap, bf16.total))

@@ -71,7 +71,7 @@ class TrialConfig:
 
     def __post_init__(self) -> None:
         from srprior.archs.presets import PRESETS
-        from srprior.method.prior import PriorConfig
+        from srprior.method.prior import prior_config
 
         def bad(name: str, why: str) -> ValueError:
             return ValueError(f"trial config {self.table}/{self.row}/seed {self.seed}: {name}={getattr(self, name)!r} "
@@ -86,11 +86,11 @@ class TrialConfig:
         if self.scale not in (2, 3, 4):
             raise bad("scale", "must be 2, 3 or 4")
         try:
-            prior = PriorConfig(lambda_ap=self.lambda_ap, w=self.w, n_ssr=self.n_ssr, scenario=self.scenario,
-                                poi_size=self.poi_size)
+            prior = prior_config(lambda_ap=self.lambda_ap, w=self.w, n_ssr=self.n_ssr, scenario=self.scenario,
+                                 poi_size=self.poi_size)
         except ValueError as exc:
             raise ValueError(f"trial config {self.table}/{self.row}/seed {self.seed}: {exc}") from None
-        object.__setattr__(self, "scenario", prior.scenario)
+        object.__setattr__(self, "scenario", prior.extractor.scenario)
         object.__setattr__(self, "w", prior.w)
         for name in ("seed", "max_eval_images", "val_images", "eval_crop", "fault_kill_at_step"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 0:

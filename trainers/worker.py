@@ -132,7 +132,7 @@ def train_fn_per_worker(config: dict) -> None:
     from srprior.archs import build_model
     from srprior.data.datasets import PatchSampler
     from srprior.evaluate import evaluate
-    from srprior.method.prior import PriorConfig
+    from srprior.method.prior import prior_config
     from srprior.method.step import TrainStep, make_optimizer
     from srprior.trainers.evaluation import final_metrics, training_data
 
@@ -150,8 +150,8 @@ def train_fn_per_worker(config: dict) -> None:
     net = getattr(model, "module", model)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
-    prior = PriorConfig(lambda_ap=cfg.lambda_ap, w=cfg.w, n_ssr=cfg.n_ssr, scenario=cfg.scenario,
-                        poi_size=cfg.poi_size)
+    prior = prior_config(lambda_ap=cfg.lambda_ap, w=cfg.w, n_ssr=cfg.n_ssr, scenario=cfg.scenario,
+                         poi_size=cfg.poi_size)
     train_step = TrainStep(model, optimizer, prior, cfg.scale, bf16=cfg.bf16, cuda_graph=cfg.cuda_graph,
                            generator=generator)
     sampler = PatchSampler(train, cfg.scale, cfg.patch, cfg.batch, seed=cfg.seed * 1000 + rank)

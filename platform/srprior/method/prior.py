@@ -14,59 +14,47 @@ couples samples -- the thesis setting has the same property).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from srprior.method.ssm import Extraction, ExtractorConfig, extract
+from srprior.schema_fields import Validated, build, is_number, number, option, to_float
 
 _EPS = 1e-12  # n_PoI + n_i below this counts as "no attribution": s := 0 with zero gradient
 
 
-@dataclass(frozen=True)
-class PriorConfig:
-    """L_AP weight, targets and the extractor settings (flat, so trial configs map 1:1 onto fields)."""
-
-    lambda_ap: float = 0.0
-    w: str | float = "sim"
-    n_ssr: int = 1
-    scenario: str | int = "local"
-    poi_size: int = 5
-    patch: int = 5
-    local_window: int = 7
-    suppress_window: int = 11
-    nms_size: int = 5
-    min_sim: float = 0.5
-    min_std: float = 0.02
-    extractor: ExtractorConfig = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        lam = self.lambda_ap
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise ValueError(f"PriorConfig.lambda_ap={lam!r}: must be a finite number >= 0 (thesis: 1e-4)")
-        object.__setattr__(self, "lambda_ap", float(lam))
-        object.__setattr__(self, "w", _parse_w(self.w))
-        ext = ExtractorConfig(
-            n_ssr=self.n_ssr, scenario=self.scenario, patch=self.patch, poi_size=self.poi_size,
-            local_window=self.local_window, suppress_window=self.suppress_window, nms_size=self.nms_size,
-            min_sim=self.min_sim, min_std=self.min_std,
-        )
-        object.__setattr__(self, "scenario", ext.scenario)
-        object.__setattr__(self, "extractor", ext)
-
-
-def _parse_w(w) -> str | float:
+def _parse_w(w):
+    """'sim' (any case) or a number; the check below rejects the rest."""
     if isinstance(w, str) and w.strip().lower() == "sim":
         return "sim"
-    try:
-        value = float(w) if not isinstance(w, bool) else math.nan
-    except (TypeError, ValueError):
-        value = math.nan
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"PriorConfig.w={w!r}: use 'sim' (SSM similarity targets) or a number in (0, 1]")
-    return value
+    return to_float(w)
+
+
+def _check_w(w) -> str | None:
+    if w == "sim" or (is_number(w) and 0.0 < w <= 1.0):
+        return None
+    return "use 'sim' (SSM similarity targets, Eq. 3.8) or a number in (0, 1] (a constant target ratio)"
+
+
+def _is_extractor(value) -> str | None:
+    return None if isinstance(value, ExtractorConfig) else "must be an ExtractorConfig"
+
+
+@dataclass(frozen=True)
+class PriorConfig(Validated):
+    """L_AP weight and targets, with the extractor that finds PoI and SSRs nested (each field declared once)."""
+
+    lambda_ap: float = option(0.0, number(0.0), parse=to_float, thesis="λ_AP", help="weight of L_AP (Eq. 3.9)")
+    w: str | float = option("sim", _check_w, parse=_parse_w, thesis="w", help="'sim' or a constant in (0, 1]")
+    extractor: ExtractorConfig = option(default_factory=ExtractorConfig, check=_is_extractor,
+                                        help="SSM extractor (§3.3)")
+
+
+def prior_config(**flat) -> PriorConfig:
+    """PriorConfig from flat field names (`prior_config(lambda_ap=1e-4, n_ssr=3)`), routed to the extractor."""
+    return build(PriorConfig, flat, "prior config")
 
 
 def _wide(t: torch.Tensor) -> torch.Tensor:
@@ -93,17 +81,17 @@ def prior_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_AP from an attribution map (Eq. 3.3-3.8, 3.10); differentiable in ``attr``."""
     a = _wide(attr).abs().sum(1)  # (B, H, W): l1 over RGB
-    n_poi = (a * extraction.poi_mask[:, 0]).sum((1, 2))  # (B,)
-    n_ssr = (a.unsqueeze(1) * extraction.ssr_masks).sum((2, 3))  # (B, K)
-    den = n_poi.unsqueeze(1) + n_ssr
+    poi_norm = (a * extraction.poi_mask[:, 0]).sum((1, 2))  # (B,) n_PoI
+    ssr_norms = (a.unsqueeze(1) * extraction.ssr_masks).sum((2, 3))  # (B, K) n_i
+    den = poi_norm.unsqueeze(1) + ssr_norms
     ok = den > _EPS
-    s = torch.where(ok, n_ssr / torch.where(ok, den, 1.0), 0.0)  # double where: no NaN gradient at 0/0
+    s = torch.where(ok, ssr_norms / torch.where(ok, den, 1.0), 0.0)  # double where: no NaN gradient at 0/0
     w = extraction.sim.to(s.dtype) if cfg.w == "sim" else torch.full_like(s, cfg.w)
     v = extraction.valid.to(s.dtype)
     n_valid = v.sum()
     l_ap = (((s - w) ** 2).mean(1) * v).sum() / n_valid.clamp_min(1.0)
     info = {"n_valid": n_valid.detach(), "s": s.detach(), "w": w.detach(),
-            "n_poi": n_poi.detach(), "n_ssr": n_ssr.detach()}
+            "poi_norm": poi_norm.detach(), "ssr_norms": ssr_norms.detach()}
     return l_ap, info
 
 
@@ -118,7 +106,7 @@ def attribution_prior(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_AP of ``model`` on ``lr`` (own forward pass); ``extraction=None`` runs the extractor first.
 
-    Returns ``(l_ap, info)``; ``info`` holds detached tensors: n_valid, s, w, n_poi, n_ssr, attribution."""
+    Returns ``(l_ap, info)``; ``info`` holds detached tensors: n_valid, s, w, poi_norm, ssr_norms, attribution."""
     if extraction is None:
         extraction = extract(lr, cfg.extractor, generator)
     x = lr.detach().requires_grad_(True)

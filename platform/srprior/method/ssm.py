@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from srprior.schema_fields import Validated, integer, number, one_of, option, to_float
+
 SCENARIOS = ("local", "global", "random-local", "random-global", "arbitrary")
 _BY_NUMBER = {"1": "local", "2": "global", "3": "random-local", "4": "random-global"}
 _LUMA = (0.299, 0.587, 0.114)  # BT.601
@@ -60,38 +62,19 @@ def parse_scenario(value: str | int) -> str:
 
 
 @dataclass(frozen=True)
-class ExtractorConfig:
+class ExtractorConfig(Validated):
     """Extractor hyperparameters (thesis defaults: 5x5 PoI, one SSR, 7x7 local / 11x11 suppression window)."""
 
-    n_ssr: int = 1
-    scenario: str = "local"
-    patch: int = 5
-    poi_size: int = 5
-    local_window: int = 7
-    suppress_window: int = 11
-    nms_size: int = 5
-    min_sim: float = 0.5
-    min_std: float = 0.02
-
-    def __post_init__(self):
-        object.__setattr__(self, "scenario", parse_scenario(self.scenario))
-        if isinstance(self.n_ssr, bool) or not isinstance(self.n_ssr, int) or self.n_ssr < 1:
-            raise ValueError(f"ExtractorConfig.n_ssr={self.n_ssr!r}: must be an int >= 1")
-        for name in ("patch", "poi_size", "local_window", "suppress_window", "nms_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v % 2 == 0:
-                raise ValueError(f"ExtractorConfig.{name}={v!r}: must be an odd int >= 1 (regions are centred)")
-        if self.patch < 3:
-            raise ValueError(f"ExtractorConfig.patch={self.patch}: must be >= 3 (a 1x1 template has no std)")
-        if not 0.0 <= _number(self.min_sim) <= 1.0:
-            raise ValueError(f"ExtractorConfig.min_sim={self.min_sim!r}: must be in [0, 1] (similarity scale)")
-        if not _number(self.min_std) >= 0.0:
-            raise ValueError(f"ExtractorConfig.min_std={self.min_std!r}: must be >= 0 (grey levels in [0, 1])")
-
-
-def _number(value) -> float:
-    """float(value), or NaN (fails every range check) for non-numbers."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+    n_ssr: int = option(1, integer(1), thesis="N_SSR", help="SSRs per PoI (Table 4.4)")
+    scenario: str = option("local", one_of(SCENARIOS), parse=parse_scenario, thesis="Scenario (Fig. 4.4)",
+                           help="local|global|random-local|random-global|arbitrary, or 1-4")
+    patch: int = option(5, integer(3, odd=True), help="template side (a 1x1 template has no std)")
+    poi_size: int = option(5, integer(1, odd=True), thesis="PoI size", help="PoI and SSR side (centred)")
+    local_window: int = option(7, integer(1, odd=True), help="Scenario 1 window of SSR centres")
+    suppress_window: int = option(11, integer(1, odd=True), help="Scenario 2 suppression window")
+    nms_size: int = option(5, integer(1, odd=True), help="non-maximum suppression window")
+    min_sim: float = option(0.5, number(0.0, 1.0), parse=to_float, help="least SSR similarity of a valid sample")
+    min_std: float = option(0.02, number(0.0), parse=to_float, help="least PoI std (grey levels in [0, 1])")
 
 
 @dataclass
