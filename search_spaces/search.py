@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
-from srprior.search_spaces.spec import SCENARIOS, validate_overrides
+from srprior.contracts import search_experiment
+from srprior.method.ssm import SCENARIOS
+from srprior.search_spaces.spec import validate_overrides
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,8 @@ class SearchSpec:
 
     @property
     def experiment(self) -> str:
-        """MLflow experiment of this search (CONTRACT: srprior/search-<name>)."""
-        return f"srprior/search-{self.name}"
+        """MLflow experiment of this search's sweeps and trial runs."""
+        return search_experiment(self.name)
 
     @property
     def num_samples(self) -> int:

@@ -1,30 +1,28 @@
-"""Declarative thesis tables: a table is rows of trial-config overrides plus the numbers the thesis printed.
+"""Declarative thesis tables: a table is rows of trial-schema overrides plus the numbers the thesis printed.
 
-A `TableSpec` is data, not code: the sweep turns `trial_configs()` into Ray trials (one per row and seed), the
-report groups the resulting MLflow runs back by row and prints them beside `Row.thesis`. Validation happens at
-construction so a typo in a table module fails on import, naming the table, the row and the field.
+A `TableSpec` is data, not code: the planner (srprior.plan) turns `cells()` into trials (one per row and seed,
+each a srprior.schema.Trial), the report finds their runs by content and prints them beside `Row.thesis`. Every
+override is checked by the trial schema's own rules when the table module is imported, naming the table, the
+row and the field.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-SCENARIOS = ("local", "global", "random-local", "random-global", "arbitrary")
-"""Thesis Fig. 4.4: Scenario 1 local SSR, 2 global SSR, 3 random local region, 4 random global region;
-"arbitrary" = SSRs anywhere in the image (Table 4.4's rows marked *)."""
+from srprior.contracts import (BENCH_METRICS, BENCHMARKS, EMBEDDED_METRICS, FINAL_METRICS, OBJECTIVE,
+                               REGION_METRICS, table_experiment)
+from srprior.schema import trial_config
+from srprior.schema_fields import is_int as _is_int
+from srprior.schema_fields import is_number as _is_number
 
-TRIAL_KEYS = ("preset", "scale", "lambda_ap", "w", "n_ssr", "scenario", "poi_size", "weight_decay", "lr")
-"""Keys a row may override; the trainer's trial config accepts these (plus table, row, seed)."""
+__all__ = ["BENCH_METRICS", "BENCHMARKS", "EMBEDDED_METRICS", "REGION_METRICS", "METRICS", "Row", "TableSpec",
+           "Reference", "bench", "parse_cells", "baseline_row", "prior_row"]
 
-BENCHMARKS = ("set5", "set14", "bsd100", "urban100", "hardcases")
-BENCH_METRICS = tuple(f"{kind}_{bench}" for bench in BENCHMARKS for kind in ("psnr", "ssim"))
-REGION_METRICS = ("psnr_total", "psnr_ssr", "psnr_poi")  # Table 4.7: HardCases PSNR on the image / SSRs / PoIs
-EMBEDDED_METRICS = ("psnr_embedded", "ssim_embedded")  # sweeps without benchmark data (no thesis column)
-METRICS = (*BENCH_METRICS, "di", *REGION_METRICS, *EMBEDDED_METRICS)
-"""Final metrics the trainer logs (CONTRACT); every table column must be one of them."""
+METRICS = (*FINAL_METRICS, OBJECTIVE)
+"""Every table column must be a metric the trainer logs (srprior.contracts); OBJECTIVE for search reports."""
 
 THESIS_DEFAULTS: dict[str, Any] = {"scale": 2, "lambda_ap": 1e-4, "w": "sim", "n_ssr": 1, "scenario": "local"}
 """§4.4–4.5: ×2 SR, λ_AP = 1e-4, w = Sim, one SSR, Scenario 1 — every row starts from these."""
@@ -33,44 +31,8 @@ DEFAULT_SEEDS = (0, 1, 2, 3)  # "averaged over 4 different random seeds"
 
 
 def validate_overrides(overrides: Mapping[str, Any], where: str) -> None:
-    """Raise ValueError naming `where` and the field when a trial-config override is unknown or out of range."""
-    unknown = sorted(set(overrides) - set(TRIAL_KEYS))
-    if unknown:
-        raise ValueError(f"{where}: unknown trial-config key(s) {unknown}; allowed: {', '.join(TRIAL_KEYS)}")
-    for key, value in overrides.items():
-        problem = _check_value(key, value)
-        if problem:
-            raise ValueError(f"{where}: {key}={value!r} {problem}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_value(key: str, value: Any) -> str | None:
-    """The reason `value` is invalid for `key`, or None."""
-    if key == "preset":
-        return None if isinstance(value, str) and value else "must be a model preset name (e.g. 'edsr-t')"
-    if key == "scale":
-        return None if _is_int(value) and value in (2, 3, 4) else "must be 2, 3 or 4"
-    if key in ("lambda_ap", "weight_decay"):
-        return None if _is_number(value) and value >= 0 else "must be a finite number >= 0"
-    if key == "lr":
-        return None if _is_number(value) and value > 0 else "must be a finite number > 0"
-    if key == "w":
-        ok = value == "sim" or (_is_number(value) and 0 < value <= 1)
-        return None if ok else "must be 'sim' (the SSM similarity) or a number in (0, 1] (a target norm ratio)"
-    if key == "n_ssr":
-        return None if _is_int(value) and value >= 1 else "must be an integer >= 1"
-    if key == "poi_size":
-        return None if _is_int(value) and value >= 1 and value % 2 else "must be an odd integer >= 1 (centred)"
-    if key == "scenario":
-        return None if value in SCENARIOS else f"must be one of {', '.join(SCENARIOS)}"
-    return None
+    """Raise ConfigError naming `where` and the field: the trial schema's own rules (srprior.schema)."""
+    trial_config(where, **overrides)
 
 
 def _check_seeds(seeds: Any, where: str) -> tuple[int, ...]:
@@ -123,10 +85,10 @@ class Reference:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A thesis table: rows × seeds trials, the metric columns, and where its runs live in MLflow.
+    """A thesis table: rows × seeds trials, the metric columns and the thesis's numbers.
 
-    source: for evaluation-only tables (4.7) the table whose trained models (rows with the same ids) this one
-    re-evaluates; the report reads the source's runs when this table has none of its own.
+    Runs are found by content (srprior.schema.Trial.key), not by table: a row whose science equals another
+    table's row (Table 4.7 re-evaluates Table 4.2's models) reuses that row's runs.
     """
 
     name: str
@@ -137,7 +99,6 @@ class TableSpec:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     defaults: dict[str, Any] = field(default_factory=lambda: dict(THESIS_DEFAULTS))
     references: tuple[Reference, ...] = ()
-    source: str | None = None
 
     def __post_init__(self) -> None:
         where = f"table {self.name!r}"
@@ -146,6 +107,8 @@ class TableSpec:
         object.__setattr__(self, "seeds", _check_seeds(self.seeds, where))
         object.__setattr__(self, "defaults", dict(self.defaults))
         validate_overrides(self.defaults, f"{where} defaults")
+        for row in self.rows:
+            validate_overrides({**self.defaults, **row.overrides}, f"{where} row {row.id!r}")
         if not self.rows:
             raise ValueError(f"{where}: has no rows")
         bad = [m for m in self.metrics if m not in METRICS]
@@ -169,8 +132,8 @@ class TableSpec:
 
     @property
     def experiment(self) -> str:
-        """MLflow experiment of this table's trials (CONTRACT: srprior/table-<name>)."""
-        return f"srprior/table-{self.name}"
+        """MLflow experiment of this table's sweeps and of the trial runs they create."""
+        return table_experiment(self.name)
 
     def row(self, row_id: str) -> Row:
         for row in self.rows:
@@ -181,9 +144,9 @@ class TableSpec:
     def row_seeds(self, row: Row) -> tuple[int, ...]:
         return row.seeds if row.seeds is not None else self.seeds
 
-    def trial_configs(self, seeds: int | Sequence[int] | None = None,
-                      rows: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """One flat trial config per (row, seed): table, row, seed + defaults + the row's overrides.
+    def cells(self, seeds: int | Sequence[int] | None = None,
+              rows: Sequence[str] | None = None) -> list[tuple[Row, int, dict[str, Any]]]:
+        """(row, seed, flat science overrides = table defaults + the row's) for every trial of the table.
 
         seeds: an int n keeps each row's first n seeds (a smoke budget); a sequence replaces every row's seeds.
         rows: ids of the rows to keep (table order is preserved).
@@ -195,17 +158,16 @@ class TableSpec:
             selected = list(self.rows)
         if seeds is not None and _is_int(seeds) and seeds < 1:
             raise ValueError(f"table {self.name!r}: seeds={seeds} must keep at least one seed per row")
-        configs = []
+        out = []
         for row in selected:
             if seeds is None:
                 row_seeds = self.row_seeds(row)
             elif _is_int(seeds):
                 row_seeds = self.row_seeds(row)[:seeds]
             else:
-                row_seeds = _check_seeds(seeds, f"table {self.name!r} trial_configs")
-            for seed in row_seeds:
-                configs.append({"table": self.name, "row": row.id, "seed": seed, **self.defaults, **row.overrides})
-        return configs
+                row_seeds = _check_seeds(seeds, f"table {self.name!r} seeds")
+            out += [(row, seed, {**self.defaults, **row.overrides}) for seed in row_seeds]
+        return out
 
 
 def parse_cells(metrics: Sequence[str], text: str) -> dict[str, tuple[float, float]]:

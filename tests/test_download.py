@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a loopback HTTP server per test
+
 from srprior.data import download as dl
 
 

@@ -1,26 +1,32 @@
 """`srprior report` on a real MLflow sqlite store: runs logged the way the sweep logs them (CONTRACT: a parent
-sweep run, nested trial runs tagged table/row/seed), numbers checked against numpy and scipy."""
+sweep run holding its options, trial runs tagged with their content key), numbers checked against numpy and
+scipy."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
+from srprior import contracts
 from srprior.cli import main
-from srprior.report import ReportError, build_report, to_csv, to_html, to_markdown, write_report
+from srprior.report import (ReportError, budget_cells, build_report, search_report, sweep_cells, to_csv, to_html,
+                            to_markdown, write_report)
 from srprior.search_spaces import get_table
+from srprior.sweep import OPTIONS_TAG
 from srprior.tracking import artifacts_dir
 
 SMOKE = get_table("smoke")
 T46 = get_table("4.6")
 BASE, OURS = "edsr-t-micro/baseline", "edsr-t-micro/lambda-1e-4"
+SMOKE_OPTIONS = {"table": "smoke", "budget": "smoke", "seeds": 2}
 # Per (row, seed): psnr_set5 / ssim_set5 / di. Ours clearly better on Set5 PSNR (‡), equal-ish on SSIM;
 # Set14 only logged for seed 0 (n=1: no std, no test); BSD100, Urban100, HardCases never logged.
 VALUES = {
@@ -30,55 +36,61 @@ VALUES = {
     (OURS, 1): {"psnr_set5": 31.12, "ssim_set5": 0.9006, "di": 12.5},
 }
 
-# Table 4.2 runs read by Table 4.7: its four rows (rnan-t/lambda-1e-4 missing) plus two 4.2-only rows.
+# Table 4.2 runs that Table 4.7 reuses: its four rows (rnan-t/lambda-1e-4 missing) plus a 4.2-only row.
 SOURCE_VALUES = {
     (row, seed): {"psnr_total": 32.0 + i + seed / 10, "psnr_ssr": 31.0 + i, "psnr_poi": 33.0 - seed}
     for i, row in enumerate(("edsr-t/baseline", "edsr-t/lambda-1e-4", "rnan-t/baseline", "rnan-t/lambda-1e-3"))
     for seed in (0, 1)
-} | {("rcan-t/baseline", 0): {"psnr_total": 1.0}}
+}
+SOURCE_OPTIONS = {"table": "4.2", "budget": "short", "seeds": 2}  # smoke would make them the smoke table's trials
 
 
-def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, table: str,
-              values: dict[tuple[str, int], dict[str, float]], spec=SMOKE) -> str:
-    """A parent sweep run and one nested trial run per (row, seed), as the sweep logs them."""
-    parent = client.create_run(experiment_id, run_name=f"sweep-{sweep_id}",
-                               tags={"srprior.role": "sweep", "srprior.sweep_id": sweep_id}).info.run_id
-    configs = {(c["row"], c["seed"]): c for c in spec.trial_configs()}
+def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, options: dict,
+              values: dict[tuple[str, int], dict[str, float]], status: str = "FINISHED") -> str:
+    """A parent sweep run (with the options that rebuild its plan) and one trial run per (row, seed), tagged
+    with the content key the plan gives that cell — as the sweep and the worker log them."""
+    table = options["table"]
+    keys = {(row, seed): key for row, seed, key in budget_cells(table, options["budget"], options["seeds"], None)}
+    parent = client.create_run(experiment_id, run_name=sweep_id, tags={
+        contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep_id, OPTIONS_TAG: json.dumps(options)}).info.run_id
     for (row, seed), metrics in values.items():
-        tags = {"srprior.role": "trial", "table": table, "row": row, "seed": str(seed),
-                "srprior.sweep_id": sweep_id, "mlflow.parentRunId": parent}
+        key = keys[(row, seed)]
+        tags = {contracts.ROLE: "trial", contracts.RUN_KEY: key, contracts.CONFIG_HASH: key.split("-")[0],
+                contracts.TABLE: table, contracts.ROW: row, contracts.SEED: str(seed),
+                contracts.SWEEP_ID: sweep_id, contracts.PARENT: parent}
         run_id = client.create_run(experiment_id, tags=tags).info.run_id
         client.log_batch(run_id, metrics=[Metric(k, v, 0, 100) for k, v in metrics.items()],
-                         params=[Param(k, str(v)) for k, v in configs[(row, seed)].items()],
                          tags=[RunTag("mlflow.runName", f"{row}-s{seed}")])
-        client.set_terminated(run_id)
+        client.set_terminated(run_id, status)
     client.set_terminated(parent)
     return parent
 
 
+def report_of(table: str, uri: str, sweep: str = "latest"):
+    cells, sweep_id, parent = sweep_cells(table, uri, sweep)
+    return build_report(get_table(table), uri, cells, sweep_id, parent)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """One sqlite store (creating it is the slow part) holding every test's runs, in separate experiments:
-    smoke with an old sweep s0 (to be ignored by default) and the latest sweep s1 with VALUES; Table 4.2 runs
-    for the Table 4.7 fallback (see SOURCE_VALUES); an empty Table 4.4 experiment."""
+    """One sqlite store (creating it is the slow part) holding every test's runs: smoke with an old sweep s0
+    (its runs are superseded by s1's newer runs of the same keys) and the latest sweep s1 with VALUES; Table 4.2
+    runs that Table 4.7 reuses (SOURCE_VALUES); Table 4.6 through a server-like artifact location."""
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root}/mlflow.db"
     client = MlflowClient(uri)
     exp = client.create_experiment(SMOKE.experiment, artifact_location=(root / "smoke").as_uri())
     old = {key: {m: v - 5.0 for m, v in metrics.items()} for key, metrics in VALUES.items()}
-    log_sweep(client, exp, "s0", "smoke", old)
-    parent = log_sweep(client, exp, "s1", "smoke", VALUES)
-    failed = client.create_run(exp, tags={"srprior.role": "trial", "table": "smoke", "row": BASE, "seed": "0",
-                                          "srprior.sweep_id": "s1", "mlflow.parentRunId": parent}).info.run_id
-    client.log_metric(failed, "psnr_set5", 0.0)  # a newer, failed rerun of seed 0: must not hide the finished one
-    client.set_terminated(failed, "FAILED")
-    source = get_table("4.2")
-    exp = client.create_experiment(source.experiment, artifact_location=(root / "t42").as_uri())
-    source_parent = log_sweep(client, exp, "s7", "4.2", SOURCE_VALUES, spec=source)
-    client.create_experiment(get_table("4.4").experiment, artifact_location=(root / "t44").as_uri())
+    log_sweep(client, exp, "s0", SMOKE_OPTIONS, old)
+    parent = log_sweep(client, exp, "s1", SMOKE_OPTIONS, VALUES)
+    # a newer, failed rerun of seed 0: must not hide the finished run of the same key
+    log_sweep(client, exp, "s2-failed", SMOKE_OPTIONS, {(BASE, 0): {"psnr_set5": 0.0}}, status="FAILED")
+    exp = client.create_experiment(get_table("4.2").experiment, artifact_location=(root / "t42").as_uri())
+    source_parent = log_sweep(client, exp, "s7", SOURCE_OPTIONS, SOURCE_VALUES)
     # As a sweep through `mlflow server` leaves it: artifact URIs mlflow-artifacts:/..., resolvable only by a server.
     exp = client.create_experiment(T46.experiment, artifact_location="mlflow-artifacts:/t46")
-    log_sweep(client, exp, "s9", "4.6", {(r.id, 0): {"psnr_set5": 30.0} for r in T46.rows}, spec=T46)
+    log_sweep(client, exp, "s9", {"table": "4.6", "budget": "thesis", "seeds": 1},
+              {(r.id, 0): {"psnr_set5": 30.0} for r in T46.rows})
     return uri, parent, source_parent
 
 
@@ -88,8 +100,8 @@ def cell(report, row_id, metric):
 
 def test_numbers_match_numpy_and_scipy(store):
     uri, parent, _ = store
-    report = build_report(SMOKE, uri)
-    assert (report.sweep_id, report.parent_run_id, report.experiment) == ("s1", parent, "srprior/table-smoke")
+    report = report_of("smoke", uri, "s1")
+    assert (report.sweep_id, report.parent_run_id, report.failed) == ("s1", parent, 0)
     for row in (BASE, OURS):
         for metric in ("psnr_set5", "ssim_set5", "di"):
             xs = np.array([VALUES[(row, s)][metric] for s in (0, 1)])
@@ -118,7 +130,7 @@ def test_numbers_match_numpy_and_scipy(store):
 
 def test_markdown_csv_and_html_content(store):
     uri, _, _ = store
-    report = build_report(SMOKE, uri)
+    report = report_of("smoke", uri, "s1")
     md = to_markdown(report)
     line = next(x for x in md.splitlines() if x.startswith("| EDSR-T | w/ ours"))
     cells = [c.strip() for c in line.strip("|").split("|")]
@@ -144,7 +156,7 @@ def test_markdown_csv_and_html_content(store):
 
 def test_files_written_and_logged_to_the_parent_run(store, tmp_path):
     uri, parent, _ = store
-    report = build_report(SMOKE, uri)
+    report = report_of("smoke", uri, "s1")
     paths = write_report(report, tmp_path / "out")
     assert sorted(p.name for p in paths.values()) == ["table-smoke.csv", "table-smoke.html", "table-smoke.md"]
     assert paths["md"].read_text(encoding="utf-8") == to_markdown(report)
@@ -161,7 +173,7 @@ def test_artifacts_of_a_server_written_sweep_go_where_mlflow_server_serves_them(
     `mlflow server --artifacts-destination <store folder>/mlartifacts` (srprior.tracking) serves for <path>.
     (Starting a server here would cost ~10-20 s on CI; the mapping was checked once against a live server.)"""
     uri, _, _ = store
-    report = build_report(T46, uri)
+    report = report_of("4.6", uri)
     paths = write_report(report, tmp_path)
     artifact_uri = MlflowClient(uri).get_run(report.parent_run_id).info.artifact_uri
     assert artifact_uri == f"mlflow-artifacts:/t46/{report.parent_run_id}/artifacts"
@@ -171,20 +183,23 @@ def test_artifacts_of_a_server_written_sweep_go_where_mlflow_server_serves_them(
     assert (served / "report" / "table-4.6.md").read_text(encoding="utf-8") == paths["md"].read_text(encoding="utf-8")
 
 
-def test_sweep_selection_all_and_by_id(store):
+def test_runs_are_found_by_content_newest_finished_first(store):
+    """s0 and s1 trained the same keys: s1's newer runs answer; the failed rerun (s2-failed) is no value, and
+    a report of the failed sweep itself says so; the latest sweep with options is s2-failed."""
     uri, _, _ = store
-    old = build_report(SMOKE, uri, sweep="s0")
-    assert cell(old, BASE, "psnr_set5").mean == pytest.approx(25.05)
-    every = build_report(SMOKE, uri, sweep="all")  # newest run per (row, seed) wins
-    assert every.sweep_id is None and cell(every, BASE, "psnr_set5").mean == pytest.approx(30.05)
-    with pytest.raises(ReportError, match="sweep 'nope' has no trial runs; sweep ids with runs: s0, s1"):
-        build_report(SMOKE, uri, sweep="nope")
+    old = report_of("smoke", uri, "s0")
+    assert cell(old, BASE, "psnr_set5").mean == pytest.approx(30.05) and old.reused == 4
+    latest = report_of("smoke", uri)
+    assert latest.sweep_id == "s2-failed" and latest.reused == 4  # every answer comes from s1
+    assert cell(latest, BASE, "psnr_set5").mean == pytest.approx(30.05)
+    with pytest.raises(ReportError, match="no sweep 'nope' of table smoke"):
+        report_of("smoke", uri, "nope")
 
 
 def test_cli_prints_markdown_and_writes_files(store, tmp_path, capsys, monkeypatch):
     uri, _, _ = store
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert main(["report", "--table", "smoke", "--tracking-uri", uri, "--out", str(tmp_path)]) == 0
+    assert main(["report", "--table", "smoke", "--sweep", "s1", "--tracking-uri", uri, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr()
     assert out.out.startswith("## Table smoke: Smoke") and "**31.06 ± 0.0849**‡" in out.out
     assert (tmp_path / "table-smoke.html").is_file() and "logged to run" in out.err
@@ -195,35 +210,35 @@ def test_cli_prints_markdown_and_writes_files(store, tmp_path, capsys, monkeypat
 def test_missing_runs_give_a_clear_error(store, tmp_path, capsys):
     uri, _, _ = store
     with pytest.raises(ReportError) as info:
-        build_report(get_table("4.3"), uri)
+        build_report(get_table("4.3"), uri, budget_cells("4.3", "smoke", 1, ["steps=7"]))
     message = str(info.value)
-    assert "no trial runs for table 4.3" in message and uri in message
-    assert "experiment 'srprior/table-4.3' (missing" in message and "srprior sweep --table 4.3" in message
-    with pytest.raises(ReportError, match=r"experiment 'srprior/table-4.4' \(exists, tag table='4.4'\)"):
-        build_report(get_table("4.4"), uri)
+    assert "no finished trial runs for table 4.3" in message and uri in message
+    assert "srprior sweep --table 4.3" in message
+    with pytest.raises(ReportError, match="no sweep of table 4.4 in"):
+        sweep_cells("4.4", uri)
     assert main(["report", "--table", "4.3", "--tracking-uri", uri, "--out", str(tmp_path)]) == 1
-    assert "srprior report: error: no trial runs for table 4.3" in capsys.readouterr().err
+    assert "srprior report: error: no sweep of table 4.3" in capsys.readouterr().err
     assert main(["report", "--table", "9.9", "--tracking-uri", uri]) == 1
     assert "unknown table '9.9'" in capsys.readouterr().err
     missing = f"sqlite:///{tmp_path}/none/mlflow.db"
     with pytest.raises(ReportError, match=f"no MLflow store at {missing} \\(file missing\\)"):
-        build_report(get_table("4.3"), missing)
+        build_report(get_table("4.3"), missing, [])
     assert not any(tmp_path.iterdir())  # nothing written on error
 
 
-def test_evaluation_table_reads_its_source_tables_runs(store):
-    """Table 4.7 re-evaluates Table 4.2's models: with no 4.7 runs it reads 4.2's runs for its four rows."""
-    uri, _, source_parent = store
-    report = build_report(get_table("4.7"), uri)
-    assert (report.experiment, report.sweep_id, report.parent_run_id) == ("srprior/table-4.2", "s7", source_parent)
+def test_table_4_7_reuses_table_4_2_runs_by_content(store):
+    """Table 4.7 re-evaluates Table 4.2's models: its rows have 4.2's science, so 4.2's runs answer them."""
+    uri, _, _ = store
+    report = build_report(get_table("4.7"), uri, budget_cells("4.7", "short", 2, None))
     assert cell(report, "edsr-t/lambda-1e-4", "psnr_total").mean == pytest.approx(33.05)
     assert cell(report, "rnan-t/lambda-1e-4", "psnr_total").n == 0  # only 4.2's λ = 1e-3 row was logged
     assert cell(report, "rnan-t/baseline", "psnr_ssr").std == 0.0
     assert cell(report, "edsr-t/lambda-1e-4", "psnr_ssr").p_value is None  # both constant: no test
-    assert report.ignored_runs == 3  # rcan-t/baseline, rnan-t/lambda-1e-3 × 2 seeds
+    assert report.missing == 2
     md = to_markdown(report)
-    assert "| EDSR-T | Baseline | 2/4 | 32.0500 ± 0.0707 (32.2438 ± 0.1513) |" in md
-    assert "| RNAN-T | w/ ours, λ_AP=1e-4 | 0/6 | — (32.5135 ± 0.0545) |" in md
+    assert "| EDSR-T | Baseline | 2/2 | 32.0500 ± 0.0707 (32.2438 ± 0.1513) |" in md, md
+    assert "| RNAN-T | w/ ours, λ_AP=1e-4 | 0/2 | — (32.5135 ± 0.0545) |" in md
+    assert "INCOMPLETE: 0 failed and 2 unfinished or missing run(s)" in md
 
 
 def test_benchmarks_without_a_thesis_column_lead_the_table(tmp_path):
@@ -234,8 +249,8 @@ def test_benchmarks_without_a_thesis_column_lead_the_table(tmp_path):
     values = {(row, seed): {"psnr_embedded": 25.0 + seed + (row == OURS), "ssim_embedded": 0.8, "di": 3.0,
                             "psnr_total": 1.0}
               for row in (BASE, OURS) for seed in (0, 1)}
-    log_sweep(client, exp, "e1", "smoke", values)
-    report = build_report(SMOKE, uri)
+    log_sweep(client, exp, "e1", SMOKE_OPTIONS, values)
+    report = report_of("smoke", uri)
     assert report.spec.metrics == ("psnr_embedded", "ssim_embedded", *SMOKE.metrics)
     assert cell(report, OURS, "psnr_embedded").mean == pytest.approx(26.5)
     assert cell(report, OURS, "psnr_embedded").best

@@ -13,9 +13,9 @@ import pytest
 
 from srprior.search_spaces import TABLES, get_table
 from srprior.search_spaces.search import SEARCHES, SearchSpec, define_space, get_search
-from srprior.search_spaces.spec import (
-    BENCH_METRICS, METRICS, SCENARIOS, TRIAL_KEYS, Row, TableSpec, bench, validate_overrides,
-)
+from srprior.method.ssm import SCENARIOS
+from srprior.schema import SCIENCE_KEYS, Trial, trial_config
+from srprior.search_spaces.spec import BENCH_METRICS, METRICS, Row, TableSpec, bench, validate_overrides
 
 THESIS_FILE = "000_2b0621be556b8da1.txt"
 B = bench(" ".join(["30.00±0.0100", "0.9000±0.0001"] * 5))
@@ -58,18 +58,19 @@ def flat(row: Row, metrics) -> list[float]:
 
 # --------------------------------------------------------------------------------------------- validation
 @pytest.mark.parametrize("overrides, message", [
-    ({"preset": "edsr-t", "lamda_ap": 1e-4}, "unknown trial-config key(s) ['lamda_ap']"),
-    ({"lambda_ap": -1e-4}, "lambda_ap=-0.0001 must be a finite number >= 0"),
-    ({"lambda_ap": float("nan")}, "lambda_ap=nan must be a finite number >= 0"),
-    ({"n_ssr": 0}, "n_ssr=0 must be an integer >= 1"),
-    ({"n_ssr": True}, "n_ssr=True must be an integer >= 1"),
-    ({"scenario": "scenario-2"}, "scenario='scenario-2' must be one of local, global"),
-    ({"w": 1.5}, "w=1.5 must be 'sim'"),
-    ({"w": 0.0}, "w=0.0 must be 'sim'"),
-    ({"poi_size": 4}, "poi_size=4 must be an odd integer >= 1"),
-    ({"w": "Sim"}, "w='Sim' must be 'sim'"),
-    ({"scale": 8}, "scale=8 must be 2, 3 or 4"),
-    ({"weight_decay": -1.0}, "weight_decay=-1.0 must be a finite number >= 0"),
+    ({"preset": "edsr-t", "lamda_ap": 1e-4}, "unknown field(s) ['lamda_ap']; valid: "),
+    ({"lambda_ap": -1e-4}, "PriorConfig.lambda_ap=-0.0001: must be a finite number >= 0"),
+    ({"lambda_ap": float("nan")}, "PriorConfig.lambda_ap=nan: must be a finite number >= 0"),
+    ({"n_ssr": 0}, "ExtractorConfig.n_ssr=0: must be an integer >= 1"),
+    ({"n_ssr": True}, "ExtractorConfig.n_ssr=True: must be an integer >= 1"),
+    ({"scenario": "scenario-2"}, "ExtractorConfig.scenario='scenario-2': scenario='scenario-2' is unknown"),
+    ({"w": 1.5}, "PriorConfig.w=1.5: use 'sim'"),
+    ({"w": 0.0}, "PriorConfig.w=0.0: use 'sim'"),
+    ({"poi_size": 4}, "ExtractorConfig.poi_size=4: must be an odd integer >= 1"),
+    ({"scale": 8}, "ModelConfig.scale=8: must be one of 2, 3, 4"),
+    ({"weight_decay": -1.0}, "OptimConfig.weight_decay=-1.0: must be a finite number in [0, 1]"),
+    ({"learning_rate": 1e30}, "OptimConfig.learning_rate=1e+30: must be a finite number in (0, 1]"),
+    ({"preset": "edsr-x"}, "ModelConfig.preset='edsr-x': is unknown; valid presets: "),
 ])
 def test_row_rejects_bad_overrides(overrides, message):
     with pytest.raises(ValueError) as info:
@@ -78,8 +79,8 @@ def test_row_rejects_bad_overrides(overrides, message):
 
 
 def test_table_rejects_duplicates_missing_baselines_and_foreign_metrics():
-    base = Row("a/baseline", "A", "Baseline", {"preset": "a", "lambda_ap": 0.0}, B)
-    ours = Row("a/ours", "A", "ours", {"preset": "a"}, B, "a/baseline")
+    base = Row("a/baseline", "A", "Baseline", {"preset": "edsr-t", "lambda_ap": 0.0}, B)
+    ours = Row("a/ours", "A", "ours", {"preset": "edsr-t"}, B, "a/baseline")
     kwargs = dict(name="t", title="t", description="", metrics=BENCH_METRICS)
     with pytest.raises(ValueError, match=r"table 't': duplicate row id\(s\) \['a/ours'\]"):
         TableSpec(rows=(base, ours, ours), **kwargs)
@@ -96,7 +97,7 @@ def test_table_rejects_duplicates_missing_baselines_and_foreign_metrics():
         Row("a/y", "A", "y", {}, {"psnr_set5": (30.0, -0.1)})
     with pytest.raises(ValueError, match="seeds .* distinct integers"):
         TableSpec(rows=(base,), seeds=(0, 0), **kwargs)
-    with pytest.raises(ValueError, match="table 't' defaults: unknown trial-config key"):
+    with pytest.raises(ValueError, match=r"table 't' defaults: unknown field\(s\) \['epochs'\]"):
         TableSpec(rows=(base,), defaults={"epochs": 3}, **kwargs)
 
 
@@ -118,46 +119,39 @@ def test_every_table_has_the_expected_trials_and_valid_configs():
 
     assert set(TABLES) == set(EXPECTED_TRIALS)
     for name, spec in TABLES.items():
-        configs = spec.trial_configs()
-        assert len(configs) == EXPECTED_TRIALS[name], name
+        cells = spec.cells()
+        assert len(cells) == EXPECTED_TRIALS[name], name
         assert spec.experiment == f"srprior/table-{name}"
-        keys = {(c["row"], c["seed"]) for c in configs}
-        assert len(keys) == len(configs)  # one trial per (row, seed)
-        for config in configs:
-            assert config["table"] == name
-            validate_overrides({k: v for k, v in config.items() if k not in ("table", "row", "seed")}, name)
-            assert set(config) - {"table", "row", "seed"} <= set(TRIAL_KEYS)
-            assert config["preset"] in PRESETS
-            row = spec.row(config["row"])
-            assert (config["lambda_ap"] == 0.0) == (row.baseline is None or name == "4.6"), row.id
+        assert len({(row.id, seed) for row, seed, _ in cells}) == len(cells)  # one trial per (row, seed)
+        for row, seed, flat in cells:
+            assert set(flat) <= set(SCIENCE_KEYS) and flat["preset"] in PRESETS
+            config = trial_config(name, **flat)  # the one rule set
+            assert (config.prior.lambda_ap == 0.0) == (row.baseline is None or name == "4.6"), row.id
 
 
-def test_trial_configs_are_accepted_by_the_trainers_config():
-    """The real consumer: every table's and every search sample's config builds a trainer TrialConfig."""
-    from srprior.trainers.config import TrialConfig
-
-    for spec in TABLES.values():
-        for config in spec.trial_configs():
-            trial = TrialConfig.from_dict(config)
-            assert (trial.table, trial.row, trial.lambda_ap) == (spec.name, config["row"], config["lambda_ap"])
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(10):
-        trial = study.ask()
-        TrialConfig.from_dict({**define_space(trial, get_search("edsr-t")), **trial.params})
+def test_one_rule_set_canonicalises_equal_science_to_one_key():
+    """'Sim' and 'sim', scenario 2 and 'global', 1e-4 and '1e-4' are the same science: one key."""
+    a = Trial(trial_config(w="Sim", scenario=2, lambda_ap="1e-4", n_ssr="3"), 0)
+    b = Trial(trial_config(w="sim", scenario="global", lambda_ap=1e-4, n_ssr=3), 0)
+    assert a == b and a.key == b.key and a.config.prior.extractor.scenario == "global"
+    assert Trial(a.config, 1).key != a.key and a.key.endswith("-s0")
+    assert Trial.from_dict(a.to_dict()) == a
+    other = trial_config(w="sim", scenario="global", lambda_ap=1e-4, n_ssr=3, learning_rate=2e-4)
+    assert other.hash != a.config.hash
 
 
 def test_table_4_2_configs_follow_the_thesis_settings():
     spec = get_table("4.2")
     by_row = {}
-    for c in spec.trial_configs():
-        by_row.setdefault(c["row"], []).append(c)
-    assert [c["seed"] for c in by_row["rnan-t/lambda-1e-5"]] == [0, 1, 2, 3, 4, 5]
-    assert [c["seed"] for c in by_row["edsr-t/baseline"]] == [0, 1, 2, 3]
+    for row, seed, flat in spec.cells():
+        by_row.setdefault(row.id, []).append((seed, trial_config(**flat)))
+    assert [seed for seed, _ in by_row["rnan-t/lambda-1e-5"]] == [0, 1, 2, 3, 4, 5]
+    assert [seed for seed, _ in by_row["edsr-t/baseline"]] == [0, 1, 2, 3]
     rcan = [row.overrides["lambda_ap"] for row in spec.rows if row.group == "RCAN-T"]
     assert rcan == [0.0, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]
-    ours = by_row["edsr-t/lambda-1e-4"][0]
-    assert {k: ours[k] for k in ("scale", "lambda_ap", "w", "n_ssr", "scenario", "preset")} == {
-        "scale": 2, "lambda_ap": 1e-4, "w": "sim", "n_ssr": 1, "scenario": "local", "preset": "edsr-t"}
+    ours = by_row["edsr-t/lambda-1e-4"][0][1]
+    assert (ours.model.scale, ours.prior.lambda_ap, ours.prior.w, ours.prior.extractor.n_ssr,
+            ours.prior.extractor.scenario, ours.model.preset) == (2, 1e-4, "sim", 1, "local", "edsr-t")
     arbitrary = get_table("4.4").row("edsr-t/n_ssr-3-arbitrary").overrides
     assert arbitrary == {"preset": "edsr-t", "n_ssr": 3, "scenario": "arbitrary"}
     assert get_table("4.5").row("rnan-t/scenario-3").overrides["scenario"] == "random-local"
@@ -166,17 +160,17 @@ def test_table_4_2_configs_follow_the_thesis_settings():
     assert get_table("4.8").row("edsr-b/lambda-1e-4").overrides["preset"] == "edsr-b"
 
 
-def test_trial_configs_can_be_restricted_for_a_budget():
+def test_cells_can_be_restricted_for_a_budget():
     spec = get_table("4.2")
-    first = spec.trial_configs(seeds=1)
-    assert len(first) == 16 and {c["seed"] for c in first} == {0}
-    picked = spec.trial_configs(seeds=[7, 9], rows=["rnan-t/baseline", "edsr-t/baseline"])
-    assert [(c["row"], c["seed"]) for c in picked] == [
+    first = spec.cells(seeds=1)
+    assert len(first) == 16 and {seed for _, seed, _ in first} == {0}
+    picked = spec.cells(seeds=[7, 9], rows=["rnan-t/baseline", "edsr-t/baseline"])
+    assert [(row.id, seed) for row, seed, _ in picked] == [
         ("edsr-t/baseline", 7), ("edsr-t/baseline", 9), ("rnan-t/baseline", 7), ("rnan-t/baseline", 9)]
     with pytest.raises(KeyError, match="table '4.2' has no row 'edsr/baseline'; rows: edsr-t/baseline"):
-        spec.trial_configs(rows=["edsr/baseline"])
+        spec.cells(rows=["edsr/baseline"])
     with pytest.raises(ValueError, match="at least one seed"):
-        spec.trial_configs(seeds=0)
+        spec.cells(seeds=0)
 
 
 def test_get_table_aliases_and_unknown_names():
@@ -187,7 +181,7 @@ def test_get_table_aliases_and_unknown_names():
 
 def test_table_4_7_reevaluates_table_4_2_models():
     spec, source = get_table("4.7"), get_table("4.2")
-    assert spec.source == "4.2" and spec.metrics == ("psnr_total", "psnr_ssr", "psnr_poi")
+    assert spec.metrics == ("psnr_total", "psnr_ssr", "psnr_poi")
     for row in spec.rows:
         assert (row.overrides, source.row_seeds(source.row(row.id))) == (
             source.row(row.id).overrides, spec.row_seeds(row))
@@ -249,7 +243,7 @@ def test_define_space_samples_valid_trial_configs_in_an_optuna_study():
         constants = define_space(trial, spec)
         config = {**trial.params, **constants}
         seen.append(config)
-        validate_overrides(config, "sample")
+        trial_config("sample", **config)
         return -abs(math.log10(config["lambda_ap"]) + 4)  # best at the thesis's 1e-4
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -277,7 +271,7 @@ def test_space_works_through_ray_optuna_search_and_repeater():
     assert strip[0] == strip[1] and strip[2] == strip[3] and strip[0] != strip[2]
     for config in strip:
         assert set(config) == {"lambda_ap", "w", "scenario", "n_ssr", "preset", "scale"}
-        validate_overrides(config, "ray sample")
+        trial_config("ray sample", **config)
     assert spec.experiment == "srprior/search-smoke" and spec.num_samples == 4
 
 
@@ -285,7 +279,7 @@ def test_search_spec_validation():
     assert set(SEARCHES) >= {"edsr-t", "smoke"}
     with pytest.raises(ValueError, match="lambda_ap range .* 0 < low < high"):
         SearchSpec("x", "edsr-t", lambda_ap=(0.0, 1e-2))
-    with pytest.raises(ValueError, match="search 'x': scenario='far' must be one of"):
+    with pytest.raises(ValueError, match="search 'x': ExtractorConfig.scenario='far'"):
         SearchSpec("x", "edsr-t", scenarios=("local", "far"))
     with pytest.raises(ValueError, match="mode='maximize'"):
         SearchSpec("x", "edsr-t", mode="maximize")

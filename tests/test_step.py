@@ -86,6 +86,7 @@ def _train(pairs, lambda_ap: float, steps: int = 40, seed: int = 0):
     return model, {k: np.array([getattr(o, k).item() for o in outs]) for k in ("l1", "l_ap", "total", "n_valid")}
 
 
+@pytest.mark.slow
 def test_short_training_with_thesis_lambda_on_embedded_data(train_pairs):
     """lambda_AP = 1e-4 (thesis Table 4.2), 40 steps of edsr-t-micro on the embedded split.
 
@@ -109,6 +110,7 @@ def test_short_training_with_thesis_lambda_on_embedded_data(train_pairs):
 
 
 
+@pytest.mark.slow
 def test_l_ap_decreases_when_the_prior_has_weight(train_pairs):
     """The same 40 steps with lambda_AP = 1: now the prior, not L1, drives the attribution, and L_AP itself falls
     (measured 0.46 -> 0.32 over the run) while L1 still falls too."""

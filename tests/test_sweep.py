@@ -20,7 +20,9 @@ ray = pytest.importorskip("ray")
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from srprior import sweep, tracking  # noqa: E402
+from srprior import contracts, sweep, tracking  # noqa: E402
+from srprior.plan import PlanError, make_plan  # noqa: E402
+from srprior.schema_fields import ConfigError  # noqa: E402
 
 ROWS = ("edsr-t-micro/baseline", "edsr-t-micro/lambda-1e-4")
 REPO = Path(__file__).resolve().parents[1]
@@ -37,14 +39,31 @@ def _trial_runs(uri: str, experiment: str = "srprior/table-smoke", **tags) -> li
     return tracking.find_runs(client, exp.experiment_id, {"srprior.role": "trial", **tags}) if exp else []
 
 
-def test_set_overrides_are_typed_like_the_config():
-    assert sweep._parse_sets(["lambda_ap=1e-4", "n_ssr=3", "w=0.5", "scenario=global", "di=false"]) == \
-        {"lambda_ap": 1e-4, "n_ssr": 3, "w": 0.5, "scenario": "global", "di": False}
-    assert sweep._parse_sets(["w=sim"]) == {"w": "sim"}
-    with pytest.raises(sweep.SweepError, match="n_ssr must be a int"):
-        sweep._parse_sets(["n_ssr=two"])
-    with pytest.raises(sweep.SweepError, match="expected KEY=VALUE with KEY one of"):
-        sweep._parse_sets(["tracking_uri=http://x"])
+def test_set_overrides_are_typed_by_the_schema_and_identity_is_refused():
+    plan = make_plan({"table": "smoke", "set": ["lambda_ap=1e-4", "n_ssr=3", "w=0.5", "scenario=2", "di=false"]})
+    config = plan.trials[0].trial.config
+    assert (config.prior.lambda_ap, config.prior.extractor.n_ssr, config.prior.w, config.prior.extractor.scenario,
+            config.data.di) == (1e-4, 3, 0.5, "global", False)
+    with pytest.raises(ConfigError, match="ExtractorConfig.n_ssr='two': must be an integer >= 1"):
+        make_plan({"table": "smoke", "set": ["n_ssr=two"]})
+    for key in ("tracking_uri", "seed", "row", "table"):
+        with pytest.raises(PlanError, match="expected KEY=VALUE with KEY one of"):
+            make_plan({"table": "smoke", "set": [f"{key}=1"]})
+
+
+def test_plan_all_tables_deduplicates_without_ray(tmp_path, capsys):
+    """Acceptance: every thesis table under the thesis budget, in seconds, without Ray: 246 table cells are
+    170 distinct (science config, seed) trials; the shared ones are named."""
+    assert not ray.is_initialized()
+    assert sweep._run({"table": "all", "budget": "thesis", "plan": True, "output_dir": str(tmp_path),
+                       "address": "local"}) == 0
+    out = capsys.readouterr().out
+    assert "table cells (row × seed): 246; distinct trials (science config, seed): 170" in out
+    assert "to train: 170 · reused (FINISHED in MLflow): 0" in out
+    assert "4.2:edsr-t/baseline = 4.3:edsr-t/baseline = 4.4:edsr-t/baseline = 4.5:edsr-t/baseline = " \
+           "4.6:edsr-t/baseline = 4.7:edsr-t/baseline · seeds 0,1,2,3" in out
+    assert "estimated cost (cpu" in out and "estimated cost (gpu" in out
+    assert not ray.is_initialized() and list(tmp_path.iterdir()) == []  # nothing started, nothing written
 
 
 def _artifacts(out: Path, run_id: str, folder: str) -> set[str]:
@@ -54,8 +73,8 @@ def _artifacts(out: Path, run_id: str, folder: str) -> set[str]:
 
 @pytest.mark.parametrize("extra, message", [
     ({"table": "9.9"}, "unknown table '9.9'"),
-    ({"set": ["lambda_ap=-1"]}, "lambda_ap=-1.0: must be a finite number >= 0"),
-    ({"set": ["n_ssr=0"]}, "n_ssr=0: must be an int >= 1"),
+    ({"set": ["lambda_ap=-1"]}, "PriorConfig.lambda_ap=-1.0: must be a finite number >= 0"),
+    ({"set": ["n_ssr=0"]}, "ExtractorConfig.n_ssr=0: must be an integer >= 1"),
     ({"gpus_per_trial": 0.25}, "--gpus-per-trial 0.25: this machine/cluster has no GPU"),
 ])
 def test_invalid_arguments_fail_before_ray(tmp_path, capsys, extra, message):
@@ -84,6 +103,7 @@ def smoke_sweep(local_ray, tmp_path_factory, data_root):
     return out
 
 
+@pytest.mark.slow
 def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
     uri = tracking.default_tracking_uri(smoke_sweep)
     runs = _trial_runs(uri, **{"srprior.sweep_id": "acceptance"})
@@ -115,12 +135,42 @@ def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
         assert "±" in set5.split("(")[0] and thesis in set5, line
 
 
+@pytest.mark.slow
+def test_second_run_reuses_every_run_and_retrain_trains_again(smoke_sweep, capsys):
+    """Acceptance: the same smoke table again trains nothing (no Ray), reuses every run and prints the same
+    report numbers; --retrain trains again into new runs tagged srprior.retrain; MLflow then holds exactly one
+    original run per (science config, seed) plus the retrained ones."""
+    capsys.readouterr()
+    started = time.monotonic()
+    opts = _opts(smoke_sweep, name="again", data_root=os.environ["SRPRIOR_DATA"], benchmarks="set5")
+    assert sweep.run_sweep(opts) == 0
+    assert time.monotonic() - started < 60
+    out = capsys.readouterr().out
+    assert "to train: 0 · reused (FINISHED in MLflow): 4" in out and "4 cell(s) reuse runs" in out
+    first = (smoke_sweep / "reports" / "acceptance" / "table-smoke.csv").read_text()
+    again = (smoke_sweep / "reports" / "again" / "table-smoke.csv").read_text()
+    assert first == again  # the same numbers, cell for cell
+    uri = tracking.default_tracking_uri(smoke_sweep)
+    assert _trial_runs(uri, **{"srprior.sweep_id": "again"}) == []
+    retrain = _opts(smoke_sweep, name="retrained", data_root=os.environ["SRPRIOR_DATA"], benchmarks="set5",
+                    rows=ROWS[1], seeds=1, retrain=True)
+    assert sweep.run_sweep(retrain) == 0
+    runs = _trial_runs(uri)
+    keys = [r.data.tags[contracts.RUN_KEY] for r in runs if contracts.RETRAIN not in r.data.tags]
+    retrained = [r for r in runs if contracts.RETRAIN in r.data.tags]
+    assert len(keys) == len(set(keys)) == 4
+    assert [(r.data.tags[contracts.RETRAIN], r.data.tags["row"], r.data.tags["seed"], r.info.status)
+            for r in retrained] == [("retrained", ROWS[1], "0", "FINISHED")]
+    assert retrained[0].data.tags[contracts.RUN_KEY] in keys
+
+
+@pytest.mark.slow
 def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
     """The worker dies once at step 15 (checkpoint at 10): Train restarts it from the checkpoint, the MLflow
     run continues (one run, every curve point exactly once) and the figures arrive."""
     opts = _opts(tmp_path, name="fault", seeds=1, rows=ROWS[0], fault_kill_at_step=15, figures=True)
     assert sweep.run_sweep(opts) == 0
-    train_dirs = list((tmp_path / "ray" / "fault" / "train").iterdir())
+    train_dirs = list((tmp_path / "ray" / "train").iterdir())
     assert len(train_dirs) == 1 and (train_dirs[0] / "fault-killed-at-15").exists()
     uri = tracking.default_tracking_uri(tmp_path)
     (run,) = _trial_runs(uri)
@@ -134,9 +184,11 @@ def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
     (last,) = sorted(p for p in train_dirs[0].glob("checkpoint_*") if p.is_dir())[-1:]
     state = torch.load(last / "state.pt", weights_only=False)
     assert state["step"] == 20 and state["run_id"] == run.info.run_id
-    assert {"model", "optimizer", "rng", "sampler"} <= set(state) and len(state["sampler"]) == 1
+    assert {"model", "optimizer", "rng", "sampler", "trial"} <= set(state) and len(state["sampler"]) == 1
+    assert train_dirs[0].name == f"train-{run.data.tags[contracts.RUN_KEY]}"  # checkpoints are content-addressed
 
 
+@pytest.mark.slow
 def test_search_mode_repeats_each_config_over_seeds(local_ray, tmp_path):
     opts = {"search": "smoke", "budget": "smoke", "samples": 1, "seeds": 2, "output_dir": str(tmp_path),
             "name": "search", "address": None}
@@ -146,7 +198,11 @@ def test_search_mode_repeats_each_config_over_seeds(local_ray, tmp_path):
     assert len({r.data.tags["row"] for r in runs}) == 1  # one Optuna configuration, two seeds
     params = [{k: r.data.params[k] for k in ("lambda_ap", "w", "n_ssr", "scenario")} for r in runs]
     assert params[0] == params[1]
-    assert (tmp_path / "reports" / "search" / "search-smoke.md").read_text().count("| cfg-") == 1
+    md = (tmp_path / "reports" / "search" / "table-search-smoke.md").read_text()
+    assert sum(line.startswith("| edsr-t-micro | λ_AP=") for line in md.splitlines()) == 1 and "| 2/2 |" in md
+    from srprior.cli import main
+
+    assert main(["report", "--search", "smoke", "--output-dir", str(tmp_path)]) == 0
 
 
 def _terminated(experiment: Path) -> list[dict]:
@@ -160,6 +216,7 @@ def _terminated(experiment: Path) -> list[dict]:
     return []
 
 
+@pytest.mark.slow
 def test_driver_kill_then_resume(local_ray, tmp_path):
     """Kill the sweep process (and all it started) once Tune has recorded a finished trial; --resume runs only
     the rest: exactly one MLflow run per (row, seed), finished trials untouched."""
@@ -179,7 +236,7 @@ def test_driver_kill_then_resume(local_ray, tmp_path):
         proc.wait()
     uri = tracking.default_tracking_uri(tmp_path)
     before = {r.info.run_id: r for r in _trial_runs(uri) if r.info.status == "FINISHED"}
-    finished = {(t["config"]["trial"]["row"], str(t["config"]["trial"]["seed"])) for t in done}
+    finished = {(t["config"]["trial"]["labels"][0][1], str(t["config"]["trial"]["trial"]["seed"])) for t in done}
     assert finished <= {(r.data.tags["row"], r.data.tags["seed"]) for r in before.values()}
     assert len(finished) < 4  # something left to resume
     assert sweep.run_sweep({"resume": "killed", "output_dir": str(tmp_path), "address": None}) == 0

@@ -56,6 +56,7 @@ def test_get_or_create_run_by_key_and_checkpointed_id(tmp_path):
         tracking.find_runs(client, exp, {"row": "it's"})
 
 
+@pytest.mark.slow
 def test_server_concurrent_writers_lose_no_metric(tmp_path):
     """Six processes log to one run at once through the server: every point arrives."""
     writers, points = 6, 100
@@ -79,6 +80,7 @@ def _search(url: str) -> list[str]:
         return [e["name"] for e in json.loads(resp.read())["experiments"]]
 
 
+@pytest.mark.slow
 def test_srprior_ui_serves_the_store_rest_api(tmp_path):
     client = MlflowClient(tracking.default_tracking_uri(tmp_path))
     tracking.experiment_id(client, "srprior/table-4.2")
@@ -97,6 +99,7 @@ def test_srprior_ui_serves_the_store_rest_api(tmp_path):
         _search(f"http://127.0.0.1:{port}")
 
 
+@pytest.mark.slow
 def test_busy_port_is_refused_and_a_dead_server_is_reported(tmp_path):
     busy = tracking.TrackingServer(tracking.default_tracking_uri(tmp_path), tracking.artifacts_dir(tmp_path))
     with busy:

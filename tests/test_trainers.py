@@ -3,61 +3,78 @@
 
 from __future__ import annotations
 
+import math
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from srprior.plan import ALL_TABLES, make_plan
+from srprior.schema import RunContext, Trial, trial_config
+from srprior.schema_fields import ConfigError
 from srprior.search_spaces import get_table
 from srprior.trainers import budgets, resources
-from srprior.trainers.config import NON_PARAMS, TrialConfig
-from srprior.trainers.driver import TRIAL_INDEX, search_row_id, trial_dict
+from srprior.trainers.driver import TRIAL_INDEX, make_trial, train_name
 from srprior.trainers.evaluation import _crop, final_metrics, lam_config, training_data
-from srprior.trainers.worker import _rng_state, _set_rng_state
+from srprior.trainers.worker import LocalSession, _rng_state, _set_rng_state, train_trial
 
 
-def test_trial_config_rejects_bad_input_naming_the_field():
-    with pytest.raises(ValueError, match=r"unknown trial-config key\(s\) \['lamda_ap'\]; valid keys: .*lambda_ap"):
-        TrialConfig.from_dict({"lamda_ap": 1e-4})
-    with pytest.raises(ValueError, match="lambda_ap=-0.1: must be a finite number >= 0"):
-        TrialConfig(lambda_ap=-0.1)
-    with pytest.raises(ValueError, match="n_ssr=0"):
-        TrialConfig(n_ssr=0)
-    with pytest.raises(ValueError, match="preset='edsr-x' is unknown"):
-        TrialConfig(preset="edsr-x")
-    with pytest.raises(ValueError, match="data_root='data' must be an absolute path"):
-        TrialConfig(data_root="data")
-    with pytest.raises(ValueError, match=r"benchmarks=\('set6',\) has unknown name"):
-        TrialConfig(benchmarks=("set6",))
-    with pytest.raises(ValueError, match="use_gpu=False must be True exactly when gpus_per_worker > 0"):
-        TrialConfig(gpus_per_worker=0.25)
-    with pytest.raises(ValueError, match="cuda_graph=True needs num_workers == 1"):
-        TrialConfig(cuda_graph=True, num_workers=2)
+def test_trial_schema_rejects_bad_input_naming_the_field():
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['lamda_ap'\]; valid: .*lambda_ap"):
+        trial_config(lamda_ap=1e-4)
+    with pytest.raises(ConfigError, match="PriorConfig.lambda_ap=-0.1: must be a finite number >= 0"):
+        trial_config(lambda_ap=-0.1)
+    with pytest.raises(ConfigError, match="ExtractorConfig.n_ssr=0"):
+        trial_config(n_ssr=0)
+    with pytest.raises(ConfigError, match="ModelConfig.preset='edsr-x': is unknown"):
+        trial_config(preset="edsr-x")
+    with pytest.raises(ConfigError, match="DataConfig.data_root='data': must be an absolute path"):
+        trial_config(data_root="data")
+    with pytest.raises(ConfigError, match=r"DataConfig.benchmarks=\('set6',\): has unknown name"):
+        trial_config(benchmarks=("set6",))
+    with pytest.raises(ConfigError, match="OptimConfig.learning_rate=inf"):
+        trial_config(learning_rate=float("inf"))
+    with pytest.raises(ConfigError, match="RunContext.use_gpu must be True exactly when gpus_per_worker > 0"):
+        RunContext(gpus_per_worker=0.25)
+    with pytest.raises(ConfigError, match="cuda_graph needs one worker per trial"):
+        RunContext(cuda_graph=True, num_workers=2)
+    with pytest.raises(ConfigError, match=r"Trial.seed=-1: must be an integer in \[0, 2\^31\)"):
+        Trial(trial_config(), -1)
 
 
-def test_trial_config_params_are_the_science_not_the_plumbing():
-    cfg = TrialConfig(table="4.2", row="edsr-t/lambda-1e-4", seed=3, lambda_ap=1e-4, scenario=2, w="0.5",
-                      tracking_uri="http://h:5000", sweep_id="s", benchmarks=("Set5", "set14"))
-    assert cfg.scenario == "global" and cfg.w == 0.5 and cfg.benchmarks == ("set5", "set14")
+def test_params_are_every_leaf_and_the_key_is_stable():
+    cfg = trial_config(lambda_ap=1e-4, scenario=2, w="0.5", benchmarks="Set5,set14")
+    assert cfg.prior.extractor.scenario == "global" and cfg.prior.w == 0.5
+    assert cfg.data.benchmarks == ("set5", "set14")
     params = cfg.params()
-    assert not set(NON_PARAMS) & set(params)
-    assert params["lambda_ap"] == "0.0001" and params["seed"] == "3" and params["benchmarks"] == "set5,set14"
-    assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+    assert params["lambda_ap"] == "0.0001" and params["benchmarks"] == "set5,set14" and params["scenario"] == "global"
+    assert "tracking_uri" not in params and "seed" not in params
+    # the key is a pure function of the values: the same in another process (no hash randomisation, no ids)
+    code = "from srprior.schema import Trial, trial_config; print(Trial(trial_config(lambda_ap=1e-4), 3).key)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "123"}).stdout.strip()
+    assert out == Trial(trial_config(lambda_ap=1e-4), 3).key
+    # every field counts, defaults included: the same science with another default is another run
+    assert trial_config(min_std=0.03).hash != trial_config().hash
 
 
 def test_budgets_define_epochs_and_micro_models():
     thesis, smoke = budgets.get_budget("thesis"), budgets.get_budget("smoke")
-    assert budgets.STEPS_PER_EPOCH == 800 // 16 and thesis.steps == 1000 * 50 == 50_000
-    assert (thesis.batch, thesis.patch, thesis.seeds, thesis.micro) == (16, 48, None, False)
-    presets = {t["preset"] for t in get_table("4.2").trial_configs()} | {"edsr-t-bn", "edsr-b"}
+    assert budgets.STEPS_PER_EPOCH == 800 // 16 and thesis.science["steps"] == 1000 * 50 == 50_000
+    assert (thesis.science["batch"], thesis.science["lr_patch"], thesis.seeds, thesis.micro) == (16, 48, None, False)
+    presets = {flat["preset"] for _, _, flat in get_table("4.2").cells()} | {"edsr-t-bn", "edsr-b"}
     assert {p: smoke.preset(p) for p in sorted(presets)} == {
         "edsr-b": "edsr-t-micro", "edsr-t": "edsr-t-micro", "edsr-t-bn": "edsr-t-micro",
         "rcan-t": "rcan-t-micro", "rnan-t": "rnan-t-micro"}
     assert thesis.preset("rcan-t") == "rcan-t"
-    TrialConfig(preset="edsr-t-micro", **smoke.trial_fields())
     with pytest.raises(ValueError, match="unknown budget 'huge'; available: smoke, short, thesis"):
         budgets.get_budget("huge")
+    with pytest.raises(ConfigError, match="budget 'x': ScheduleConfig.steps=0"):
+        budgets.Budget("x", "", science={"steps": 0})
 
 
 def test_resources_cpu_box_and_shared_gpus():
@@ -80,20 +97,29 @@ def test_resources_cpu_box_and_shared_gpus():
         resources.plan_resources(4, {("edsr-t", 2)}, cpus=0.2, gpus=0, workers=4)
 
 
-def test_driver_maps_tune_configs_to_trial_configs():
-    base = {"steps": 20, "lambda_ap": 0.0, "table": "ignored"}
-    row = {"table": "4.2", "row": "edsr-t/lambda-1e-4", "seed": 2, "lambda_ap": 1e-4}
-    assert trial_dict({"trial": row}, base) == {"steps": 20, **row}
-    sampled = {"lambda_ap": 3e-4, "w": "sim", "scenario": "local", "n_ssr": 2, "preset": "edsr-t", "scale": 2}
-    one = trial_dict({**sampled, TRIAL_INDEX: 1}, {"table": "edsr-t"})
-    other = trial_dict({**sampled, TRIAL_INDEX: 0}, {"table": "edsr-t"})
-    assert one["seed"] == 1 and other["seed"] == 0 and one["row"] == other["row"] == search_row_id(sampled)
-    assert search_row_id({**sampled, "n_ssr": 3}) != one["row"] and one["row"].startswith("cfg-")
+def test_driver_maps_tune_configs_to_typed_trials():
+    trial = Trial(trial_config(preset="edsr-t-micro", lambda_ap=1e-4), 2)
+    entry = {"trial": trial.to_dict(), "labels": [["4.2", "edsr-t/lambda-1e-4"]], "experiment": "srprior/table-4.2",
+             "parent_run_id": "p", "resume_run_id": None}
+    got, changes = make_trial({"trial": entry}, {})
+    assert got == trial and changes["labels"] == (("4.2", "edsr-t/lambda-1e-4"),) and changes["parent_run_id"] == "p"
+    science = {"preset": "edsr-t-micro", "steps": 20}
+    sampled = {"lambda_ap": 3e-4, "w": "sim", "scenario": "local", "n_ssr": 2}
+    one, _ = make_trial({**sampled, TRIAL_INDEX: 1}, science)
+    other, labels = make_trial({**sampled, TRIAL_INDEX: 0}, science)
+    assert (one.seed, other.seed) == (1, 0) and one.config == other.config and one.config.schedule.steps == 20
+    assert labels["labels"][0][1] == f"cfg-{one.config.hash[:8]}"
+    ctx = RunContext(sweep_id="s")
+    assert train_name(one, ctx) == f"train-{one.key}" and train_name(one, ctx.replace(retrain=True)).endswith("-s")
+
+
+def _micro_trial(**flat) -> Trial:
+    smoke = budgets.get_budget("smoke")
+    return Trial(trial_config(**{**smoke.science, "preset": "edsr-t-micro", **flat}), 0)
 
 
 def test_final_metrics_on_the_embedded_default(tmp_path):
-    fields = {**budgets.get_budget("smoke").trial_fields(), "figures": True}
-    cfg = TrialConfig(preset="edsr-t-micro", **fields)
+    cfg = _micro_trial().config
     train, val = training_data(cfg)
     assert len(val) == 1 and val[0].lr.shape == (48, 48, 3) and val[0].hr.shape == (96, 96, 3)
     torch.manual_seed(0)
@@ -105,6 +131,43 @@ def test_final_metrics_on_the_embedded_default(tmp_path):
     assert tags == {"srprior.region_set": "embedded-crop256"}
     assert sorted(p.name for p in files) == ["lam.png", "sr_embedded-crop256_0.png", "ssm.png"]
     assert all(p.stat().st_size > 1000 for p in files)
+
+
+def test_local_session_resumes_bit_exactly_from_a_checkpoint():
+    """Train 4 steps with a checkpoint at 2; a second run started from that checkpoint ends with the same
+    weights (model, optimiser, sampler and RNG state all travel in the checkpoint)."""
+    trial = _micro_trial(steps=4, val_every=2, di=False, lambda_ap=1e-4)
+    ctx = RunContext(ckpt_every=2, log_every=1, figures=False)
+    full = LocalSession()
+    train_trial(trial, ctx, full)
+    first = LocalSession()
+    train_trial(Trial(trial_config(**{**trial.config.flat(), "steps": 2}), 0), ctx, first)
+    with pytest.raises(ValueError, match="checkpoint holds trial"):  # a checkpoint of another trial is refused
+        train_trial(trial, ctx, LocalSession(checkpoint=first.checkpoint))
+    half = first.checkpoint
+    half["trial"] = trial.to_dict()  # the same science, stopped at step 2
+    resumed = LocalSession(checkpoint=half)
+    train_trial(trial, ctx, resumed)
+    for key, value in full.checkpoint["model"].items():
+        assert torch.equal(value, resumed.checkpoint["model"][key]), key
+    assert resumed.reports[-1]["val/psnr"] == full.reports[-1]["val/psnr"]
+
+
+def _table_trials() -> list[Trial]:
+    plan = make_plan({"table": ",".join((*ALL_TABLES, "smoke")), "budget": "smoke", "seeds": 1,
+                      "set": ["steps=2", "val_every=1", "di=false"]})
+    return [t.trial for t in plan.trials]
+
+
+@pytest.mark.parametrize("trial", _table_trials(), ids=lambda t: f"{t.config.model.preset}-{t.config.hash[:6]}")
+def test_every_table_row_trains_two_steps_through_the_worker(trial):
+    """fast_dev_run over experiments: every distinct row of every table (micro presets, smoke budget) runs the
+    worker's training function for 2 steps without Ray; its final metrics are finite."""
+    session = LocalSession()
+    final = train_trial(trial, RunContext(ckpt_every=1, log_every=1, figures=False), session)
+    assert session.checkpoint["step"] == 2 and [r["step"] for r in session.reports[:2]] == [1, 2]
+    assert {"psnr_embedded", "ssim_embedded", "psnr_total", "psnr_ssr", "psnr_poi"} <= set(final)
+    assert all(math.isfinite(v) for k, v in final.items() if not k.startswith("time/"))
 
 
 def test_crops_keep_lr_and_hr_aligned():

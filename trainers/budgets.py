@@ -11,7 +11,7 @@ stated motivation. A different reading is one flag away: `--steps` overrides the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 STEPS_PER_EPOCH = 50  # 800 DIV2K training images / batch 16
@@ -20,35 +20,23 @@ MICRO = {"edsr": "edsr-t-micro", "rcan": "rcan-t-micro", "rnan": "rnan-t-micro"}
 
 @dataclass(frozen=True)
 class Budget:
-    """Schedule and evaluation size of every trial of a sweep; `seeds` caps each row's seeds (None: all)."""
+    """How long and on what a sweep's trials train: science fields (`science`, part of every trial's identity),
+    run-context fields (`context`: logging, checkpoints, figures), seeds per row and the micro-model swap."""
 
     name: str
     summary: str
-    steps: int
-    batch: int
-    patch: int
-    val_every: int
-    ckpt_every: int
-    log_every: int
-    seeds: int | None = None
+    science: dict[str, Any]  # TrialConfig leaf names: steps, batch, lr_patch, val_every, eval sizes
+    context: dict[str, Any] = field(default_factory=dict)  # RunContext fields: log_every, ckpt_every, figures
+    seeds: int | None = None  # first N seeds of each row (None: all)
     micro: bool = False  # replace each preset by its architecture's -micro preset (CPU smoke runs)
-    max_eval_images: int = 0  # per benchmark / DI / region set; 0 = all
-    val_images: int = 0  # validation images; 0 = all
-    eval_crop: int = 0  # LR side of centre crops for every evaluation (0: whole images)
-    figures: bool = True  # SSM / LAM / SR-sample PNGs per trial (one extra LAM pass)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch", "patch", "val_every", "ckpt_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"budget {self.name!r}: {name}={getattr(self, name)} must be >= 1")
+        from srprior.schema import RunContext, trial_config
+
+        trial_config(f"budget {self.name!r}", **self.science)  # one rule set: the schema's
+        RunContext(**self.context)
         if self.seeds is not None and self.seeds < 1:
             raise ValueError(f"budget {self.name!r}: seeds={self.seeds} must be >= 1 or None")
-
-    def trial_fields(self) -> dict[str, Any]:
-        """The trial-config fields this budget sets."""
-        keys = ("steps", "batch", "patch", "val_every", "ckpt_every", "log_every", "max_eval_images",
-                "val_images", "eval_crop", "figures")
-        return {k: v for k, v in asdict(self).items() if k in keys}
 
     def preset(self, preset: str) -> str:
         """The model this budget trains for a row's `preset` (micro budgets swap it)."""
@@ -69,14 +57,16 @@ def micro_preset(preset: str) -> str:
 
 BUDGETS: dict[str, Budget] = {b.name: b for b in (
     Budget("smoke", "CPU, minutes: micro models, 24×24 patches, 20 steps, 1 seed per row, one 48×48 crop per "
-           "eval set, no figures", steps=20, batch=4, patch=24, val_every=10, ckpt_every=10, log_every=5, seeds=1,
-           micro=True, max_eval_images=1, val_images=1, eval_crop=48, figures=False),
+           "eval set, no figures",
+           science=dict(steps=20, batch=4, lr_patch=24, val_every=10, max_eval_images=1, val_images=1, eval_crop=48),
+           context=dict(ckpt_every=10, log_every=5, figures=False), seeds=1, micro=True),
     Budget("short", "one GPU, ~10 min per trial: thesis models and crops, 5,000 steps (100 epochs)",
-           steps=100 * STEPS_PER_EPOCH, batch=16, patch=48, val_every=500, ckpt_every=500, log_every=50,
-           val_images=10),
+           science=dict(steps=100 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=500, val_images=10),
+           context=dict(ckpt_every=500, log_every=50)),
     Budget("thesis", "§4.1: batch 16, 48×48, Adam 1e-4, 1000 epochs = 50,000 steps, all seeds and images",
-           steps=1000 * STEPS_PER_EPOCH, batch=16, patch=48, val_every=20 * STEPS_PER_EPOCH,
-           ckpt_every=20 * STEPS_PER_EPOCH, log_every=STEPS_PER_EPOCH, val_images=10),
+           science=dict(steps=1000 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=20 * STEPS_PER_EPOCH,
+                        val_images=10),
+           context=dict(ckpt_every=20 * STEPS_PER_EPOCH, log_every=STEPS_PER_EPOCH)),
 )}
 
 

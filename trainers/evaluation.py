@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srprior.trainers.config import BENCHMARK_DIRS, OPTIONAL_BENCHMARKS, TrialConfig
+from srprior.contracts import BENCHMARK_DIRS, OPTIONAL_BENCHMARKS, REGION_SET
+from srprior.schema import TrialConfig
 
 REGION_CROP = 256  # HR side of a HardCases image
 EMBEDDED_DI_CROP = 64  # LR side of the embedded DI crops
@@ -52,33 +53,35 @@ def training_data(cfg: TrialConfig) -> tuple[list, list]:
     default. Validation uses DIV2K's valid split when training on DIV2K, else the embedded validation images."""
     from srprior.data import datasets, embedded
 
-    if cfg.train_root is None:
-        train, val = embedded.default_split(cfg.scale)
+    data, scale = cfg.data, cfg.model.scale
+    if data.train_root is None:
+        train, val = embedded.default_split(scale)
     else:
-        root = Path(cfg.train_root)
+        root = Path(data.train_root)
         if (root / "DIV2K_train_HR").is_dir() or (root / "DIV2K" / "DIV2K_train_HR").is_dir():
-            train, val = datasets.div2k(root, "train", cfg.scale), datasets.div2k(root, "valid", cfg.scale)
+            train, val = datasets.div2k(root, "train", scale), datasets.div2k(root, "valid", scale)
         else:
-            train, val = datasets.load_folder(root, cfg.scale), embedded.default_split(cfg.scale)[1]
-    val = _first(val, cfg.val_images)
-    return train, [_crop(p, cfg.eval_crop) for p in val] if cfg.eval_crop else val
+            train, val = datasets.load_folder(root, scale), embedded.default_split(scale)[1]
+    val = _first(val, data.val_images)
+    return train, [_crop(p, data.eval_crop) for p in val] if data.eval_crop else val
 
 
 def eval_sets(cfg: TrialConfig, val: list) -> dict[str, list]:
     """Metric suffix -> ImagePairs (see the module docstring)."""
     from srprior.data import datasets
 
-    if cfg.data_root is None:
-        return {"embedded": _first(val, cfg.max_eval_images)}
-    root, sets = Path(cfg.data_root), {}
-    for name in cfg.benchmarks:
+    data = cfg.data
+    if data.data_root is None:
+        return {"embedded": _first(val, data.max_eval_images)}
+    root, sets = Path(data.data_root), {}
+    for name in data.benchmarks:
         present = any(p.is_dir() and p.name.lower() == name for p in root.iterdir())
         if name in OPTIONAL_BENCHMARKS and not present:
             continue
-        pairs = _first(datasets.benchmark(root, BENCHMARK_DIRS[name], cfg.scale), cfg.max_eval_images)
-        sets[name] = [_crop(p, cfg.eval_crop) for p in pairs] if cfg.eval_crop else pairs
+        pairs = _first(datasets.benchmark(root, BENCHMARK_DIRS[name], cfg.model.scale), data.max_eval_images)
+        sets[name] = [_crop(p, data.eval_crop) for p in pairs] if data.eval_crop else pairs
     if not sets:
-        raise ValueError(f"trial config: benchmarks={cfg.benchmarks} found nothing under data_root={root}")
+        raise ValueError(f"trial config: benchmarks={data.benchmarks} found nothing under data_root={root}")
     return sets
 
 
@@ -86,13 +89,14 @@ def di_inputs(cfg: TrialConfig, val: list) -> list[np.ndarray]:
     """LR images for DI (see the module docstring)."""
     from srprior.method.lam import di_images
 
-    if cfg.data_root:
-        images = di_images(cfg.data_root, cfg.scale)
+    data = cfg.data
+    if data.data_root:
+        images = di_images(data.data_root, cfg.model.scale)
     else:
         images = [_crop(p, EMBEDDED_DI_CROP).lr for p in val]
-    if cfg.eval_crop:
-        images = [img[:cfg.eval_crop, :cfg.eval_crop] for img in images]
-    return _first(images, cfg.max_eval_images)
+    if data.eval_crop:
+        images = [img[:data.eval_crop, :data.eval_crop] for img in images]
+    return _first(images, data.max_eval_images)
 
 
 def region_set(sets: dict[str, list], scale: int) -> tuple[str, list]:
@@ -123,26 +127,27 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
     from srprior.method.ssm import extract
 
     model.eval()
+    scale = cfg.model.scale
     metrics, figures = {}, []
     sets = eval_sets(cfg, val)
     for name, pairs in sets.items():
-        scores = evaluate(model, pairs, cfg.scale, device)
+        scores = evaluate(model, pairs, scale, device)
         metrics[f"psnr_{name}"], metrics[f"ssim_{name}"] = scores["psnr"], scores["ssim"]
-    region_name, region_pairs = region_set(sets, cfg.scale)
+    region_name, region_pairs = region_set(sets, scale)
     per_image, first = [], None
     for pair in region_pairs:
         ext = extract(to_tensor(pair.lr, device), TABLE_4_7)
         sr = super_resolve(model, pair.lr, device)
         per_image.append(region_scores(sr, pair.hr, ext.poi_mask[0, 0].cpu().numpy(),
-                                       ext.ssr_masks[0].cpu().numpy(), cfg.scale))
+                                       ext.ssr_masks[0].cpu().numpy(), scale))
         if first is None:
             first = (pair.lr, sr, ext)
     for key in per_image[0]:
         metrics[key] = float(np.mean([s[key] for s in per_image]))
     di_lrs = di_inputs(cfg, val)
-    lam_cfg = lam_config(cfg.preset, di_lrs)
-    if cfg.di:
-        metrics["di"] = mean_di(model, di_lrs, cfg.scale, lam_cfg)
+    lam_cfg = lam_config(cfg.model.preset, di_lrs)
+    if cfg.data.di:
+        metrics["di"] = mean_di(model, di_lrs, scale, lam_cfg)
     if figure_dir is not None:
         from PIL import Image
 
@@ -154,7 +159,7 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
         Image.fromarray(sr).save(sample)
         figures += [sample, ssm_figure(to_tensor(lr, device), ext, 0, figure_dir / "ssm.png")]
         di_lr = di_lrs[0]
-        window = di_windows(di_lr.shape, cfg.scale)[0]
+        window = di_windows(di_lr.shape, scale)[0]
         figures.append(lam_figure(di_lr, lam(model, di_lr, window, lam_cfg), window, figure_dir / "lam.png",
-                                  cfg.scale))
-    return metrics, {"srprior.region_set": region_name}, figures
+                                  scale))
+    return metrics, {REGION_SET: region_name}, figures

@@ -1,55 +1,67 @@
-"""Ray Train per-worker training function: config in, metrics and checkpoints out; knows nothing of the sweep.
+"""Per-worker training: a typed Trial and RunContext in, metrics and checkpoints out; knows nothing of the sweep.
 
-Every rank builds the model (DDP through prepare_model when the trial has several workers), samples its own patch
+`train_trial(trial, ctx, session)` is the whole training run. `session` is the only thing that differs between
+Ray Train (`RaySession`: ranks, DDP, checkpoints registered with Train) and a plain process (`LocalSession`: one
+rank, checkpoints kept in memory — tests and the two-step smoke test of every table row run this way).
+
+Every rank builds the model (DDP through the session when the trial has several workers), samples its own patch
 stream (seed + rank) and steps with srprior.method.step.TrainStep. Rank 0 validates, logs to MLflow and writes
-checkpoints; every rank calls ray.train.report at the same steps (Train's barrier).
+checkpoints; every rank reports at the same steps (Train's barrier).
 
 Exactly-once metrics across worker deaths: curve points are buffered and sent to MLflow right before each
 checkpoint. A worker that dies resumes from the last checkpoint Train registered (model, optimiser, step, every
-rank's RNG and sampler state, MLflow run id) and re-trains the same steps with the same randomness; points up to
-the step the run already holds are not sent again (a checkpoint reported just before the death may not have been
-registered), so every point is logged exactly once, into the same MLflow run.
+rank's RNG and sampler state, the trial and the MLflow run id) and re-trains the same steps with the same
+randomness; points up to the step the run already holds are not sent again, so every point is logged exactly
+once, into the same MLflow run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from srprior.trainers.config import TrialConfig
+from srprior import contracts
+from srprior.schema import RunContext, Trial
 
 STATE_FILE = "state.pt"
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
-CURVES = ("train/loss", "val/psnr")  # their last logged step is the resume watermark
+WATERMARK_CURVES = ("train/loss", "val/psnr")  # their last logged step is the resume watermark
 
 
 class RunLogger:
-    """Rank 0's MLflow run: get-or-create by (sweep id, table, row, seed), buffered curves, final metrics."""
+    """Rank 0's MLflow run, found by content (run key) or created; buffered curves, final metrics."""
 
-    def __init__(self, cfg: TrialConfig, run_id: str | None, resumed_at: int):
+    def __init__(self, trial: Trial, ctx: RunContext, run_id: str | None, resumed_at: int):
         from mlflow.entities import Param, RunTag
 
         from srprior import tracking
 
-        self.client = tracking.client(cfg.tracking_uri)
-        exp = tracking.experiment_id(self.client, cfg.experiment or f"srprior/table-{cfg.table}")
-        key = {"srprior.role": "trial", "srprior.sweep_id": cfg.sweep_id, "table": cfg.table, "row": cfg.row,
-               "seed": str(cfg.seed)}
-        extra = {"mlflow.parentRunId": cfg.parent_run_id} if cfg.parent_run_id else {}
-        self.run_id = tracking.get_or_create_run(self.client, exp, key, f"{cfg.row}/seed-{cfg.seed}", extra, run_id)
-        tags = [RunTag("srprior.resumed_at_step", str(resumed_at))] if resumed_at else []
-        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in cfg.params().items()], tags=tags)
-        self._logged = max((m.step for key in CURVES for m in self.client.get_metric_history(self.run_id, key)),
-                           default=0)
+        self.client = tracking.client(ctx.tracking_uri)
+        exp = tracking.experiment_id(self.client, ctx.experiment or "srprior/adhoc")
+        key = {contracts.ROLE: "trial", contracts.RUN_KEY: trial.key}
+        if ctx.retrain:
+            key[contracts.RETRAIN] = ctx.sweep_id
+        table, row = ctx.labels[0] if ctx.labels else ("adhoc", "default")
+        extra = {contracts.SWEEP_ID: ctx.sweep_id, contracts.CONFIG_HASH: trial.config.hash,
+                 contracts.TABLE: table, contracts.ROW: row, contracts.SEED: str(trial.seed),
+                 **({contracts.PARENT: ctx.parent_run_id} if ctx.parent_run_id else {})}
+        self.run_id = tracking.get_or_create_run(self.client, exp, key, f"{row}/seed-{trial.seed}", extra, run_id)
+        tags = [RunTag(contracts.RESUMED_AT, str(resumed_at))] if resumed_at else []
+        params = {**trial.config.params(), "seed": str(trial.seed)}
+        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()], tags=tags)
+        self._logged = max((m.step for key in WATERMARK_CURVES
+                            for m in self.client.get_metric_history(self.run_id, key)), default=0)
         self._buffer: list = []
 
     def add(self, step: int, values: dict[str, float], curve: bool = True) -> None:
@@ -76,15 +88,80 @@ class RunLogger:
         self.client.set_terminated(self.run_id, "FINISHED")
 
 
-def _gather(obj: Any, world: int) -> list:
-    """Every rank's `obj`, in rank order (checkpoints hold all ranks' RNG and sampler states)."""
-    if world == 1:
+# ---------------------------------------------------------------------------------------------- sessions
+class LocalSession:
+    """One process, one rank: checkpoints stay in memory (the last one is `checkpoint`), reports are kept."""
+
+    rank, world = 0, 1
+
+    def __init__(self, device: str | torch.device = "cpu", checkpoint: dict | None = None):
+        self.device = torch.device(device)
+        self.checkpoint, self.reports = checkpoint, []
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(self.device)
+
+    def gather(self, obj: Any) -> list:
         return [obj]
-    out = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    return out
+
+    def load(self) -> dict | None:
+        return self.checkpoint
+
+    def report(self, metrics: dict[str, Any], state: dict | None) -> None:
+        self.reports.append(metrics)
+        if state is not None:
+            self.checkpoint = state
 
 
+class RaySession:
+    """Ray Train: rank and world from the context, DDP via prepare_model, checkpoints as Train Checkpoints."""
+
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def gather(self, obj: Any) -> list:
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def load(self) -> dict | None:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if not checkpoint:
+            return None
+        with checkpoint.as_directory() as d:
+            return load_state(Path(d) / STATE_FILE, self.device)
+
+    def report(self, metrics: dict[str, Any], state: dict | None) -> None:
+        import ray.train
+
+        with tempfile.TemporaryDirectory() as d:
+            saved = None
+            if state is not None:
+                torch.save(state, Path(d) / STATE_FILE)
+                saved = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(metrics, checkpoint=saved)
+
+
+def load_state(path: Path, device: torch.device) -> dict:
+    """A checkpoint written by this module (ours: RNG states hold numpy arrays, hence weights_only=False)."""
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+# ---------------------------------------------------------------------------------------------- RNG
 def _rng_state(generator: torch.Generator) -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -100,12 +177,12 @@ def _set_rng_state(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["generator"])
 
 
-def _maybe_fault(cfg: TrialConfig, step: int, rank: int) -> None:
+def _maybe_fault(ctx: RunContext, step: int, rank: int) -> None:
     """Test hook: kill this worker process once at `fault_kill_at_step` (a marker file makes it once), after
     Train has registered the checkpoints reported so far (so the restart point is deterministic)."""
-    if cfg.fault_kill_at_step != step or rank != 0 or cfg.storage_dir is None:
+    if ctx.fault_kill_at_step != step or rank != 0 or ctx.storage_dir is None:
         return
-    marker = Path(cfg.storage_dir) / f"fault-killed-at-{step}"
+    marker = Path(ctx.storage_dir) / f"fault-killed-at-{step}"
     if not marker.exists():
         import ray.train
 
@@ -125,98 +202,107 @@ def _quiet_reports() -> None:
         logging.getLogger(module.__file__).setLevel(logging.WARNING)
 
 
-def train_fn_per_worker(config: dict) -> None:
-    import ray.train
-    import ray.train.torch
+@contextlib.contextmanager
+def _figure_dir(enabled: bool) -> Iterator[Path | None]:
+    if not enabled:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as d:
+        yield Path(d)
 
+
+# ---------------------------------------------------------------------------------------------- training
+def train_fn_per_worker(config: dict) -> None:
+    """Ray Train's entry point: {"trial": Trial, "context": RunContext} built and validated by the driver."""
+    _quiet_reports()
+    train_trial(config["trial"], config["context"], RaySession())
+
+
+def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]:
+    """Train `trial` to its last step, evaluate it, log it; returns rank 0's final metrics ({} on other ranks)."""
     from srprior.archs import build_model
     from srprior.data.datasets import PatchSampler
     from srprior.evaluate import evaluate
-    from srprior.method.prior import prior_config
     from srprior.method.step import TrainStep, make_optimizer
     from srprior.trainers.evaluation import final_metrics, training_data
 
-    _quiet_reports()
-    cfg = TrialConfig.from_dict(config)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    cfg, rank, world, device = trial.config, session.rank, session.world, session.device
+    scale, sched = cfg.model.scale, cfg.schedule
     if device.type == "cpu":
-        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        torch.set_num_threads(max(1, int(ctx.cpus_per_worker)))
+    torch.manual_seed(trial.seed)  # identical initial weights on every rank
     train, val = training_data(cfg)
-    net = build_model(cfg.preset, cfg.scale)
-    model = ray.train.torch.prepare_model(net)  # moves to the device; DDP when world > 1
+    net = build_model(cfg.model.preset, scale)
+    model = session.prepare(net)  # moves to the device; DDP when world > 1
     net = getattr(model, "module", model)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
-    prior = prior_config(lambda_ap=cfg.lambda_ap, w=cfg.w, n_ssr=cfg.n_ssr, scenario=cfg.scenario,
-                         poi_size=cfg.poi_size)
-    train_step = TrainStep(model, optimizer, prior, cfg.scale, bf16=cfg.bf16, cuda_graph=cfg.cuda_graph,
-                           generator=generator)
-    sampler = PatchSampler(train, cfg.scale, cfg.patch, cfg.batch, seed=cfg.seed * 1000 + rank)
+    optimizer = make_optimizer(model, cfg.optim.learning_rate, cfg.optim.weight_decay)
+    generator = torch.Generator(device=device).manual_seed(trial.seed * 1000 + rank)
+    train_step = TrainStep(model, optimizer, cfg.prior, scale, bf16=cfg.model.bf16, cuda_graph=ctx.cuda_graph,
+                           generator=None if ctx.cuda_graph else generator)
+    sampler = PatchSampler(train, scale, sched.lr_patch, sched.batch, seed=trial.seed * 1000 + rank)
 
     step, run_id, val_psnr, steps_s = 0, None, math.nan, 0.0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=False)
+    state = session.load()
+    if state is not None:
+        if state["trial"] != trial.to_dict():
+            raise ValueError(f"checkpoint holds trial {Trial.from_dict(state['trial']).key}, not {trial.key}")
         if len(state["sampler"]) != world:
             raise ValueError(f"checkpoint was written by {len(state['sampler'])} workers, this trial has {world}; "
-                             "resume with the same num_workers")
+                             "resume with the same number of workers")
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"][rank])
         _set_rng_state(state["rng"][rank], generator)
         step, run_id, val_psnr, steps_s = state["step"], state["run_id"], state["val_psnr"], state["steps_s"]
-    logger = RunLogger(cfg, run_id, step) if rank == 0 and cfg.tracking_uri else None
+    run_id = run_id or ctx.resume_run_id
+    logger = RunLogger(trial, ctx, run_id, step) if rank == 0 and ctx.tracking_uri else None
 
     first_step_at = last_step_at = None
-    while step < cfg.steps:
+    out = None
+    while step < sched.steps:
         step += 1
-        _maybe_fault(cfg, step, rank)
+        _maybe_fault(ctx, step, rank)
         lr, hr = sampler.next()
         t = time.time()
         first_step_at = first_step_at or t
         out = train_step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
-        if step % cfg.log_every == 0 and logger:
+        if step % ctx.log_every == 0 and logger:
             logger.add(step, {"train/l1": out.l1.item(), "train/l_ap": out.l_ap.item(),
                               "train/loss": out.total.item()})
         last_step_at = time.time()
         steps_s += last_step_at - t
-        is_ckpt = step % cfg.ckpt_every == 0 or step == cfg.steps
-        if not (is_ckpt or step % cfg.val_every == 0):
+        is_ckpt = step % ctx.ckpt_every == 0 or step == sched.steps
+        if not (is_ckpt or step % sched.val_every == 0):
             continue
         if rank == 0:
-            val_psnr = evaluate(net, val, cfg.scale, device)["psnr"]
-        metrics = {"step": step, "val/psnr": val_psnr, "train/loss": out.total.item()}
+            val_psnr = evaluate(net, val, scale, device)["psnr"]
+        metrics = {"step": step, contracts.OBJECTIVE: val_psnr, "train/loss": out.total.item()}
         if logger:
-            logger.add(step, {"val/psnr": val_psnr})
-        states = _gather((sampler.state_dict(), _rng_state(generator)), world)
-        with tempfile.TemporaryDirectory() as d:
-            saved = None
-            if is_ckpt and rank == 0:
-                if logger:
-                    logger.flush()  # before the checkpoint: a crash in between re-logs, never loses
-                torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                            "sampler": [s for s, _ in states], "rng": [r for _, r in states],
-                            "run_id": logger and logger.run_id, "val_psnr": val_psnr, "steps_s": steps_s},
-                           Path(d) / STATE_FILE)
-                saved = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(metrics, checkpoint=saved)
+            logger.add(step, {contracts.OBJECTIVE: val_psnr})
+        states = session.gather((sampler.state_dict(), _rng_state(generator)))
+        saved = None
+        if is_ckpt and rank == 0:
+            if logger:
+                logger.flush()  # before the checkpoint: a crash in between re-logs, never loses
+            saved = {"trial": trial.to_dict(), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                     "step": step, "sampler": [s for s, _ in states], "rng": [r for _, r in states],
+                     "run_id": logger and logger.run_id, "val_psnr": val_psnr, "steps_s": steps_s}
+        session.report(metrics, saved)
 
-    final = {"step": step, "val/psnr": val_psnr}
+    final: dict[str, Any] = {"step": step, contracts.OBJECTIVE: val_psnr}
     if rank == 0:
-        with tempfile.TemporaryDirectory() as d:
-            metrics, tags, files = final_metrics(net, cfg, val, device, Path(d) if cfg.figures else None)
+        with _figure_dir(ctx.figures) as figures:
+            metrics, tags, files = final_metrics(net, cfg, val, device, figures)
             timing = {"time/train_steps_s": steps_s}  # overhead = trial wall - this (benchmarks/)
-            if cfg.trial_started_at:
-                timing["time/trial_wall_s"] = time.time() - cfg.trial_started_at
+            if ctx.trial_started_at:
+                timing["time/trial_wall_s"] = time.time() - ctx.trial_started_at
                 if first_step_at:
-                    timing["time/to_first_step_s"] = first_step_at - cfg.trial_started_at
+                    timing["time/to_first_step_s"] = first_step_at - ctx.trial_started_at
             if logger:
                 logger.finish(step, {**metrics, **timing}, tags, files)
             final.update(metrics, **timing)
             if first_step_at:  # this attempt's training window, for aggregate throughput across trials
                 final.update({"time/first_step_unix": first_step_at, "time/last_step_unix": last_step_at})
-    ray.train.report(final)
+    session.report(final, None)
+    return final if rank == 0 else {}
+

@@ -13,6 +13,7 @@ import argparse
 import csv
 import html
 import io
+import json
 import math
 import shutil
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from srprior import contracts, tracking
 from srprior.search_spaces import get_table
 from srprior.search_spaces.spec import EMBEDDED_METRICS, REGION_METRICS, Row, TableSpec
 from srprior.tracking import DEFAULT_OUTPUT, artifacts_dir, default_tracking_uri, user_tracking_uri
@@ -77,114 +79,45 @@ class RowResult:
 class Report:
     spec: TableSpec
     tracking_uri: str
-    experiment: str  # where the runs were read from
-    sweep_id: str | None  # None: all sweeps
+    sweep_id: str | None  # the sweep this report belongs to (None: built from a budget, outside a sweep)
     parent_run_id: str | None  # the sweep run that receives the artifacts
     rows: tuple[RowResult, ...]
-    ignored_runs: int  # trial runs of rows the spec does not have
+    reused: int = 0  # cells answered by runs another sweep trained (content-addressed reuse)
+    failed: int = 0  # cells whose run ended FAILED (shown as missing, never as a value)
+    missing: int = 0  # cells without a finished run
 
 
 # ---------------------------------------------------------------------------------------------- reading MLflow
-def _search_all(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token,
-                                  order_by=["attributes.start_time DESC"])
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _trials(client: Any, experiment_name: str, table: str) -> tuple[Any, list[Any], list[Any]]:
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        return None, [], []
-    trials = _search_all(client, experiment.experiment_id,
-                         f"tags.`srprior.role` = 'trial' AND tags.table = '{table}'")
-    sweeps = _search_all(client, experiment.experiment_id, "tags.`srprior.role` = 'sweep'")
-    return experiment, trials, sweeps
-
-
-def _pick_sweep(trials: list[Any], sweeps: list[Any], sweep: str) -> tuple[str | None, str | None, list[Any]]:
-    """(sweep id, parent run id, trials of that sweep); runs are sorted newest first."""
-    def sweep_of(run: Any) -> str | None:
-        return run.data.tags.get("srprior.sweep_id")
-
-    ids_with_trials = {sweep_of(run) for run in trials}
-    if sweep == "all":
-        return None, (sweeps[0].info.run_id if sweeps else None), trials
-    if sweep == "latest":
-        chosen = next((sweep_of(p) for p in sweeps if sweep_of(p) in ids_with_trials), sweep_of(trials[0]))
-    else:
-        chosen = sweep
-    if chosen is None:  # untagged trials: nothing to restrict by
-        return None, None, trials
-    selected = [run for run in trials if sweep_of(run) == chosen]
-    if not selected:
-        known = ", ".join(sorted(i for i in ids_with_trials if i)) or "none"
-        raise ReportError(f"sweep {chosen!r} has no trial runs; sweep ids with runs: {known}")
-    parent = next((p.info.run_id for p in sweeps if sweep_of(p) == chosen), None)
-    return chosen, parent, selected
-
-
-def _seed_of(run: Any) -> int | None:
-    value = run.data.tags.get("seed", run.data.params.get("seed"))
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def collect(spec: TableSpec, tracking_uri: str, experiment: str | None = None,
-            sweep: str = "latest") -> tuple[dict[str, dict[int, dict[str, float]]], Report]:
-    """Per row and seed the final metrics of its newest finished run, and a Report (without rows yet) saying
-    where they came from.
-
-    Evaluation-only tables (spec.source) fall back to the source table's runs when they have none of their own.
-    """
-    from mlflow.tracking import MlflowClient
-
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]],
+            sweep_id: str | None = None) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, int]]:
+    """Per row and seed the final metrics of the FINISHED run with the cell's key, and counts of reused, failed
+    and missing cells. Runs are found by content, in any srprior experiment of the store."""
+    if not tracking.store_exists(tracking_uri):
         # MLflow would create an empty store there; a report must not.
         raise ReportError(f"no MLflow store at {tracking_uri} (file missing): run the sweep first "
                           f"(`srprior sweep --table {spec.name}`), or pass the store with --tracking-uri, "
                           f"MLFLOW_TRACKING_URI or --output-dir")
-    client = MlflowClient(tracking_uri=tracking_uri)
-    candidates = [(experiment or spec.experiment, spec.name)]
-    if spec.source and experiment is None:
-        candidates.append((get_table(spec.source).experiment, spec.source))
-    searched = []
-    for name, table in candidates:
-        exp, trials, sweeps = _trials(client, name, table)
-        searched.append(f"experiment {name!r} ({'exists' if exp else 'missing'}, tag table={table!r})")
-        if trials:
-            break
-    else:
-        raise ReportError(
-            f"no trial runs for table {spec.name} at tracking URI {tracking_uri}: searched "
-            f"{'; '.join(searched)} for runs tagged srprior.role=trial. Run the sweep first "
-            f"(`srprior sweep --table {spec.name}`), or point --tracking-uri / MLFLOW_TRACKING_URI / --experiment "
-            f"at the store that holds it.")
-    sweep_id, parent, selected = _pick_sweep(trials, sweeps, sweep)
-    # A failed or still-running rerun must not hide a finished run of the same seed (sort is stable).
-    selected = sorted(selected, key=lambda run: run.info.status != "FINISHED")
-    row_ids = {row.id for row in spec.rows}
-    values: dict[str, dict[int, dict[str, float]]] = {row_id: {} for row_id in row_ids}
-    ignored = 0
-    for run in selected:  # finished first, newest first: the first run of a (row, seed) wins
-        row_id, seed = run.data.tags.get("row"), _seed_of(run)
-        if row_id not in row_ids or seed is None:
-            ignored += 1
+    runs = tracking.runs_by_key(tracking_uri, {key for _, _, key in cells})
+    values: dict[str, dict[int, dict[str, float]]] = {row.id: {} for row in spec.rows}
+    counts = {"reused": 0, "failed": 0, "missing": 0}
+    for row_id, seed, key in cells:
+        run = runs.get(key)
+        if run is None or run.info.status != "FINISHED":
+            counts["failed" if run is not None and run.info.status == "FAILED" else "missing"] += 1
             continue
-        if seed not in values[row_id]:
-            values[row_id][seed] = {m: float(v) for m, v in run.data.metrics.items() if math.isfinite(v)}
-    shell = Report(spec, tracking_uri, name, sweep_id, parent, (), ignored)
-    return values, shell
+        if sweep_id is not None and run.data.tags.get(contracts.SWEEP_ID) != sweep_id:
+            counts["reused"] += 1
+        values[row_id][seed] = {m: float(v) for m, v in run.data.metrics.items() if math.isfinite(v)}
+    if not any(values.values()):
+        raise ReportError(f"no finished trial runs for table {spec.name} at tracking URI {tracking_uri} "
+                          f"({counts['failed']} failed, {counts['missing']} not run of {len(cells)} planned). "
+                          f"Run the sweep first (`srprior sweep --table {spec.name}`), or point --tracking-uri / "
+                          f"MLFLOW_TRACKING_URI / --output-dir at the store that holds it.")
+    return values, counts
 
 
-# ---------------------------------------------------------------------------------------------- statistics
-def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]]) -> tuple[RowResult, ...]:
+def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]],
+              expected: dict[str, int] | None = None) -> tuple[RowResult, ...]:
     """Cells with Welch p-values against each row's baseline and the best mean per column within each group."""
     from scipy import stats
 
@@ -205,7 +138,8 @@ def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]]) -
                     p = float(stats.ttest_ind(ours, base, equal_var=False).pvalue)
                     p_value = p if math.isfinite(p) else None
             cells[metric] = Cell(ours, row.thesis.get(metric), p_value)
-        results.append(RowResult(row, tuple(sorted(values.get(row.id, {}))), len(spec.row_seeds(row)), cells))
+        n = expected[row.id] if expected else len(spec.row_seeds(row))
+        results.append(RowResult(row, tuple(sorted(values.get(row.id, {}))), n, cells))
     for metric in spec.metrics:  # higher is better for every column (PSNR, SSIM, DI)
         for group in {r.row.group for r in results}:
             means = [r.cells[metric].mean for r in results if r.row.group == group]
@@ -217,10 +151,16 @@ def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]]) -
     return tuple(results)
 
 
-def build_report(spec: TableSpec, tracking_uri: str, experiment: str | None = None, sweep: str = "latest") -> Report:
-    values, report = collect(spec, tracking_uri, experiment, sweep)
+def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]],
+                 sweep_id: str | None = None, parent_run_id: str | None = None) -> Report:
+    """The table `spec` over the planned `cells` (row id, seed, trial key) of a sweep or a budget."""
+    values, counts = collect(spec, tracking_uri, cells, sweep_id)
     spec = with_logged_benchmarks(spec, values)
-    return replace(report, spec=spec, rows=summarize(spec, values))
+    expected = {row.id: sum(1 for r, _, _ in cells if r == row.id) for row in spec.rows}
+    kept = {row.id for row in spec.rows if expected[row.id]}
+    spec = replace(spec, rows=tuple(replace(row, baseline=row.baseline if row.baseline in kept else None)
+                                    for row in spec.rows if row.id in kept))
+    return Report(spec, tracking_uri, sweep_id, parent_run_id, summarize(spec, values, expected), **counts)
 
 
 def with_logged_benchmarks(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]]) -> TableSpec:
@@ -234,7 +174,8 @@ def with_logged_benchmarks(spec: TableSpec, values: dict[str, dict[int, dict[str
 # ---------------------------------------------------------------------------------------------- rendering
 COLUMN_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "set5": "Set5", "set14": "Set14", "bsd100": "BSD100",
                 "urban100": "Urban100", "hardcases": "HardCases", "embedded": "Embedded", "di": "DI", "psnr_total": "Total PSNR",
-                "psnr_ssr": "PSNR on SSR", "psnr_poi": "PSNR on PoI"}
+                "psnr_ssr": "PSNR on SSR", "psnr_poi": "PSNR on PoI",
+                "val/psnr": "Val PSNR"}
 
 
 def column_name(metric: str) -> str:
@@ -263,16 +204,18 @@ def _count(result: RowResult) -> str:
 
 
 def _legend(report: Report) -> list[str]:
-    sweep = report.sweep_id or "all sweeps"
+    sweep = f"sweep `{report.sweep_id}`" if report.sweep_id else "runs found by content"
     lines = [
-        f"Runs: experiment `{report.experiment}`, sweep `{sweep}`, tracking URI `{report.tracking_uri}`.",
+        f"Runs: {sweep}, tracking URI `{report.tracking_uri}`; {report.reused} cell(s) reuse runs trained by "
+        f"another sweep or table (same science config and seed).",
         "Cells: our mean ± sample std (ddof=1) over seeds, then the thesis's (mean ± std) as printed. "
-        "n = seeds with a run / seeds planned. **Bold**: best mean of the column within its group. "
+        "n = seeds with a finished run / seeds planned. **Bold**: best mean of the column within its group. "
         "† p < 0.05, ‡ p < 0.01: Welch's t-test against the group's baseline row. "
         f"{DASH}: no value (std needs 2 seeds).",
     ]
-    if report.ignored_runs:
-        lines.append(f"{report.ignored_runs} trial run(s) of rows not in table {report.spec.name} were ignored.")
+    if report.failed or report.missing:
+        lines.append(f"INCOMPLETE: {report.failed} failed and {report.missing} unfinished or missing run(s) are "
+                     "not in the table.")
     return lines
 
 
@@ -403,28 +346,121 @@ def resolve_tracking_uri(cli_value: str | None, output_dir: str) -> str:
     return cli_value or user_tracking_uri() or default_tracking_uri(output_dir)
 
 
+def sweep_cells(table: str, tracking_uri: str, sweep: str = "latest") -> tuple[list, str | None, str | None]:
+    """(cells, sweep id, parent run id) of table `table` in sweep `sweep` ('latest': the newest sweep that
+    covered it): the sweep's stored options rebuild its plan (srprior.plan), so the report asks for exactly the
+    trials that sweep planned."""
+    from srprior.plan import make_plan
+    from srprior.sweep import OPTIONS_TAG
+
+    if not tracking.store_exists(tracking_uri):
+        raise ReportError(f"no MLflow store at {tracking_uri} (file missing): run `srprior sweep --table {table}` "
+                          "first, or pass the store with --tracking-uri, MLFLOW_TRACKING_URI or --output-dir")
+    client = tracking.client(tracking_uri)
+    exp = client.get_experiment_by_name(contracts.table_experiment(table))
+    flt = contracts.tag_filter({contracts.ROLE: "sweep", **({contracts.SWEEP_ID: sweep} if sweep != "latest" else {})})
+    parents = contracts.search_all(client, [exp.experiment_id], flt, ("attributes.start_time DESC",)) if exp else []
+    parents = [p for p in parents if OPTIONS_TAG in p.data.tags]
+    if not parents:
+        raise ReportError(f"no sweep {'' if sweep == 'latest' else repr(sweep) + ' '}of table {table} in "
+                          f"{tracking_uri}; run `srprior sweep --table {table}` or give --budget to report the "
+                          "runs a budget would use")
+    parent = parents[0]
+    plan = make_plan(json.loads(parent.data.tags[OPTIONS_TAG]))
+    return plan.cells[table], parent.data.tags.get(contracts.SWEEP_ID), parent.info.run_id
+
+
+def budget_cells(table: str, budget: str, seeds: int | None, sets: list[str] | None) -> list:
+    from srprior.plan import make_plan
+
+    return make_plan({"table": table, "budget": budget, "seeds": seeds, "set": sets}).cells[table]
+
+
+# ---------------------------------------------------------------------------------------------- search
+def search_report(name: str, tracking_uri: str, sweep: str = "latest") -> Report:
+    """A search as a table: one row per sampled configuration (best mean objective first), mean ± std over its
+    seeds, Welch's t-test of every configuration against the best one."""
+    from srprior.search_spaces.search import get_search
+    from srprior.search_spaces.spec import TableSpec
+
+    spec = get_search(name)
+    if not tracking.store_exists(tracking_uri):
+        raise ReportError(f"no MLflow store at {tracking_uri} (file missing): run `srprior sweep --search {name}`")
+    client = tracking.client(tracking_uri)
+    exp = client.get_experiment_by_name(spec.experiment)
+    tags = {contracts.ROLE: "trial"}
+    if sweep == "latest" and exp is not None:
+        parents = contracts.search_all(client, [exp.experiment_id], contracts.tag_filter({contracts.ROLE: "sweep"}),
+                                       ("attributes.start_time DESC",))
+        sweep = parents[0].data.tags[contracts.SWEEP_ID] if parents else "latest"
+    if sweep != "latest":
+        tags[contracts.SWEEP_ID] = sweep
+    runs = contracts.search_all(client, [exp.experiment_id], contracts.tag_filter(tags)) if exp else []
+    runs = [r for r in runs if r.info.status == "FINISHED" and contracts.OBJECTIVE in r.data.metrics]
+    if not runs:
+        raise ReportError(f"no finished trial runs of search {name} (sweep {sweep}) at {tracking_uri}")
+    by_config: dict[str, list] = {}
+    for run in runs:
+        by_config.setdefault(run.data.tags[contracts.CONFIG_HASH], []).append(run)
+    means = {h: math.fsum(r.data.metrics[contracts.OBJECTIVE] for r in rs) / len(rs) for h, rs in by_config.items()}
+    order = sorted(by_config, key=lambda h: -means[h])
+    rows, values = [], {}
+    for h in order:
+        p = by_config[h][0].data.params
+        label = f"λ_AP={float(p['lambda_ap']):.2e}, w={p['w']}, N_SSR={p['n_ssr']}, {p['scenario']}"
+        rows.append(Row(f"cfg-{h[:8]}", spec.preset, label, {}, baseline=None if h == order[0] else f"cfg-{order[0][:8]}"))
+        values[f"cfg-{h[:8]}"] = {int(r.data.tags[contracts.SEED]): dict(r.data.metrics) for r in by_config[h]}
+    table = TableSpec(f"search-{name}", f"Optuna search {name}", f"{len(order)} configurations of {spec.preset}; "
+                      f"objective: mean {contracts.OBJECTIVE} over seeds; † ‡ against the best configuration.",
+                      (contracts.OBJECTIVE,), tuple(rows))
+    table = with_logged_benchmarks(table, values)
+    parent = None
+    if exp is not None:
+        found = tracking.find_runs(client, exp.experiment_id, {contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep}) \
+            if sweep != "latest" else []
+        parent = found[0].info.run_id if found else None
+    expected = {row.id: len(values[row.id]) for row in rows}
+    return Report(table, tracking_uri, None if sweep == "latest" else sweep, parent,
+                  summarize(table, values, expected))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="rebuild a thesis table from MLflow runs (Markdown, CSV, HTML)")
-    p.add_argument("--table", required=True, help="thesis table, e.g. 4.2 (see srprior.search_spaces.TABLES)")
+    p = sub.add_parser("report", help="rebuild a thesis table (or a search) from MLflow runs: Markdown, CSV, HTML")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--table", help="thesis table, e.g. 4.2 (4.2-4.8, smoke)")
+    what.add_argument("--search", help="Optuna search name (edsr-t, rnan-t, smoke)")
+    p.add_argument("--sweep", default="latest", help="sweep id, or 'latest' (default): the newest sweep of it")
+    p.add_argument("--budget", help="instead of a sweep: the runs this budget's plan uses (smoke, short, thesis)")
+    p.add_argument("--seeds", type=int, help="with --budget: seeds per row")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="with --budget: science overrides")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow store (default: $MLFLOW_TRACKING_URI, else the store under --output-dir)")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="platform output folder holding the default store")
-    p.add_argument("--out", default=None, help="folder for the report files (default: <output-dir>/reports)")
-    p.add_argument("--experiment", default=None, help="read this MLflow experiment instead of srprior/table-<t>")
-    p.add_argument("--sweep", default="latest",
-                   help="'latest' (default): the newest sweep with runs; 'all': every run; or a sweep id")
+    p.add_argument("--out", default=None,
+                   help="folder for the report files (default: <output-dir>/reports/<sweep id or budget>)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from srprior.plan import PlanError
+    from srprior.schema_fields import ConfigError
+
     try:
-        spec = get_table(args.table)
         tracking_uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
-        report = build_report(spec, tracking_uri, args.experiment, args.sweep)
-    except (KeyError, ReportError) as exc:
+        if args.search:
+            report = search_report(args.search, tracking_uri, args.sweep)
+        else:
+            spec = get_table(args.table)
+            if args.budget:
+                cells, sweep, parent = budget_cells(spec.name, args.budget, args.seeds, args.set), None, None
+            else:
+                cells, sweep, parent = sweep_cells(spec.name, tracking_uri, args.sweep)
+            report = build_report(spec, tracking_uri, cells, sweep, parent)
+    except (KeyError, ReportError, PlanError, ConfigError) as exc:
         print(f"srprior report: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
-    paths = write_report(report, args.out or Path(args.output_dir, "reports"))
+    folder = report.sweep_id or (f"budget-{args.budget}" if args.budget else "search")
+    paths = write_report(report, args.out or Path(args.output_dir, "reports", folder))
     print(to_markdown(report))
     where = f"logged to run {report.parent_run_id} under {ARTIFACT_DIR}/" if report.parent_run_id else \
         "no sweep parent run to log them to"

@@ -171,3 +171,17 @@ def flatten(obj: Any) -> dict[str, Any]:
         value = getattr(obj, f.name)
         out.update(flatten(value) if isinstance(value, Validated) else {f.name: value})
     return out
+
+
+def to_int(value: Any) -> Any:
+    """'3' -> 3 (from `--set`); 3.0, True and the rest are left to the check (which refuses them)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def to_bool(value: Any) -> Any:
+    """'true'/'false' (and 1/0, yes/no) from `--set`; anything else is left to the check."""
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.lower() in ("true", "1", "yes")
+    return value

@@ -1,9 +1,12 @@
-"""`srprior sweep` / `python sweep.py`: a thesis table (or an Optuna search) as Ray Tune trials of Ray Train runs.
+"""`srprior sweep` / `python sweep.py`: thesis tables (or an Optuna search) as Ray Tune trials of Ray Train runs.
 
-Order of work: every argument and every trial config is validated before Ray starts (bad input costs no
-cluster); then the MLflow server (local store) and Ray start side by side; the sweep's parent run is created;
-Tune runs one trial per (row, seed) — or Optuna's TPE suggestions × seeds (Repeater) — with at most
-`max_concurrent` at once; the report is printed and logged to the parent run; the UI command is printed last.
+Order of work: the plan (srprior.plan: every option and every trial validated, no Ray) → the MLflow store is
+asked which trial keys are already FINISHED (reused: not trained again, by any table or search) or unfinished
+(resumed: same MLflow run, same Train checkpoint folder) → `--plan` stops here and prints it → otherwise the
+MLflow server and, only when something is left to train, Ray start → Tune runs one trial per key to train (or
+Optuna's TPE suggestions × seeds with Repeater) → a report per table is printed and logged to the sweep's parent
+run → the UI command is printed last. `--retrain` trains every planned trial again into new runs tagged
+srprior.retrain.
 
 Resources: srprior.trainers.resources (fractional CPUs/GPUs per trial, concurrency).
 """
@@ -12,143 +15,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from srprior import tracking
+from srprior import contracts, tracking
+from srprior.plan import PlanError, SweepPlan, default_sweep_id, estimate, hours, make_plan
+from srprior.schema_fields import ConfigError
 from srprior.trainers.resources import DRIVER_CPU, Resources, SweepError, plan_resources
 
-STATE_FILE = "srprior-sweep.json"  # in the Tune experiment folder: what --resume needs
+STATE_FILE = "srprior-sweep.json"  # in <storage>/<sweep id>/: what --resume needs
 # Local runs: no MLflow run URL per trial on stdout; Train's controller notices a finished worker within 0.5 s
 # instead of 2 s (seconds per trial when trials last tens of seconds).
 LOCAL_ENV = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
-RUNTIME_OPTIONS = ("resume", "max_concurrent", "address", "num_cpus", "max_failures", "output_dir")
-
-
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    """--set KEY=VALUE pairs for the science fields of TrialConfig, typed like their defaults."""
-    from dataclasses import fields
-
-    from srprior.trainers.config import NON_PARAMS, TrialConfig
-
-    defaults = {f.name: f.default for f in fields(TrialConfig)
-                if f.name not in NON_PARAMS and isinstance(f.default, (bool, int, float, str))}
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in defaults:
-            raise SweepError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(defaults))}")
-        default = defaults[key]
-        try:
-            if key == "w" and value != "sim" or isinstance(default, float) and not isinstance(default, bool):
-                out[key] = float(value)
-            elif isinstance(default, bool):
-                out[key] = {"true": True, "1": True, "false": False, "0": False}[value.lower()]
-            elif isinstance(default, int):
-                out[key] = int(value)
-            else:
-                out[key] = value
-        except (KeyError, ValueError):
-            raise SweepError(f"--set {item!r}: {key} must be a {type(default).__name__}") from None
-    return out
-
-
-@dataclass
-class Plan:
-    """A validated sweep: what runs where, and with which sweep-wide trial fields."""
-
-    mode: str  # "table" | "search"
-    name: str  # table or search name
-    sweep_id: str
-    output: Path
-    storage: str
-    experiment: str
-    budget: str
-    trials: list[dict[str, Any]]  # table mode: the trial configs; search mode: [] (Optuna samples them)
-    base: dict[str, Any]  # sweep-wide TrialConfig fields
-    samples: int
-    seeds: int
-    options: dict[str, Any]  # the parsed CLI options (stored for --resume)
-
-    @property
-    def path(self) -> str:
-        return f"{self.storage}/{self.sweep_id}"
+RUNTIME_OPTIONS = ("resume", "max_concurrent", "address", "num_cpus", "max_failures", "output_dir", "plan",
+                   "retrain")
+OPTIONS_TAG = "srprior.options"  # the sweep's options (JSON) on its parent run: reports rebuild the plan
 
 
 def _storage(value: str | None, output: Path) -> str:
     if value and "://" in value:
         return value.rstrip("/")
     return str(Path(value).expanduser().resolve() if value else output / "ray")
-
-
-def make_plan(opts: dict[str, Any]) -> Plan:
-    """Validate the options and build every trial config (raises SweepError/ValueError before Ray)."""
-    from srprior.search_spaces import get_table
-    from srprior.search_spaces.search import get_search
-    from srprior.trainers.budgets import get_budget
-    from srprior.trainers.config import TrialConfig
-
-    if bool(opts.get("table")) == bool(opts.get("search")):
-        raise SweepError("give exactly one of --table NAME or --search NAME")
-    try:
-        budget = get_budget(opts["budget"])
-        spec = get_table(opts["table"]) if opts.get("table") else get_search(opts["search"])
-    except KeyError as exc:
-        raise SweepError(exc.args[0]) from None
-    output = tracking.output_dir(opts.get("output_dir"))
-    data_root = opts.get("data_root")
-    if data_root is None and budget.name != "smoke":  # smoke stays on the embedded images unless told
-        data_root = os.environ.get("SRPRIOR_DATA") or None
-    for flag, folder in (("--data-root", data_root), ("--train-root", opts.get("train_root"))):
-        if folder and not Path(folder).is_dir():
-            raise SweepError(f"{flag} {folder}: no such folder")
-    base = {**budget.trial_fields(), "data_root": str(Path(data_root).resolve()) if data_root else None,
-            "train_root": str(Path(opts["train_root"]).resolve()) if opts.get("train_root") else None,
-            "di": not opts.get("no_di"),
-            "fault_kill_at_step": opts.get("fault_kill_at_step") or 0, "experiment": spec.experiment}
-    for key in ("steps", "max_eval_images", "figures"):
-        if opts.get(key) is not None:
-            base[key] = opts[key]
-    if opts.get("benchmarks"):
-        base["benchmarks"] = tuple(opts["benchmarks"].split(","))
-    sets = _parse_sets(opts.get("set") or [])
-    seeds = opts.get("seeds") or budget.seeds
-    kind = "table" if opts.get("table") else "search"
-    sweep_id = opts.get("name") or f"{kind}-{spec.name}-{budget.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not sweep_id or any(c in sweep_id for c in "'/ "):
-        raise SweepError(f"--name {sweep_id!r}: must be non-empty, without quotes, slashes or spaces")
-    if kind == "table":
-        try:
-            rows = opts["rows"].split(",") if opts.get("rows") else None
-            trials = [{**t, "preset": budget.preset(t["preset"]), **sets}
-                      for t in spec.trial_configs(seeds=seeds, rows=rows)]
-        except KeyError as exc:
-            raise SweepError(exc.args[0]) from None
-        for t in trials:  # every trial validated here, not inside a Ray actor
-            TrialConfig.from_dict({**base, **t})
-        samples, n_seeds = len(trials), seeds or 0
-    else:
-        base.update(sets, table=spec.name, scale=spec.scale)
-        trials, n_seeds = [], seeds or spec.seeds
-        samples = (opts.get("samples") or spec.n_configs) * n_seeds
-        TrialConfig.from_dict({**base, "preset": budget.preset(spec.preset)})
-    return Plan(kind, spec.name, sweep_id, output, _storage(opts.get("storage"), output), spec.experiment,
-                budget.name, trials, base, samples, n_seeds, {**opts, "name": sweep_id})
-
-
-def _search_space(trial: Any, search: Any, budget: str) -> dict[str, Any]:
-    """Optuna define-by-run: the search's space, with the budget's preset (micro under smoke)."""
-    from srprior.search_spaces.search import define_space
-    from srprior.trainers.budgets import get_budget
-
-    constants = define_space(trial, search)
-    constants["preset"] = get_budget(budget).preset(constants["preset"])
-    return constants
 
 
 def find_sweep(storage: str, name: str, opts: dict[str, Any]) -> dict[str, Any]:
@@ -190,110 +82,171 @@ def _local_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def _models(plan: Plan) -> set[tuple[str, int]]:
-    """(preset, scale) of every trial: the largest sets the default GPU share."""
-    from srprior.search_spaces.search import get_search
-    from srprior.trainers.budgets import get_budget
-
-    if plan.mode == "search":
-        return {(get_budget(plan.budget).preset(get_search(plan.name).preset), plan.base["scale"])}
-    return {(t["preset"], t.get("scale", 2)) for t in plan.trials}
-
-
 def trial_dirname(trial: Any) -> str:
     """Short trial folders (Tune's default embeds the whole config in the name)."""
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def _tuner(plan: Plan, res: Resources, restore: bool, max_failures: int):
+# ---------------------------------------------------------------------------------------------- plan
+def _experiment(plan: SweepPlan, table: str | None = None) -> str:
+    if plan.mode == "search":
+        return contracts.search_experiment(plan.names[0])
+    return contracts.table_experiment(table or plan.names[0])
+
+
+def _models(plan: SweepPlan, trials: list) -> set[tuple[str, int]]:
+    """(preset, scale) of every trial to run: the largest sets the default GPU share."""
+    if plan.mode == "search":
+        return {(plan.science["preset"], plan.science["scale"])}
+    return {(t.trial.config.model.preset, t.trial.config.model.scale) for t in trials}
+
+
+def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: Resources | None,
+                device: str, retrain: bool) -> str:
+    """What will happen, readable before any compute is spent."""
+    out = [f"Plan: {plan.mode} {', '.join(plan.names)} · budget {plan.budget}"]
+    if plan.mode == "search":
+        out.append(f"  {plan.n_trials} trials = {plan.search_samples // plan.search_seeds} Optuna configurations "
+                   f"× {plan.search_seeds} seeds (objective: mean {contracts.OBJECTIVE})")
+    else:
+        finished = [t for t in plan.trials if t.key in existing and existing[t.key].info.status == "FINISHED"]
+        resumed = [t for t in to_train if t.key in existing and not retrain]
+        shared = [t for t in plan.trials if len(t.labels) > 1]
+        models = sorted({(t.trial.config.model.preset, t.trial.config.model.scale) for t in plan.trials})
+        configs = {t.trial.config.hash for t in plan.trials}
+        out += [f"  table cells (row × seed): {plan.requested}; distinct trials (science config, seed): "
+                f"{len(plan.trials)}; distinct configurations: {len(configs)}",
+                f"  to train: {len(to_train)}{' (--retrain: all, into new runs)' if retrain else ''}"
+                f" · reused (FINISHED in MLflow): {0 if retrain else len(finished)}"
+                f" · resumed (unfinished run continues): {len(resumed)}",
+                f"  models: {', '.join(f'{p} (x{s})' for p, s in models)}"]
+        if shared:
+            groups: dict[tuple, list[int]] = {}
+            for t in shared:
+                groups.setdefault((t.trial.config.hash, t.labels), []).append(t.trial.seed)
+            out.append(f"  shared by several table rows (trained once): {len(shared)} trials")
+            out += [f"    {' = '.join(f'{tb}:{row}' for tb, row in labels)} · seeds {','.join(map(str, seeds))}"
+                    for (_, labels), seeds in list(groups.items())[:12]]
+            if len(groups) > 12:
+                out.append(f"    … and {len(groups) - 12} more configurations")
+        if finished and not retrain:
+            out.append(f"  reused from earlier sweeps: {len(finished)}")
+            out += [f"    {t.name} ← run {existing[t.key].info.run_id[:12]} "
+                    f"({existing[t.key].data.tags.get(contracts.SWEEP_ID, '?')})" for t in finished[:12]]
+            if len(finished) > 12:
+                out.append(f"    … and {len(finished) - 12} more")
+    if res is not None and (to_train or plan.mode == "search"):
+        gpu = f" + {res.gpus_per_worker:g} GPU" if res.gpus_per_worker else ""
+        out.append(f"  resources per trial: {res.workers} worker(s) × {res.cpus_per_worker:g} CPU{gpu}; "
+                   f"{res.max_concurrent} trial(s) at once")
+    if plan.mode == "table" and to_train:
+        for dev in dict.fromkeys((device, "gpu")):
+            cost = estimate(to_train, dev, res.max_concurrent if res and dev == device else 1)
+            where = "here" if dev == device else "one H100, one trial at a time"
+            out.append(f"  estimated cost ({dev}, {where}; srprior.plan.STEP_SECONDS): {hours(cost.compute_s)} of "
+                       f"training steps + {hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)}")
+    return "\n".join(out)
+
+
+def _resources(plan: SweepPlan, to_train: list, opts: dict[str, Any], cpus: float, gpus: float) -> Resources:
+    n = plan.n_trials if plan.mode == "search" else max(1, len(to_train))
+    return plan_resources(n, _models(plan, to_train or plan.trials), cpus, gpus, opts.get("workers") or 1,
+                          opts.get("gpus_per_trial"), opts.get("max_concurrent"))
+
+
+# ---------------------------------------------------------------------------------------------- launch
+def _search_space(trial: Any, search: Any) -> dict[str, Any]:
+    """Optuna define-by-run over the search's ranges; its constants (preset, scale) are already in the plan's
+    base science, with the budget's preset swap applied."""
+    from srprior.search_spaces.search import define_space
+
+    define_space(trial, search)
+    return {}
+
+
+def _tuner(plan: SweepPlan, sweep_id: str, storage: str, to_train: list, context: Any, parents: dict[str, str],
+           existing: dict[str, Any], restore: bool, max_failures: int, max_concurrent: int):
     import ray.tune
     from ray.tune.search import Repeater
 
     from srprior.trainers.driver import train_driver
 
-    base = {**plan.base, "num_workers": res.workers, "cpus_per_worker": res.cpus_per_worker,
-            "gpus_per_worker": res.gpus_per_worker, "use_gpu": res.gpus_per_worker > 0,
-            "sweep_id": plan.sweep_id}
     trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(train_driver, base=base, storage_path=f"{plan.path}/train",
-                                 max_failures=max_failures), {"CPU": DRIVER_CPU})
-    if restore and ray.tune.Tuner.can_restore(plan.path):  # else it died before Tune saved anything: start anew
-        return ray.tune.Tuner.restore(plan.path, trainable, resume_errored=True)
-    scheduler, search_alg, space = None, None, {"trial": ray.tune.grid_search(plan.trials)}
-    if plan.mode == "search":
+        ray.tune.with_parameters(train_driver, science=plan.science, context=context,
+                                 storage_path=f"{storage}/train", max_failures=max_failures), {"CPU": DRIVER_CPU})
+    path = f"{storage}/{sweep_id}"
+    if plan.mode == "search" and restore and ray.tune.Tuner.can_restore(path):
+        return ray.tune.Tuner.restore(path, trainable, resume_errored=True)
+    name, scheduler, search_alg = sweep_id, None, None
+    if plan.mode == "table":
+        if list(Path(path).glob("experiment_state-*.json")):  # a resumed table sweep: a fresh Tune run
+            name = f"{sweep_id}-resume-{time.strftime('%Y%m%d-%H%M%S')}"
+        configs = []
+        for t in to_train:
+            table = t.labels[0][0]
+            run = existing.get(t.key)
+            configs.append({"trial": t.trial.to_dict(), "labels": [list(x) for x in t.labels],
+                            "experiment": _experiment(plan, table), "parent_run_id": parents[table],
+                            "resume_run_id": run.info.run_id if run is not None and not context.retrain else None})
+        space, samples = {"trial": ray.tune.grid_search(configs)}, 1
+    else:
         import optuna
-        from functools import partial
-
         from ray.tune.search.optuna import OptunaSearch
 
         from srprior.search_spaces.search import get_search
 
-        spec = get_search(plan.name)
-        searcher = OptunaSearch(space=partial(_search_space, search=spec, budget=plan.budget),
-                                metric=spec.metric, mode=spec.mode, sampler=optuna.samplers.TPESampler(seed=0))
-        search_alg, space = Repeater(searcher, repeat=plan.seeds, set_index=True), None
+        spec = get_search(plan.names[0])
+        searcher = OptunaSearch(space=partial(_search_space, search=spec), metric=spec.metric, mode=spec.mode,
+                                sampler=optuna.samplers.TPESampler(seed=0))
+        search_alg, space, samples = Repeater(searcher, repeat=plan.search_seeds, set_index=True), None, \
+            plan.search_samples
         if plan.options.get("asha"):  # Repeater's docs advise against early stopping; opt-in only
             scheduler = ray.tune.schedulers.ASHAScheduler(time_attr="training_iteration", grace_period=1)
     return ray.tune.Tuner(
         trainable, param_space=space,
-        tune_config=ray.tune.TuneConfig(metric="val/psnr", mode="max", num_samples=1 if space else plan.samples,
+        tune_config=ray.tune.TuneConfig(metric=contracts.OBJECTIVE, mode="max", num_samples=samples,
                                         search_alg=search_alg, scheduler=scheduler,
-                                        max_concurrent_trials=res.max_concurrent,
+                                        max_concurrent_trials=max_concurrent,
                                         trial_dirname_creator=trial_dirname),
-        run_config=ray.tune.RunConfig(name=plan.sweep_id, storage_path=plan.storage, verbose=1,
+        run_config=ray.tune.RunConfig(name=name, storage_path=storage, verbose=1,
                                       failure_config=ray.tune.FailureConfig(max_failures=1)))
 
 
-def _parent_run(plan: Plan, uri: str) -> str:
-    from mlflow.entities import Param
+def _parent_runs(plan: SweepPlan, sweep_id: str, uri: str, opts: dict[str, Any]) -> dict[str, str]:
+    """One parent run per table (or the search) of this sweep, tagged with the options that rebuild its plan."""
+    from mlflow.entities import Param, RunTag
 
     client = tracking.client(uri)
-    exp = tracking.experiment_id(client, plan.experiment)
-    key = {"srprior.role": "sweep", "srprior.sweep_id": plan.sweep_id}
-    run_id = tracking.get_or_create_run(client, exp, key, plan.sweep_id,
-                                        {"table" if plan.mode == "table" else "search": plan.name,
-                                         "budget": plan.budget})
-    params = {k: str(v) for k, v in plan.options.items() if v is not None and k not in RUNTIME_OPTIONS}
-    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-    return run_id
+    stored = {k: v for k, v in opts.items() if v is not None and k not in RUNTIME_OPTIONS}
+    parents = {}
+    for name in plan.names:
+        exp = tracking.experiment_id(client, _experiment(plan, name))
+        key = {contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep_id}
+        run_id = tracking.get_or_create_run(client, exp, key, sweep_id, {plan.mode: name, "budget": plan.budget})
+        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in stored.items()],
+                         tags=[RunTag(OPTIONS_TAG, json.dumps(stored, default=str))])
+        parents[name] = run_id
+    return parents
 
 
-def _table_report(plan: Plan, uri: str) -> str:
-    """srprior.report's table of this sweep's runs; its MD/CSV/HTML files go to the parent run."""
-    from srprior.report import ReportError, build_report, to_markdown, write_report
+def _reports(plan: SweepPlan, sweep_id: str, uri: str, output: Path, parents: dict[str, str]) -> str:
+    from srprior.report import ReportError, build_report, search_report, to_markdown, write_report
     from srprior.search_spaces import get_table
 
-    try:
-        report = build_report(get_table(plan.name), uri, sweep=plan.sweep_id)
-    except ReportError as exc:
-        return f"no report: {exc}"
-    paths = write_report(report, plan.output / "reports" / plan.sweep_id)
-    return to_markdown(report) + f"\nReport files: {', '.join(str(p) for p in paths.values())}\n"
-
-
-def _search_report(plan: Plan, uri: str, parent: str) -> str:
-    """Mean final val/psnr (the objective) per sampled configuration, best first; logged to the parent run."""
-    client = tracking.client(uri)
-    runs = tracking.find_runs(client, tracking.experiment_id(client, plan.experiment),
-                              {"srprior.role": "trial", "srprior.sweep_id": plan.sweep_id})
-    by_row: dict[str, list] = {}
-    for run in runs:
-        by_row.setdefault(run.data.tags["row"], []).append(run)
-    lines = ["| config | λ_AP | w | N_SSR | scenario | seeds | mean val/psnr |", "|---|---|---|---|---|---|---|"]
-    rows = []
-    for row, group in by_row.items():
-        values = [r.data.metrics["val/psnr"] for r in group if "val/psnr" in r.data.metrics]
-        p = group[0].data.params
-        mean = sum(values) / len(values) if values else math.nan
-        rows.append((mean, f"| {row} | {p.get('lambda_ap')} | {p.get('w')} | {p.get('n_ssr')} | "
-                           f"{p.get('scenario')} | {len(values)} | {mean:.3f} |"))
-    lines += [line for _, line in sorted(rows, key=lambda r: -r[0] if math.isfinite(r[0]) else math.inf)]
-    text = "\n".join(lines) + "\n"
-    out = plan.output / "reports" / plan.sweep_id / f"search-{plan.name}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    client.log_artifact(parent, str(out), artifact_path="report")
-    return text
+    if plan.mode == "search":
+        report = replace(search_report(plan.names[0], uri, sweep_id), parent_run_id=parents[plan.names[0]])
+        paths = write_report(report, output / "reports" / sweep_id)
+        return to_markdown(report) + f"\nReport files: {', '.join(str(p) for p in paths.values())}\n"
+    texts = []
+    for name in plan.names:
+        try:
+            report = build_report(get_table(name), uri, plan.cells[name], sweep_id, parents.get(name))
+        except ReportError as exc:
+            texts.append(f"no report for table {name}: {exc}")
+            continue
+        paths = write_report(report, output / "reports" / sweep_id)
+        texts.append(to_markdown(report) + f"\nReport files: {', '.join(str(p) for p in paths.values())}\n")
+    return "\n".join(texts)
 
 
 def start_local_ray(num_cpus: int) -> None:
@@ -313,71 +266,105 @@ def run_sweep(opts: dict[str, Any]) -> int:
     if resume:
         opts = _resume_options(opts)
     plan = make_plan(opts)
+    for key, value in LOCAL_ENV.items():
+        os.environ.setdefault(key, value)
+    sweep_id = opts.get("name") or default_sweep_id(opts)
+    if len(sweep_id) > 120 or any(c in sweep_id for c in "'\"`/ \\"):
+        raise SweepError(f"--name {sweep_id!r}: at most 120 characters, without quotes, slashes or spaces")
+    opts = {**opts, "name": sweep_id}
+    output = tracking.output_dir(opts.get("output_dir"))
+    storage = _storage(opts.get("storage"), output)
+    retrain = bool(opts.get("retrain"))
+    user_uri = tracking.user_tracking_uri()
+    existing = tracking.runs_by_key(user_uri or tracking.default_tracking_uri(output),
+                                    {t.key for t in plan.trials}) if plan.mode == "table" else {}
+    to_train = [t for t in plan.trials
+                if retrain or t.key not in existing or existing[t.key].info.status != "FINISHED"]
     owns_ray = not ray.is_initialized()
     address = _cluster_address(opts) if owns_ray else None
-    workers, gpus_per_trial, cap = opts.get("workers") or 1, opts.get("gpus_per_trial"), opts.get("max_concurrent")
     local_cpus = int(opts.get("num_cpus") or os.cpu_count() or 1)
+    needs_ray = plan.mode == "search" or bool(to_train)
+    res = None
     if owns_ray and address is None:  # checked before anything starts
-        res = plan_resources(plan.samples, _models(plan), local_cpus, _local_gpus(), workers, gpus_per_trial, cap)
-    state = Path(plan.path) / STATE_FILE
-    if not resume and "://" not in plan.storage:
-        if state.exists():
-            raise SweepError(f"sweep {plan.sweep_id!r} exists under {plan.storage}; use --resume {plan.sweep_id} "
-                             "or another --name")
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps(plan.options, indent=1, default=str))
+        res = _resources(plan, to_train, opts, local_cpus, _local_gpus())
+    if opts.get("plan"):
+        device = "gpu" if res is not None and res.gpus_per_worker else "cpu"
+        print(format_plan(plan, existing, to_train, res, device if address is None else "gpu", retrain))
+        return 0
 
-    uri, server, unfinished = tracking.user_tracking_uri(), None, 0
+    state = Path(storage) / sweep_id / STATE_FILE
+    if not resume and "://" not in storage:
+        if state.exists():
+            raise SweepError(f"sweep {sweep_id!r} exists under {storage}; use --resume {sweep_id} or another --name")
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(opts, indent=1, default=str))
+
+    uri, server, unfinished, n_run = user_uri, None, 0, 0
     if uri is None:  # the platform's store, behind a server so concurrent trials never lock SQLite
-        server = tracking.TrackingServer(tracking.default_tracking_uri(plan.output),
-                                         tracking.artifacts_dir(plan.output),
+        server = tracking.TrackingServer(tracking.default_tracking_uri(output), tracking.artifacts_dir(output),
                                          host="127.0.0.1" if address is None else "0.0.0.0",
-                                         log=plan.output / "mlflow-server.log").launch()
+                                         log=output / "mlflow-server.log").launch()
     try:
-        if owns_ray and address is None:
+        if needs_ray and owns_ray and address is None:
             start_local_ray(local_cpus)
-        elif owns_ray:
+        elif needs_ray and owns_ray:
             ray.init(address=address)
-        if not owns_ray or address is not None:
+        if needs_ray and (not owns_ray or address is not None):
             total = ray.cluster_resources()
-            res = plan_resources(plan.samples, _models(plan), total.get("CPU", 0), total.get("GPU", 0), workers,
-                                 gpus_per_trial, cap)
+            res = _resources(plan, to_train, opts, total.get("CPU", 0), total.get("GPU", 0))
         if server is not None:
             server.wait()
             uri = server.url if address is None else f"http://{ray.util.get_node_ip_address()}:{server.port}"
-        plan.base["tracking_uri"] = uri
-        plan.base["parent_run_id"] = parent = _parent_run(plan, uri)
-        print(f"sweep {plan.sweep_id}: {plan.samples} trials ({plan.mode} {plan.name}, budget {plan.budget}), "
-              f"{res.max_concurrent} at a time, {res.workers} worker(s)/trial × {res.cpus_per_worker} CPU"
-              f"{f' + {res.gpus_per_worker} GPU' if res.gpus_per_worker else ''}; MLflow {uri}", flush=True)
-        max_failures = 3 if opts.get("max_failures") is None else opts["max_failures"]
-        results = _tuner(plan, res, resume, max_failures).fit()
-        unfinished = plan.samples - results.num_terminated  # errored, or stopped by Ctrl-C
-        print(_table_report(plan, uri) if plan.mode == "table" else _search_report(plan, uri, parent))
-        tracking.client(uri).set_terminated(parent, "FAILED" if unfinished else "FINISHED")
+        parents = _parent_runs(plan, sweep_id, uri, opts)
+        print(format_plan(plan, existing, to_train, res, "gpu" if res and res.gpus_per_worker else "cpu", retrain),
+              flush=True)
+        if needs_ray:
+            context = plan.context.replace(
+                tracking_uri=uri, experiment=_experiment(plan), sweep_id=sweep_id, retrain=retrain,
+                parent_run_id=parents[plan.names[0]], num_workers=res.workers, cpus_per_worker=res.cpus_per_worker,
+                gpus_per_worker=res.gpus_per_worker, use_gpu=res.gpus_per_worker > 0)
+            max_failures = 3 if opts.get("max_failures") is None else opts["max_failures"]
+            n_run = plan.n_trials if plan.mode == "search" else len(to_train)
+            results = _tuner(plan, sweep_id, storage, to_train, context, parents, existing, resume,
+                             max_failures, res.max_concurrent).fit()
+            unfinished = n_run - results.num_terminated  # errored, or stopped by Ctrl-C
+        print(_reports(plan, sweep_id, uri, output, parents))
+        client = tracking.client(uri)
+        for run_id in parents.values():
+            client.set_terminated(run_id, "FAILED" if unfinished else "FINISHED")
     finally:
-        if owns_ray:
+        if owns_ray and ray.is_initialized():
             ray.shutdown()
         if server is not None:
             server.stop()
     if unfinished:
-        print(f"{unfinished} of {plan.samples} trial(s) did not finish; resume with: srprior sweep --resume "
-              f"{plan.sweep_id} --output-dir {plan.output}", file=sys.stderr)
-    print(f"Open the MLflow UI: {tracking.ui_command(plan.output)}")
+        print(f"{unfinished} of {n_run} trial(s) did not finish; resume with: srprior sweep --resume "
+              f"{sweep_id} --output-dir {output}", file=sys.stderr)
+    print(f"Open the MLflow UI: {tracking.ui_command(output)}")
     return 1 if unfinished else 0
 
 
+# ---------------------------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from srprior.plan import ALL_TABLES
+
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--table", help="thesis table to reproduce, e.g. 4.2 (srprior.search_spaces.TABLES)")
-    what.add_argument("--search", help="Optuna search to run (srprior.search_spaces.search.SEARCHES)")
-    p.add_argument("--budget", default="smoke", help="smoke (CPU, minutes), short (GPU, ~10 min/trial), thesis")
+    what.add_argument("--table", help=f"thesis table(s) to reproduce: {', '.join(ALL_TABLES)}, smoke, "
+                                      "comma-separated, or 'all'")
+    what.add_argument("--search", help="Optuna search to run: edsr-t, rnan-t, smoke")
+    p.add_argument("--budget", default="smoke", help="smoke (CPU, minutes), short (GPU, ~10 min/trial), thesis "
+                                                     "(default: smoke)")
+    p.add_argument("--plan", action="store_true", help="print the plan (trials to train, reused, resources, "
+                                                        "estimated cost) and exit: no Ray, nothing written")
+    p.add_argument("--retrain", action="store_true", help="train every planned trial again into new runs "
+                                                          "(default: reuse FINISHED runs with the same key)")
     p.add_argument("--seeds", type=int, help="seeds per row / per sampled config (default: the budget's)")
     p.add_argument("--rows", help="comma-separated row ids to run (default: all)")
     p.add_argument("--samples", type=int, help="search: configurations to sample (default: the search's)")
     p.add_argument("--asha", action="store_true", help="search: ASHA early stopping (not advised with seeds)")
     p.add_argument("--steps", type=int, help="training steps per trial (default: the budget's)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a trial-config field")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a science field of every trial, e.g. lambda_ap=1e-4, n_ssr=3, learning_rate=2e-4")
     p.add_argument("--data-root", help="benchmarks in the EDSR layout (default $SRPRIOR_DATA; smoke: embedded)")
     p.add_argument("--train-root", help="DIV2K root or HR image folder (default: the embedded images)")
     p.add_argument("--benchmarks", help="comma-separated subset of set5,set14,bsd100,urban100,hardcases")
@@ -385,7 +372,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-di", action="store_true", help="skip the LAM diffusion index")
     p.add_argument("--figures", action=argparse.BooleanOptionalAction,
                    help="SSM/LAM/SR-sample PNGs per trial (default: the budget's; smoke: off)")
-    p.add_argument("--output-dir", default=tracking.DEFAULT_OUTPUT, help="MLflow store, Ray results, reports")
+    p.add_argument("--cuda-graph", action="store_true", help="capture each one-worker trial's step as a CUDA graph")
+    p.add_argument("--output-dir", default=tracking.DEFAULT_OUTPUT, help="MLflow store, Ray results, reports "
+                                                                         "(default: ./outputs)")
     p.add_argument("--storage", help="Ray storage (default <output-dir>/ray; NFS path or s3:// on clusters)")
     p.add_argument("--name", help="sweep id (default <table|search>-<name>-<budget>-<time>)")
     p.add_argument("--resume", nargs="?", const="latest", help="resume sweep NAME (default: the latest)")
@@ -400,7 +389,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a thesis table or an Optuna search on Ray, tracked in MLflow")
+    p = sub.add_parser("sweep", help="run thesis tables or an Optuna search on Ray, tracked in MLflow")
     add_arguments(p)
     p.set_defaults(func=lambda args: _run(vars(args)))
 
@@ -409,7 +398,7 @@ def _run(opts: dict[str, Any]) -> int:
     opts = {k: v for k, v in opts.items() if k not in ("func", "command")}
     try:
         return run_sweep(opts)
-    except (SweepError, ValueError) as exc:
+    except (SweepError, PlanError, ConfigError, ValueError) as exc:
         print(f"srprior sweep: error: {exc}", file=sys.stderr)
         return 2
 

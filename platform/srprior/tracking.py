@@ -27,6 +27,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from srprior import contracts
+
 DEFAULT_OUTPUT = "outputs"
 SERVER_START_TIMEOUT_S = 180.0
 
@@ -176,18 +178,33 @@ def experiment_id(mlflow_client: Any, name: str) -> str:
         return exp.experiment_id
 
 
-def _filter(tags: dict[str, str]) -> str:
-    for key, value in tags.items():
-        if "'" in str(value) or "`" in key:
-            raise ValueError(f"run tag {key}={value!r}: quotes are not allowed in keys or values")
-    return " AND ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-
-
 def find_runs(mlflow_client: Any, exp_id: str, tags: dict[str, str]) -> list[Any]:
-    """Runs (oldest first, deleted excluded) whose tags include all of `tags`."""
-    runs = mlflow_client.search_runs([exp_id], _filter(tags), max_results=1000,
-                                     order_by=["attributes.start_time ASC"])
-    return list(runs)
+    """Runs (oldest first, deleted excluded) whose tags include all of `tags`; every page."""
+    return contracts.search_all(mlflow_client, [exp_id], contracts.tag_filter(tags))
+
+
+def store_exists(uri: str) -> bool:
+    """False for a SQLite URI whose file is missing (opening it would create an empty store)."""
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
+
+
+def runs_by_key(uri: str, keys: set[str] | None = None) -> dict[str, Any]:
+    """The run that answers each content key (srprior.schema.Trial.key), across every srprior experiment:
+    the newest FINISHED run, else the newest unfinished one (to be resumed). {} when the store does not exist."""
+    if not store_exists(uri):
+        return {}
+    mlflow_client = client(uri)
+    exps = [e.experiment_id for e in contracts.srprior_experiments(mlflow_client)]
+    runs = contracts.search_all(mlflow_client, exps, contracts.tag_filter({contracts.ROLE: "trial"}))
+    best: dict[str, Any] = {}
+    for run in runs:  # oldest first: a later run of the same rank replaces an earlier one
+        key = run.data.tags.get(contracts.RUN_KEY)
+        if key is None or (keys is not None and key not in keys):
+            continue
+        old = best.get(key)
+        if old is None or (run.info.status == "FINISHED") >= (old.info.status == "FINISHED"):
+            best[key] = run
+    return best
 
 
 def get_or_create_run(mlflow_client: Any, exp_id: str, key: dict[str, str], run_name: str,

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from srprior.schema_fields import Validated, integer, number, one_of, option, to_float
+from srprior.schema_fields import Validated, integer, number, one_of, option, to_float, to_int
 
 SCENARIOS = ("local", "global", "random-local", "random-global", "arbitrary")
 _BY_NUMBER = {"1": "local", "2": "global", "3": "random-local", "4": "random-global"}
@@ -65,14 +65,14 @@ def parse_scenario(value: str | int) -> str:
 class ExtractorConfig(Validated):
     """Extractor hyperparameters (thesis defaults: 5x5 PoI, one SSR, 7x7 local / 11x11 suppression window)."""
 
-    n_ssr: int = option(1, integer(1), thesis="N_SSR", help="SSRs per PoI (Table 4.4)")
+    n_ssr: int = option(1, integer(1), parse=to_int, thesis="N_SSR", help="SSRs per PoI (Table 4.4)")
     scenario: str = option("local", one_of(SCENARIOS), parse=parse_scenario, thesis="Scenario (Fig. 4.4)",
                            help="local|global|random-local|random-global|arbitrary, or 1-4")
-    patch: int = option(5, integer(3, odd=True), help="template side (a 1x1 template has no std)")
-    poi_size: int = option(5, integer(1, odd=True), thesis="PoI size", help="PoI and SSR side (centred)")
-    local_window: int = option(7, integer(1, odd=True), help="Scenario 1 window of SSR centres")
-    suppress_window: int = option(11, integer(1, odd=True), help="Scenario 2 suppression window")
-    nms_size: int = option(5, integer(1, odd=True), help="non-maximum suppression window")
+    patch: int = option(5, integer(3, odd=True), parse=to_int, help="template side (a 1x1 template has no std)")
+    poi_size: int = option(5, integer(1, odd=True), parse=to_int, thesis="PoI size", help="PoI and SSR side")
+    local_window: int = option(7, integer(1, odd=True), parse=to_int, help="Scenario 1 window of SSR centres")
+    suppress_window: int = option(11, integer(1, odd=True), parse=to_int, help="Scenario 2 suppression window")
+    nms_size: int = option(5, integer(1, odd=True), parse=to_int, help="non-maximum suppression window")
     min_sim: float = option(0.5, number(0.0, 1.0), parse=to_float, help="least SSR similarity of a valid sample")
     min_std: float = option(0.02, number(0.0), parse=to_float, help="least PoI std (grey levels in [0, 1])")
 

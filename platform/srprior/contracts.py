@@ -1,0 +1,78 @@
+"""Names shared by the trainer, the sweep, the report and the UI: MLflow tags, experiments, metrics, benchmarks.
+
+One place, so a renamed tag or metric cannot silently split runs into "found" and "not found".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# -------------------------------------------------------------------------------------------- benchmarks
+BENCHMARK_DIRS = {"set5": "Set5", "set14": "Set14", "bsd100": "BSD100", "urban100": "Urban100",
+                  "hardcases": "HardCases"}
+"""Metric suffix -> folder under a benchmark root (EDSR layout)."""
+BENCHMARKS = tuple(BENCHMARK_DIRS)
+OPTIONAL_BENCHMARKS = ("hardcases",)  # not public: evaluated when its folder exists under the data root
+
+# -------------------------------------------------------------------------------------------- metrics
+BENCH_METRICS = tuple(f"{kind}_{bench}" for bench in BENCHMARKS for kind in ("psnr", "ssim"))
+REGION_METRICS = ("psnr_total", "psnr_ssr", "psnr_poi")  # Table 4.7: PSNR on the image / SSRs / PoIs
+EMBEDDED_METRICS = ("psnr_embedded", "ssim_embedded")  # sweeps without benchmark data (no thesis column)
+FINAL_METRICS = (*BENCH_METRICS, "di", *REGION_METRICS, *EMBEDDED_METRICS)
+"""Final metrics a trial logs; every table column is one of them."""
+CURVES = ("train/l1", "train/l_ap", "train/loss", "val/psnr")
+OBJECTIVE = "val/psnr"  # what Tune/Optuna optimise (mean over seeds in a search)
+
+# -------------------------------------------------------------------------------------------- tags
+ROLE = "srprior.role"  # "trial" | "sweep"
+SWEEP_ID = "srprior.sweep_id"  # the sweep that created the run
+RUN_KEY = "srprior.run_key"  # content address: <config hash>-s<seed>
+CONFIG_HASH = "srprior.config_hash"
+RETRAIN = "srprior.retrain"  # set on runs trained again by --retrain (value: the sweep id)
+RESUMED_AT = "srprior.resumed_at_step"
+REGION_SET = "srprior.region_set"
+FAILURE = "srprior.failure"  # why a trial run ended FAILED
+TABLE, ROW, SEED = "table", "row", "seed"  # the first table row that trained the run (browsing only)
+PARENT = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"
+
+
+def table_experiment(name: str) -> str:
+    return f"srprior/table-{name}"
+
+
+def search_experiment(name: str) -> str:
+    return f"srprior/search-{name}"
+
+
+EXPERIMENT_PREFIX = "srprior/"
+
+
+# -------------------------------------------------------------------------------------------- queries
+def tag_filter(tags: dict[str, str]) -> str:
+    """An MLflow filter string matching all `tags` (values must not contain quotes)."""
+    for key, value in tags.items():
+        if "'" in str(value) or "`" in key:
+            raise ValueError(f"run tag {key}={value!r}: quotes are not allowed in keys or values")
+    return " AND ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+
+
+def search_all(client: Any, experiment_ids: list[str], filter_string: str = "",
+               order_by: tuple[str, ...] = ("attributes.start_time ASC",)) -> list[Any]:
+    """Every run matching `filter_string` (MLflow returns at most 1000 per page: follow the page tokens)."""
+    runs, token = [], None
+    if not experiment_ids:
+        return runs
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token,
+                                  order_by=list(order_by))
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def srprior_experiments(client: Any) -> list[Any]:
+    """Every srprior experiment of a store (content-addressed runs may live in any of them)."""
+    return [e for e in client.search_experiments(max_results=1000)
+            if e.name.startswith(EXPERIMENT_PREFIX)]

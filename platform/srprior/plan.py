@@ -1,0 +1,240 @@
+"""Planning a sweep: pure, typed, no Ray. Options in; trials (deduplicated by content), labels, resources and a
+cost estimate out. `srprior sweep ... --plan` prints it without starting anything.
+
+A plan is built from tables (or a search), a budget and `--set` overrides: each (table row, seed) becomes a
+srprior.schema.Trial; trials with the same key (same science, same seed) are planned once, the first table row
+naming it owns it and the others are listed as sharing it. Which of them are already finished in MLflow is the
+launcher's question (srprior.sweep looks their keys up before training).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from srprior.schema import SCIENCE_KEYS, RunContext, Trial, TrialConfig, trial_config
+from srprior.schema_fields import ConfigError
+
+ALL_TABLES = ("4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8")  # `--table all`: the thesis's tables
+
+# Seconds per training step (plain, prior) at batch 16, 48×48 LR, ×2 (benchmarks/step_cost.py).
+# cpu: 2 cores, measured (README). gpu: one H100; edsr-t's prior step from the shared notes (25 ms eager),
+# its plain step taken as half, rcan-t/rnan-t scaled by their CPU ratio to edsr-t: estimates until
+# benchmarks/gpu_suite.sh has run. Other presets scale with their parameter count within the architecture.
+STEP_SECONDS = {
+    "cpu": {"edsr-t": (1.74, 3.50), "rcan-t": (6.10, 14.58), "rnan-t": (3.53, 12.23)},
+    "gpu": {"edsr-t": (0.0125, 0.025), "rcan-t": (0.044, 0.104), "rnan-t": (0.025, 0.087)},
+}
+STARTUP_SECONDS = {"cpu": 16.0, "gpu": 50.0}  # Ray Train start-up per trial (benchmarks/sweep_overhead.py)
+REFERENCE_PIXELS = 16 * 48 * 48
+
+
+class PlanError(ValueError):
+    """Invalid sweep options; raised before anything starts."""
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial to run (or reuse): the typed value, and the table rows that asked for it."""
+
+    trial: Trial
+    labels: tuple[tuple[str, str], ...]  # (table, row id), first = owner
+
+    @property
+    def key(self) -> str:
+        return self.trial.key
+
+    @property
+    def name(self) -> str:
+        table, row = self.labels[0]
+        return f"{table}:{row}/seed-{self.trial.seed}"
+
+
+@dataclass
+class SweepPlan:
+    mode: str  # "table" | "search"
+    names: tuple[str, ...]  # tables (or the one search)
+    budget: str
+    trials: list[PlannedTrial]  # unique keys; search mode: []
+    cells: dict[str, list[tuple[str, int, str]]]  # table -> (row id, seed, trial key), for reports
+    science: dict[str, Any]  # flat science fields applied to every trial (budget + --set); search: the base
+    context: RunContext  # run-context defaults (budget: log/ckpt/figures; test hooks)
+    search_samples: int = 0
+    search_seeds: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def requested(self) -> int:
+        """Trials the tables ask for, before deduplication."""
+        return sum(len(c) for c in self.cells.values())
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials) if self.mode == "table" else self.search_samples
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """--set KEY=VALUE for science fields (values stay strings: each field's own parser types them).
+
+    Identity (seed, table, row) and plumbing cannot be set: a seed belongs to `--seeds`, a table to `--table`."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in SCIENCE_KEYS:
+            raise PlanError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(SCIENCE_KEYS))}"
+                            + (" (seeds come from --seeds)" if key == "seed" else ""))
+        out[key] = value.strip()
+    return out
+
+
+def _tables(names: str) -> list[Any]:
+    from srprior.search_spaces import get_table
+
+    keys = ALL_TABLES if names.strip().lower() == "all" else [n for n in names.split(",") if n.strip()]
+    try:
+        return [get_table(n) for n in keys]
+    except KeyError as exc:
+        raise PlanError(f"--table: {exc.args[0]} (or 'all')") from None
+
+
+def _data_fields(opts: dict[str, Any], budget: Any) -> dict[str, Any]:
+    data_root = opts.get("data_root")
+    if data_root is None and budget.name != "smoke":  # smoke stays on the embedded images unless told
+        data_root = os.environ.get("SRPRIOR_DATA") or None
+    out: dict[str, Any] = {}
+    for flag, key, folder in (("--data-root", "data_root", data_root), ("--train-root", "train_root",
+                                                                         opts.get("train_root"))):
+        if folder:
+            if not Path(folder).expanduser().is_dir():
+                raise PlanError(f"{flag} {folder}: no such folder")
+            out[key] = str(Path(folder).expanduser().resolve())
+    if opts.get("benchmarks"):
+        out["benchmarks"] = opts["benchmarks"]
+    if opts.get("no_di"):
+        out["di"] = False
+    for key in ("steps", "max_eval_images"):
+        if opts.get(key) is not None:
+            out[key] = opts[key]
+    return out
+
+
+def make_plan(opts: dict[str, Any]) -> SweepPlan:
+    """Validate every option and build every trial (raises PlanError/ConfigError; starts nothing)."""
+    from srprior.trainers.budgets import get_budget
+
+    if bool(opts.get("table")) == bool(opts.get("search")):
+        raise PlanError("give exactly one of --table NAME (or 'all') or --search NAME")
+    try:
+        budget = get_budget(opts.get("budget") or "smoke")
+    except ValueError as exc:
+        raise PlanError(f"--budget: {exc}") from None
+    seeds = opts.get("seeds")
+    if seeds is not None and seeds < 1:
+        raise PlanError(f"--seeds {seeds}: must be >= 1")
+    seeds = seeds or budget.seeds
+    sets = parse_sets(opts.get("set") or [])
+    science = {**budget.science, **_data_fields(opts, budget), **sets}
+    context = {**budget.context, "fault_kill_at_step": opts.get("fault_kill_at_step") or 0,
+               "cuda_graph": bool(opts.get("cuda_graph"))}
+    if opts.get("figures") is not None:
+        context["figures"] = bool(opts["figures"])
+    ctx = RunContext(**context)
+    if opts.get("search"):
+        return _search_plan(opts, budget, science, ctx, seeds)
+    rows = opts["rows"].split(",") if opts.get("rows") else None
+    specs = _tables(opts["table"])
+    if rows and len(specs) > 1:
+        raise PlanError("--rows needs a single --table")
+    trials: dict[str, PlannedTrial] = {}
+    cells: dict[str, list[tuple[str, int, str]]] = {}
+    for spec in specs:
+        try:
+            table_cells = spec.cells(seeds=seeds, rows=rows)
+        except KeyError as exc:
+            raise PlanError(exc.args[0]) from None
+        cells[spec.name] = []
+        for row, seed, overrides in table_cells:
+            flat = {**overrides, **science, "preset": budget.preset(overrides.get("preset", "edsr-t"))}
+            if "preset" in sets:
+                flat["preset"] = sets["preset"]
+            trial = Trial(trial_config(f"table {spec.name} row {row.id!r}", **flat), seed)
+            label = (spec.name, row.id)
+            known = trials.get(trial.key)
+            trials[trial.key] = PlannedTrial(trial, known.labels + (label,) if known else (label,))
+            cells[spec.name].append((row.id, seed, trial.key))
+    return SweepPlan("table", tuple(cells), budget.name, list(trials.values()), cells, science, ctx,
+                     options=dict(opts))
+
+
+def _search_plan(opts: dict[str, Any], budget: Any, science: dict[str, Any], ctx: RunContext,
+                 seeds: int | None) -> SweepPlan:
+    from srprior.search_spaces.search import get_search
+
+    try:
+        spec = get_search(opts["search"])
+    except KeyError as exc:
+        raise PlanError(exc.args[0]) from None
+    base = {**science, "preset": budget.preset(spec.preset), "scale": spec.scale}
+    trial_config(f"search {spec.name}", **base)  # the constants and the budget, before Optuna adds its samples
+    samples = opts.get("samples") or spec.n_configs
+    if samples < 1:
+        raise PlanError(f"--samples {samples}: must be >= 1")
+    n_seeds = seeds or spec.seeds
+    return SweepPlan("search", (spec.name,), budget.name, [], {}, base, ctx, samples * n_seeds, n_seeds,
+                     options=dict(opts))
+
+
+def default_sweep_id(opts: dict[str, Any]) -> str:
+    kind, name = ("table", opts["table"]) if opts.get("table") else ("search", opts["search"])
+    return f"{kind}-{name.replace(',', '+')}-{opts.get('budget') or 'smoke'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# ---------------------------------------------------------------------------------------------- cost
+def step_seconds(config: TrialConfig, device: str) -> float:
+    """Estimated seconds per training step of `config` on `device` ('cpu' | 'gpu'), see STEP_SECONDS."""
+    from srprior.archs.presets import PRESETS
+
+    arch = PRESETS[config.model.preset]["arch"]
+    tiny = f"{arch}-t"
+    plain, prior = STEP_SECONDS[device][tiny]
+    seconds = prior if config.prior.lambda_ap > 0 else plain
+    pixels = config.schedule.batch * config.schedule.lr_patch ** 2
+    return seconds * _params(config.model.preset) / _params(tiny) * pixels / REFERENCE_PIXELS
+
+
+@functools.lru_cache(maxsize=None)
+def _params(preset: str) -> int:
+    import torch
+
+    from srprior.archs import build_model
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_model(preset, 2).parameters())
+
+
+@dataclass(frozen=True)
+class Cost:
+    device: str
+    compute_s: float  # device-seconds of training steps
+    startup_s: float
+    concurrent: int
+
+    @property
+    def wall_s(self) -> float:
+        return (self.compute_s + self.startup_s) / max(1, self.concurrent)
+
+
+def estimate(trials: Sequence[PlannedTrial], device: str, concurrent: int) -> Cost:
+    compute = math.fsum(t.trial.config.schedule.steps * step_seconds(t.trial.config, device) for t in trials)
+    return Cost(device, compute, STARTUP_SECONDS[device] * len(trials), concurrent)
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"

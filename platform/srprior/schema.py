@@ -1,0 +1,203 @@
+"""The trial schema: one typed, frozen value from table spec to training step, and its content address.
+
+`TrialConfig` is the science of a run (model, prior with its extractor, optimiser, schedule, data and evaluation):
+everything that changes a number the run reports. `Trial` is a config plus a seed. Table rows, `--set KEY=VALUE`,
+Optuna samples and checkpoints all build it through `trial_config(**flat)` (leaf names are unique, so flat names
+are enough: `lambda_ap`, `n_ssr`, `learning_rate`), and every field is parsed and checked by the one rule declared
+on it (srprior.schema_fields). Plumbing (tracking URI, sweep id, resources, storage, test hooks) is `RunContext`,
+never part of the identity.
+
+Identity (the rule): `Trial.key` = `<config hash>-s<seed>`, the hash being SHA-256 over the canonical JSON of
+{SCHEMA_VERSION, every field's value, defaults included}. So a run is reused by any table or search whose row has
+the same science, and changing a default, adding a field or bumping SCHEMA_VERSION gives new keys (old runs stay
+in MLflow, unreused). Paths count as given: moving the data folder re-keys its runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from srprior.contracts import BENCHMARK_DIRS, BENCHMARKS
+from srprior.method.prior import PriorConfig
+from srprior.schema_fields import (ConfigError, Validated, boolean, build, flatten, integer, is_int, leaf_names,
+                                   number, one_of, option, to_bool, to_float, to_int)
+
+SCHEMA_VERSION = 1
+
+
+def _preset(value: Any) -> str | None:
+    from srprior.archs.presets import PRESETS
+
+    return None if value in PRESETS else f"is unknown; valid presets: {', '.join(sorted(PRESETS))}"
+
+
+def _abs_path(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and Path(value).is_absolute()):
+        return None
+    return "must be an absolute path (Ray changes the working directory of every trial)"
+
+
+def _benchmarks(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(str(v).strip().lower() for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _check_benchmarks(value: Any) -> str | None:
+    unknown = [b for b in value if b not in BENCHMARK_DIRS] if isinstance(value, tuple) else ["?"]
+    return f"has unknown name(s) {unknown}; valid: {', '.join(BENCHMARKS)}" if unknown or not value else None
+
+
+@dataclass(frozen=True)
+class ModelConfig(Validated):
+    preset: str = option("edsr-t", _preset, thesis="model (Table 4.1)", help="model preset, e.g. edsr-t, rnan-t")
+    scale: int = option(2, one_of((2, 3, 4)), parse=to_int, thesis="scale", help="SR factor")
+    bf16: bool = option(False, boolean, parse=to_bool, help="bf16 autocast of the model forward (GPU)")
+
+
+@dataclass(frozen=True)
+class OptimConfig(Validated):
+    learning_rate: float = option(1e-4, number(0.0, 1.0, low_open=True), parse=to_float,
+                                  thesis="learning rate (§4.1)", help="Adam step size, in (0, 1]")
+    weight_decay: float = option(0.0, number(0.0, 1.0), parse=to_float, thesis="WD (Table 4.6)",
+                                 help="Adam's L2 term, in [0, 1]")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(Validated):
+    steps: int = option(50_000, integer(1, 10**8), parse=to_int, thesis="1000 epochs (§4.1)", help="training steps")
+    batch: int = option(16, integer(1, 4096), parse=to_int, thesis="batch 16 (§4.1)", help="patches per step")
+    lr_patch: int = option(48, integer(8, 2048), parse=to_int, thesis="48×48 (§4.1)",
+                           help="side of the LR training patches")
+    val_every: int = option(1000, integer(1, 10**8), parse=to_int, help="validation PSNR every N steps")
+
+
+@dataclass(frozen=True)
+class DataConfig(Validated):
+    train_root: str | None = option(None, _abs_path, help="DIV2K root or HR folder (None: the embedded default)")
+    data_root: str | None = option(None, _abs_path, help="benchmark root, EDSR layout (None: embedded validation)")
+    benchmarks: tuple[str, ...] = option(BENCHMARKS, _check_benchmarks, parse=_benchmarks,
+                                         help="evaluation sets, comma-separated")
+    max_eval_images: int = option(0, integer(0, 10**6), parse=to_int, help="first N images per set (0: all)")
+    val_images: int = option(0, integer(0, 10**6), parse=to_int, help="validation images (0: all)")
+    eval_crop: int = option(0, integer(0, 4096), parse=to_int, help="evaluate LR centre crops of this side (0: whole)")
+    di: bool = option(True, boolean, parse=to_bool, help="LAM diffusion index (50 backward passes per image)")
+
+
+@dataclass(frozen=True)
+class TrialConfig(Validated):
+    """The science of one run (see the module docstring); seedless."""
+
+    model: ModelConfig = option(default_factory=ModelConfig, check=None)
+    prior: PriorConfig = option(default_factory=PriorConfig, check=None)
+    optim: OptimConfig = option(default_factory=OptimConfig, check=None)
+    schedule: ScheduleConfig = option(default_factory=ScheduleConfig, check=None)
+    data: DataConfig = option(default_factory=DataConfig, check=None)
+
+    def flat(self) -> dict[str, Any]:
+        return flatten(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (JSON-able): checkpoints and Tune configs carry it."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps({"schema": SCHEMA_VERSION, "config": asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def params(self) -> dict[str, str]:
+        """MLflow params: every leaf, by its unique short name."""
+        return {k: ",".join(v) if isinstance(v, tuple) else str(v) for k, v in self.flat().items()}
+
+
+SCIENCE_KEYS = tuple(leaf_names(TrialConfig))
+"""Every name `--set`, table rows and Optuna may set (unique leaf names of TrialConfig)."""
+
+
+def trial_config(where: str = "", **flat: Any) -> TrialConfig:
+    """TrialConfig from flat leaf names; a bad value raises ConfigError naming `where` and the field."""
+    try:
+        return build(TrialConfig, flat, where)
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(f"{where}: {msg}" if where and not msg.startswith(where) else msg) from None
+
+
+def from_dict(nested: dict[str, Any]) -> TrialConfig:
+    """Inverse of TrialConfig.to_dict (a checkpoint's or a Tune config's copy), validated again."""
+    flat: dict[str, Any] = {}
+
+    def walk(d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            walk(v) if isinstance(v, dict) else flat.__setitem__(k, v)
+
+    walk(nested)
+    return trial_config("stored trial config", **flat)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A science config and a seed: what a run trains, and its content address `key`."""
+
+    config: TrialConfig
+    seed: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, TrialConfig):
+            raise ConfigError(f"Trial.config must be a TrialConfig, got {type(self.config).__name__}")
+        if not is_int(self.seed) or not 0 <= self.seed < 2**31:
+            raise ConfigError(f"Trial.seed={self.seed!r}: must be an integer in [0, 2^31)")
+
+    @property
+    def key(self) -> str:
+        return f"{self.config.hash}-s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Trial:
+        return cls(from_dict(value["config"]), value["seed"])
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Plumbing of one run: where it logs and writes, on what resources, and how often (not science)."""
+
+    tracking_uri: str | None = None  # None: no MLflow logging
+    experiment: str | None = None
+    sweep_id: str = ""
+    parent_run_id: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # (table, row) names shown on the run: browsing, not identity
+    retrain: bool = False  # a new run even when one with the same key exists
+    resume_run_id: str | None = None  # the unfinished run of this key the planner found (continued, not duplicated)
+    storage_dir: str | None = None  # the Train run's folder (fault markers)
+    log_every: int = 50
+    ckpt_every: int = 1000
+    figures: bool = True
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    cuda_graph: bool = False  # capture the step as one CUDA graph (GPU, one worker); ignored on CPU
+    fault_kill_at_step: int = 0  # tests: os._exit() the worker once at this step (0 = never)
+    trial_started_at: float = 0.0  # unix time the Tune trial started (overhead timings)
+
+    def __post_init__(self) -> None:
+        for name in ("log_every", "ckpt_every", "num_workers"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise ConfigError(f"RunContext.{name}={getattr(self, name)!r}: must be an integer >= 1")
+        if self.cuda_graph and self.num_workers > 1:
+            raise ConfigError("cuda_graph needs one worker per trial (DDP's gradient all-reduce is not captured)")
+        if self.use_gpu != (self.gpus_per_worker > 0):
+            raise ConfigError(f"RunContext.use_gpu must be True exactly when gpus_per_worker > 0 "
+                              f"(got {self.gpus_per_worker})")
+
+    def replace(self, **changes: Any) -> RunContext:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return RunContext(**{**values, **changes})
