@@ -236,7 +236,7 @@ def _main(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``srprior data download ...``."""
+    """Add ``srprior data download ...`` and ``srprior data hardcases ...``."""
     data = subparsers.add_parser("data", help="dataset utilities", description="Dataset utilities.")
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     dl = actions.add_parser("download", help="fetch DIV2K or the SR benchmarks",
@@ -249,3 +249,6 @@ def register(subparsers) -> None:
     dl.add_argument("--keep-archives", action="store_true", help="keep the verified archives after unpacking")
     dl.add_argument("--no-progress", action="store_true", help="no progress bar")
     dl.set_defaults(func=_main)
+    from srprior.data import hardcases
+
+    hardcases.register(actions)

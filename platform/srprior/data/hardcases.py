@@ -1,0 +1,329 @@
+"""HardCases-R: Gu et al.'s HardCases protocol (LAM, CVPR 2021; thesis §4.2) rebuilt from public images.
+
+The original 150 sub-images are not published, so ``srprior data hardcases`` re-runs the protocol:
+
+- candidates: the cells of a centred grid of non-overlapping 256×256 HR tiles of every Urban100 HR image (and
+  every DIV2K validation HR image when the root holds ``DIV2K_valid_HR``): deterministic, no two overlap;
+- methods: MATLAB bicubic plus the platform's own trained models of at least two architectures, one
+  checkpoint per preset, baselines only (λ_AP = 0: the method under test must not pick its own test set);
+- score: Y-PSNR (srprior.metrics, shave = scale) of each method's SR of the crop's MATLAB-bicubic LR, rounded
+  to 1e-4 dB, so float noise cannot flip the choice and the selection can be recomputed from the manifest;
+- selection: rank sum = rank of the mean PSNR over methods (lowest = 1) + rank of its std over methods
+  (highest = 1), ties averaged; the ``count`` smallest rank sums win, ties going to the lower mean, then name.
+
+Output, in the EDSR benchmark layout (so ``datasets.benchmark(ROOT, "HardCases", 2)`` reads it from a data root
+holding it as ``HardCases/``): ``OUT/HR/NAME.png`` (256×256), ``OUT/LR_bicubic/X{k}/NAMEx{k}.png`` and
+``OUT/manifest.json`` (protocol, methods with checkpoint hashes, every candidate's scores, per image the source
+file and hash, crop box, scores and the SHA256 of its files). No timestamps: a rebuild gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+PROTOCOL = "hardcases-r/1"
+CROP, COUNT = 256, 150
+DEFAULT_OUT = Path("outputs/data/HardCases-R")
+STATE_FILE = "state.pt"  # trainers/worker.py: torch.save({"model": ..., "trial": ..., ...}) per checkpoint
+GET_CHECKPOINTS = ("train baseline models of two architectures first, e.g. `srprior sweep --table 4.2 --rows "
+                   "edsr-t/baseline,rcan-t/baseline` (--budget smoke trains their micro versions on a CPU), "
+                   "then pass --checkpoints outputs (or checkpoint_* folders / state.pt files)")
+
+
+class HardCasesError(ValueError):
+    """Bad input for HardCases-R; the message names the file or option and the fix."""
+
+
+# ---------------------------------------------------------------------------------------------- protocol
+def grid(height: int, width: int, crop: int = CROP) -> list[tuple[int, int]]:
+    """(top, left) of the non-overlapping crop×crop tiles of a centred grid (margins split evenly)."""
+    ny, nx = height // crop, width // crop
+    y0, x0 = (height - ny * crop) // 2, (width - nx * crop) // 2
+    return [(y0 + i * crop, x0 + j * crop) for i in range(ny) for j in range(nx)]
+
+
+def select(psnr: np.ndarray, names: Sequence[str], count: int) -> list[int]:
+    """Indices of the `count` hardest candidates, hardest first; `psnr` is (candidates, methods)."""
+    psnr = np.asarray(psnr, dtype=np.float64)
+    if psnr.ndim != 2 or psnr.shape[1] < 2 or len(names) != psnr.shape[0]:
+        raise HardCasesError(f"select: need (candidates, methods >= 2) scores and one name per candidate, got "
+                             f"{psnr.shape} scores and {len(names)} names")
+    if not 0 < count <= len(names):
+        raise HardCasesError(f"--count {count}: must be between 1 and the number of candidates ({len(names)}); "
+                             "add source images or lower --count")
+    score, mean = rank_sum(psnr), psnr.mean(axis=1)
+    return sorted(range(len(names)), key=lambda i: (score[i], mean[i], names[i]))[:count]
+
+
+def rank_sum(psnr: np.ndarray) -> np.ndarray:
+    """Per candidate: rank of its mean PSNR over methods (lowest = 1) + rank of its std (highest = 1)."""
+    from scipy.stats import rankdata
+
+    return rankdata(psnr.mean(axis=1)) + rankdata(-psnr.std(axis=1))
+
+
+def sources(root: Path) -> list[tuple[str, Path]]:
+    """(label, HR folder) of the candidate pools under the data root: Urban100, and DIV2K valid when present."""
+    urban = root / "Urban100" / "HR"
+    if not urban.is_dir():
+        raise HardCasesError(f"{urban}: Urban100 HR folder missing; --root must hold Urban100/HR "
+                             "(`srprior data download benchmarks --root DIR`)")
+    found = [("Urban100", urban)]
+    for div2k in (root / "DIV2K_valid_HR", root / "DIV2K" / "DIV2K_valid_HR"):
+        if div2k.is_dir():
+            found.append(("DIV2K", div2k))
+            break
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def find_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The newest ``state.pt`` of every Ray Train run under ``<output_dir>/ray`` (checkpoint_N with the highest N)."""
+    newest: dict[Path, Path] = {}
+    for path in sorted(Path(output_dir).glob("ray/**/checkpoint_*/state.pt")):
+        newest[path.parent.parent] = path  # sorted: checkpoint_000010 after checkpoint_000009
+    return sorted(newest.values())
+
+
+def _safe_globals() -> list:
+    """The numpy types of np.random.get_state() (the checkpoint's RNG state), all weights_only needs besides
+    tensors and builtins."""
+    core = getattr(np, "_core", None) or np.core
+    return [np.ndarray, np.dtype, np.dtypes.UInt32DType, core.multiarray._reconstruct]
+
+
+def load_checkpoint_model(path: str | Path):
+    """(model in eval mode, trial dict) from a checkpoint's ``state.pt``: build_model(trial's preset and scale)
+    + its state_dict, read with torch.load(weights_only=True)."""
+    import torch
+
+    from srprior.archs import build_model
+
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        trial = state["trial"]
+        model = build_model(trial["model"]["preset"], trial["model"]["scale"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError) as exc:
+        raise HardCasesError(f"{path}: checkpoint lacks {exc} (needs 'model' and 'trial' with "
+                             "trial['model']['preset'/'scale']); re-train with this srprior version") from None
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise HardCasesError(f"{path}: not a loadable srprior checkpoint ({str(exc).splitlines()[0]}); "
+                             "pass state.pt files written by the platform's training workers") from None
+    return model.eval(), trial
+
+
+def _lambda_ap(trial: Any) -> float:
+    """The trial's λ_AP wherever its config nests it (0 when absent)."""
+    if isinstance(trial, dict):
+        if "lambda_ap" in trial:
+            return float(trial["lambda_ap"])
+        return max((_lambda_ap(v) for v in trial.values()), default=0.0)
+    return 0.0
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def methods(paths: Iterable[str | Path], scale: int) -> list[dict]:
+    """One baseline model per preset at `scale` from checkpoint files/folders/output folders (first in path
+    order); errors unless they span two architectures."""
+    from srprior.archs.presets import PRESETS
+
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            files.append(p)
+        elif (p / STATE_FILE).is_file():
+            files.append(p / STATE_FILE)
+        elif p.is_dir():
+            files += find_checkpoints(p)
+        else:
+            raise HardCasesError(f"--checkpoints {p}: no such file or folder; {GET_CHECKPOINTS}")
+    chosen: dict[str, dict] = {}
+    skipped = []
+    for path in sorted(set(files)):
+        model, trial = load_checkpoint_model(path)
+        preset = trial["model"]["preset"]
+        if trial["model"]["scale"] != scale or _lambda_ap(trial) > 0:
+            skipped.append(f"{path} (x{trial['model']['scale']}, λ_AP={_lambda_ap(trial):g})")
+        elif preset not in chosen:
+            chosen[preset] = {"name": preset, "arch": PRESETS[preset]["arch"], "checkpoint": str(path),
+                              "sha256": _sha256(path), "trial": trial, "model": model}
+    archs = sorted({m["arch"] for m in chosen.values()})
+    if len(archs) < 2:
+        found = ", ".join(f"{m['name']} ({m['arch']})" for m in chosen.values()) or "none"
+        extra = f"; skipped (not x{scale} or λ_AP > 0): {', '.join(skipped)}" if skipped else ""
+        raise HardCasesError(f"HardCases-R needs bicubic plus trained x{scale} baselines (λ_AP = 0) of at least two "
+                             f"architectures, found: {found}{extra}; {GET_CHECKPOINTS}")
+    return list(chosen.values())
+
+
+# ---------------------------------------------------------------------------------------------- building
+def _candidates(pools: list[tuple[str, Path]], max_candidates: int) -> list[dict]:
+    from srprior.data.datasets import _image_files
+
+    found = []
+    for label, folder in pools:
+        for path in _image_files(folder):
+            with Image.open(path) as img:  # the header only; pixels are read (strictly) when scored
+                width, height = img.size
+            for top, left in grid(height, width):
+                found.append({"name": f"{label.lower()}_{path.stem}_y{top:04d}_x{left:04d}", "source": label,
+                              "path": path, "box": [top, left, CROP, CROP]})
+    if max_candidates and len(found) > max_candidates:  # evenly spread over the sources, deterministic
+        keep = np.unique(np.linspace(0, len(found) - 1, max_candidates).round().astype(int))
+        found = [found[i] for i in keep]
+    return found
+
+
+def _scores(candidates: list[dict], models: list[dict], scale: int, device: str, progress: bool) -> np.ndarray:
+    """(candidates, 1 + models) Y-PSNR, bicubic first, rounded to 1e-4 dB."""
+    from tqdm import tqdm
+
+    from srprior.data.imresize import bicubic_lr, modcrop
+    from srprior.data.io import read_image
+    from srprior.evaluate import bicubic_upscale, super_resolve
+    from srprior.metrics import psnr
+
+    for m in models:
+        m["model"].to(device)
+    out, image, loaded = np.empty((len(candidates), 1 + len(models))), None, None
+    for i, c in enumerate(tqdm(candidates, desc="HardCases-R candidates", unit="crop", disable=not progress)):
+        if loaded != c["path"]:
+            image, loaded = read_image(c["path"]), c["path"]
+        top, left, h, w = c["box"]
+        hr = image[top:top + h, left:left + w]
+        lr, ref = bicubic_lr(hr, scale), modcrop(hr, scale)
+        srs = [bicubic_upscale(lr, scale), *(super_resolve(m["model"], lr, device) for m in models)]
+        out[i] = [psnr(sr, ref, scale) for sr in srs]
+    return np.round(out, 4)
+
+
+def _write_png(arr: np.ndarray, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format="PNG", compress_level=6)
+    return _sha256(path)
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished build to `out`, replacing an earlier HardCases-R build but never other files."""
+    if out.exists():
+        manifest = out / "manifest.json"
+        ours = manifest.is_file() and json.loads(manifest.read_text()).get("protocol", "").startswith("hardcases-r")
+        if not ours and any(out.iterdir()):
+            raise HardCasesError(f"--out {out}: exists and is not a HardCases-R build; choose an empty or new folder")
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], scale: int = 2,
+          count: int = COUNT, max_candidates: int = 0, device: str = "cpu", threads: int = 1,
+          progress: bool = False) -> dict:
+    """Build HardCases-R from the images under `root` into `out`; returns the manifest.
+
+    threads: torch CPU threads while scoring. One by default: a 128×128 crop through a micro model is too little
+    work to split, and on a busy 2-core machine two threads ran 7× slower than one (they wait on each other).
+    """
+    import torch
+
+    from srprior.data.imresize import bicubic_lr
+    from srprior.data.io import read_image
+
+    root, out = Path(root), Path(out)
+    models = methods(checkpoints, scale)
+    pools = sources(root)
+    candidates = _candidates(pools, max_candidates)
+    names = [c["name"] for c in candidates]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        psnr = _scores(candidates, models, scale, device, progress)
+    finally:
+        torch.set_num_threads(before)
+    picked = select(psnr, names, count)
+    method_names = ["bicubic", *(m["name"] for m in models)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would outlive the rename
+    try:
+        images, scores = [], rank_sum(psnr)
+        for i in picked:
+            c = candidates[i]
+            top, left, h, w = c["box"]
+            hr = read_image(c["path"])[top:top + h, left:left + w]
+            files = {f"HR/{c['name']}.png": hr, f"LR_bicubic/X{scale}/{c['name']}x{scale}.png": bicubic_lr(hr, scale)}
+            images.append({
+                "name": c["name"], "source": c["source"], "source_file": c["path"].relative_to(root).as_posix(),
+                "source_sha256": _sha256(c["path"]), "box": {"top": top, "left": left, "height": h, "width": w},
+                "psnr": dict(zip(method_names, psnr[i].tolist())), "mean_psnr": round(float(psnr[i].mean()), 4),
+                "std_psnr": round(float(psnr[i].std()), 4), "rank_sum": float(scores[i]),
+                "files": {rel: _write_png(arr, tmp / rel) for rel, arr in files.items()}})
+        manifest = {
+            "protocol": PROTOCOL, "scale": scale, "crop": CROP, "count": count,
+            "selection": "rank sum of the mean Y-PSNR over methods (ascending) and its std over methods (descending), "
+                         "scipy rankdata average ties, PSNR rounded to 1e-4 dB; ties: lower mean, then name",
+            "sources": [{"name": label, "folder": folder.relative_to(root).as_posix()} for label, folder in pools],
+            "methods": [{"name": "bicubic", "kind": "MATLAB bicubic (srprior.evaluate.bicubic_upscale)"}] + [
+                {k: m[k] for k in ("name", "arch", "checkpoint", "sha256", "trial")} for m in models],
+            "candidates": {"names": names, "psnr": psnr.tolist()},
+            "images": images,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n", encoding="utf-8")
+        _replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _main(args: argparse.Namespace) -> int:
+    import torch
+
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        manifest = build(args.root, args.out, args.checkpoints, args.scale, args.count, args.max_candidates,
+                         device, args.threads, progress=not args.no_progress)
+    except (HardCasesError, OSError, ValueError) as exc:  # ImageError / DatasetError are ValueErrors
+        print(f"srprior data hardcases: error: {exc}", file=sys.stderr)
+        return 1
+    used = ", ".join(m["name"] for m in manifest["methods"])
+    print(f"HardCases-R: {len(manifest['images'])} crops of {CROP}x{CROP} from {len(manifest['candidates']['names'])} "
+          f"candidates scored by {used} -> {args.out} (manifest.json)")
+    return 0
+
+
+def register(actions: argparse._SubParsersAction) -> None:
+    """Add ``srprior data hardcases`` to the ``data`` actions."""
+    from srprior.tracking import DEFAULT_OUTPUT
+
+    p = actions.add_parser("hardcases", help="rebuild the HardCases test set (Gu et al.'s protocol) as HardCases-R",
+                           description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", required=True, type=Path, help="data root holding Urban100/HR (+ DIV2K_valid_HR)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("--checkpoints", nargs="+", default=[DEFAULT_OUTPUT],
+                   help="state.pt files, checkpoint folders or platform output folders (default: outputs)")
+    p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
+    p.add_argument("--count", type=int, default=COUNT, help="crops to keep (default 150)")
+    p.add_argument("--max-candidates", type=int, default=0, help="score at most N candidates, evenly spread (0: all)")
+    p.add_argument("--device", default="auto", help="torch device for the models (default: cuda if available)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while scoring (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_main)

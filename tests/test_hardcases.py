@@ -1,0 +1,198 @@
+"""HardCases-R: the selection rule on hand-made scores, checkpoints in the training worker's format (trained for
+a few real steps), and a tiny real build from Urban100 images: layout, manifest, determinism."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srprior.archs import build_model
+from srprior.cli import main
+from srprior.data.datasets import PatchSampler, benchmark
+from srprior.data.embedded import default_split
+from srprior.data.hardcases import (
+    CROP, HardCasesError, build, find_checkpoints, grid, load_checkpoint_model, methods, select,
+)
+from srprior.data.imresize import bicubic_lr
+from srprior.data.io import read_image
+from srprior.method.prior import prior_config
+from srprior.method.step import TrainStep, make_optimizer
+
+
+def save_checkpoint(path: Path, preset: str, scale: int = 2, lambda_ap: float = 0.0, steps: int = 3) -> Path:
+    """A few real TrainStep steps, saved like trainers/worker.py (+ the trial dict): numpy RNG state included."""
+    torch.manual_seed(0)
+    sampler = PatchSampler(_train_pairs(scale), scale, patch=16, batch=2, seed=0)
+    model = build_model(preset, scale)
+    optimizer = make_optimizer(model)
+    step = TrainStep(model, optimizer, prior_config(lambda_ap=lambda_ap), scale)
+    for _ in range(steps):
+        step(*sampler.next())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": steps,
+                "sampler": [sampler.state_dict()], "rng": [rng], "run_id": None,
+                "trial": {"model": {"preset": preset, "scale": scale}, "prior": {"lambda_ap": lambda_ap}}}, path)
+    return path
+
+
+@functools.cache
+def _train_pairs(scale: int) -> list:
+    return default_split(scale)[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    run = root / "ray" / "sweep-1" / "train"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny steps: threads only wait on each other on a busy machine
+    yield {
+        "edsr": save_checkpoint(run / "edsr" / "checkpoint_000000" / "state.pt", "edsr-t-micro"),
+        "rcan": save_checkpoint(run / "rcan" / "checkpoint_000000" / "state.pt", "rcan-t-micro"),
+        "prior": save_checkpoint(run / "prior" / "checkpoint_000000" / "state.pt", "edsr-t-micro", lambda_ap=1e-4),
+        "x4": save_checkpoint(run / "x4" / "checkpoint_000000" / "state.pt", "rcan-t-micro", scale=4),
+        "root": root,
+    }
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------- protocol
+def test_grid_is_centred_and_non_overlapping():
+    assert grid(600, 900) == [(44, 66), (44, 322), (44, 578), (300, 66), (300, 322), (300, 578)]
+    assert grid(255, 1000) == []
+    assert grid(512, 256) == [(0, 0), (256, 0)]
+
+
+def test_selection_is_the_rank_sum_of_low_mean_and_high_spread():
+    psnr = np.array([          # mean (rank)  std over methods (rank)  rank sum
+        [30.0, 30.0, 30.0],    # a: 30   (4)    0.00 (5)                 9
+        [26.0, 31.0, 36.0],    # b: 31   (5)    4.08 (1)                 6
+        [20.0, 22.0, 24.0],    # c: 22   (1)    1.63 (3)                 4
+        [24.0, 24.5, 25.0],    # d: 24.5 (2)    0.41 (4)                 6  (ties b: lower mean first)
+        [25.0, 28.0, 31.0],    # e: 28   (3)    2.45 (2)                 5
+    ])
+    names = ["a", "b", "c", "d", "e"]
+    assert select(psnr, names, 5) == [2, 4, 3, 1, 0]
+    assert select(psnr, names, 2) == [2, 4]
+    same = np.array([[25.0, 27.0], [25.0, 27.0], [30.0, 30.0]])
+    assert select(same, ["z", "y", "x"], 2) == [1, 0]  # identical scores: by name
+
+
+def test_selection_errors():
+    with pytest.raises(HardCasesError, match="--count 4"):
+        select(np.zeros((3, 2)), ["a", "b", "c"], 4)
+    with pytest.raises(HardCasesError, match="methods >= 2"):
+        select(np.zeros((3, 1)), ["a", "b", "c"], 1)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def test_find_checkpoints_newest_per_run(tmp_path):
+    for rel in ("ray/s1/train/run-a/checkpoint_000000", "ray/s1/train/run-a/checkpoint_000009",
+                "ray/s1/train/run-a/checkpoint_000010", "ray/s2/run-b/checkpoint_000003", "other/checkpoint_000001"):
+        (tmp_path / rel).mkdir(parents=True)
+        (tmp_path / rel / "state.pt").touch()
+    assert find_checkpoints(tmp_path) == [tmp_path / "ray/s1/train/run-a/checkpoint_000010/state.pt",
+                                          tmp_path / "ray/s2/run-b/checkpoint_000003/state.pt"]
+    assert find_checkpoints(tmp_path / "missing") == []
+
+
+def test_load_checkpoint_model(checkpoints, tmp_path):
+    model, trial = load_checkpoint_model(checkpoints["rcan"])
+    assert trial["model"] == {"preset": "rcan-t-micro", "scale": 2} and not model.training
+    saved = torch.load(checkpoints["rcan"], weights_only=False)["model"]
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+    no_trial = tmp_path / "old.pt"
+    torch.save({"model": saved}, no_trial)
+    with pytest.raises(HardCasesError, match=r"old.pt: checkpoint lacks 'trial'"):
+        load_checkpoint_model(no_trial)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(HardCasesError, match="garbage.pt: not a loadable srprior checkpoint"):
+        load_checkpoint_model(garbage)
+
+
+def test_methods_keep_baselines_of_two_architectures(checkpoints):
+    found = methods([checkpoints["root"]], 2)
+    assert [m["name"] for m in found] == ["edsr-t-micro", "rcan-t-micro"]  # prior and x4 models skipped
+    assert found[0]["sha256"] == hashlib.sha256(checkpoints["edsr"].read_bytes()).hexdigest()
+    with pytest.raises(HardCasesError, match=r"at least two architectures, found: edsr-t-micro \(edsr\); "
+                                             r"skipped .*λ_AP=0.0001.*srprior sweep --table 4.2"):
+        methods([checkpoints["edsr"], checkpoints["prior"]], 2)
+    with pytest.raises(HardCasesError, match="--checkpoints nowhere: no such file or folder"):
+        methods(["nowhere"], 2)
+
+
+def test_cli_bad_input_is_one_line(checkpoints, tmp_path, capsys):
+    (tmp_path / "Urban100" / "HR").mkdir(parents=True)
+    assert main(["data", "hardcases", "--root", str(tmp_path), "--out", str(tmp_path / "out"),
+                 "--checkpoints", str(checkpoints["edsr"])]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "two architectures" in err
+    assert main(["data", "hardcases", "--root", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"),
+                 "--checkpoints", str(checkpoints["root"])]) == 1
+    assert "Urban100 HR folder missing" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- a real build
+def _tree_hashes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys):
+    root = tmp_path / "root"
+    (root / "Urban100" / "HR").mkdir(parents=True)
+    for name in ("img_001.png", "img_002.png", "img_003.png"):
+        (root / "Urban100" / "HR" / name).symlink_to(data_root / "Urban100" / "HR" / name)
+    out = tmp_path / "HardCases-R"
+    assert main(["data", "hardcases", "--root", str(root), "--out", str(out), "--checkpoints",
+                 str(checkpoints["root"]), "--count", "5", "--max-candidates", "12", "--no-progress"]) == 0
+    assert "5 crops of 256x256 from 12 candidates scored by bicubic, edsr-t-micro, rcan-t-micro" in \
+        capsys.readouterr().out
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["protocol"] == "hardcases-r/1" and manifest["scale"] == 2 and len(manifest["images"]) == 5
+    assert [m["name"] for m in manifest["methods"]] == ["bicubic", "edsr-t-micro", "rcan-t-micro"]
+    names, psnr = manifest["candidates"]["names"], np.array(manifest["candidates"]["psnr"])
+    assert psnr.shape == (12, 3)
+    assert [img["name"] for img in manifest["images"]] == [names[i] for i in select(psnr, names, 5)]
+    files = _tree_hashes(out)
+    assert len(files) == 11  # 5 HR, 5 LR, the manifest
+    for img in manifest["images"]:
+        assert img["files"] == {rel: files[rel] for rel in (f"HR/{img['name']}.png",
+                                                            f"LR_bicubic/X2/{img['name']}x2.png")}
+        hr, lr = read_image(out / "HR" / f"{img['name']}.png"), read_image(out / "LR_bicubic/X2" / f"{img['name']}x2.png")
+        box = img["box"]
+        source = read_image(root / img["source_file"])
+        assert hr.shape == (CROP, CROP, 3) and lr.shape == (CROP // 2, CROP // 2, 3)
+        assert np.array_equal(hr, source[box["top"]:box["top"] + CROP, box["left"]:box["left"] + CROP])
+        assert np.array_equal(lr, bicubic_lr(hr, 2))
+        assert img["source_sha256"] == hashlib.sha256((root / img["source_file"]).read_bytes()).hexdigest()
+        assert list(img["psnr"]) == ["bicubic", "edsr-t-micro", "rcan-t-micro"]
+
+    bench_root = tmp_path / "bench"
+    bench_root.mkdir()
+    (bench_root / "HardCases").symlink_to(out)
+    assert len(benchmark(bench_root, "HardCases", 2)) == 5  # the trainer's loader reads it as is
+
+    again = tmp_path / "again"
+    build(root, again, [checkpoints["root"]], count=5, max_candidates=12)
+    assert _tree_hashes(again) == files  # deterministic, manifest included
+    build(root, out, [checkpoints["root"]], count=5, max_candidates=12)  # replaces its own earlier build
+    assert _tree_hashes(out) == files
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    with pytest.raises(HardCasesError, match="not a HardCases-R build"):
+        build(root, foreign, [checkpoints["root"]], count=5, max_candidates=12)
+    assert (foreign / "keep.txt").read_text() == "mine" and not list(tmp_path.glob(".foreign-*"))
+    shutil.rmtree(again)
