@@ -155,18 +155,21 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
         (root / "Urban100" / "HR" / name).symlink_to(data_root / "Urban100" / "HR" / name)
     out = tmp_path / "HardCases-R"
     assert main(["data", "hardcases", "--root", str(root), "--out", str(out), "--checkpoints",
-                 str(checkpoints["root"]), "--count", "5", "--max-candidates", "12", "--no-progress"]) == 0
-    assert "5 crops of 256x256 from 12 candidates scored by bicubic, edsr-t-micro, rcan-t-micro" in \
-        capsys.readouterr().out
+                 str(checkpoints["root"]), "--count", "4", "--max-candidates", "8", "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert "4 crops of 256x256 from 8 candidates scored by bicubic, edsr-t-micro, rcan-t-micro" in printed.out
+    assert "warning: edsr-t-micro, rcan-t-micro score below bicubic on average" in printed.err  # 3 steps
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["protocol"] == "hardcases-r/1" and manifest["scale"] == 2 and len(manifest["images"]) == 5
+    assert manifest["protocol"] == "hardcases-r/1" and manifest["scale"] == 2 and len(manifest["images"]) == 4
     assert [m["name"] for m in manifest["methods"]] == ["bicubic", "edsr-t-micro", "rcan-t-micro"]
     names, psnr = manifest["candidates"]["names"], np.array(manifest["candidates"]["psnr"])
-    assert psnr.shape == (12, 3)
-    assert [img["name"] for img in manifest["images"]] == [names[i] for i in select(psnr, names, 5)]
+    assert psnr.shape == (8, 3)
+    assert manifest["mean_psnr"] == dict(zip(["bicubic", "edsr-t-micro", "rcan-t-micro"],
+                                             np.round(psnr.mean(axis=0), 4).tolist()))
+    assert [img["name"] for img in manifest["images"]] == [names[i] for i in select(psnr, names, 4)]
     files = _tree_hashes(out)
-    assert len(files) == 11  # 5 HR, 5 LR, the manifest
+    assert len(files) == 9  # 4 HR, 4 LR, the manifest
     for img in manifest["images"]:
         assert img["files"] == {rel: files[rel] for rel in (f"HR/{img['name']}.png",
                                                             f"LR_bicubic/X2/{img['name']}x2.png")}
@@ -182,17 +185,17 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
     bench_root = tmp_path / "bench"
     bench_root.mkdir()
     (bench_root / "HardCases").symlink_to(out)
-    assert len(benchmark(bench_root, "HardCases", 2)) == 5  # the trainer's loader reads it as is
+    assert len(benchmark(bench_root, "HardCases", 2)) == 4  # the trainer's loader reads it as is
 
     again = tmp_path / "again"
-    build(root, again, [checkpoints["root"]], count=5, max_candidates=12)
+    build(root, again, [checkpoints["root"]], count=4, max_candidates=8)
     assert _tree_hashes(again) == files  # deterministic, manifest included
-    build(root, out, [checkpoints["root"]], count=5, max_candidates=12)  # replaces its own earlier build
+    build(root, out, [checkpoints["root"]], count=4, max_candidates=8)  # replaces its own earlier build
     assert _tree_hashes(out) == files
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
     with pytest.raises(HardCasesError, match="not a HardCases-R build"):
-        build(root, foreign, [checkpoints["root"]], count=5, max_candidates=12)
+        build(root, foreign, [checkpoints["root"]], count=4, max_candidates=8)
     assert (foreign / "keep.txt").read_text() == "mine" and not list(tmp_path.glob(".foreign-*"))
     shutil.rmtree(again)

@@ -222,13 +222,20 @@ def _write_png(arr: np.ndarray, path: Path) -> str:
     return _sha256(path)
 
 
+def _check_out(out: Path) -> None:
+    """`out` may be new, empty or an earlier HardCases-R build (replaced); never overwrite other files."""
+    if not out.exists():
+        return
+    manifest = out / "manifest.json"
+    ours = manifest.is_file() and json.loads(manifest.read_text()).get("protocol", "").startswith("hardcases-r")
+    if not (out.is_dir() and (ours or not any(out.iterdir()))):
+        raise HardCasesError(f"--out {out}: exists and is not a HardCases-R build; choose an empty or new folder")
+
+
 def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished build to `out`, replacing an earlier HardCases-R build but never other files."""
+    """Move the finished build to `out` (checked again: the scoring took minutes)."""
+    _check_out(out)
     if out.exists():
-        manifest = out / "manifest.json"
-        ours = manifest.is_file() and json.loads(manifest.read_text()).get("protocol", "").startswith("hardcases-r")
-        if not ours and any(out.iterdir()):
-            raise HardCasesError(f"--out {out}: exists and is not a HardCases-R build; choose an empty or new folder")
         shutil.rmtree(out)
     os.replace(tmp, out)
 
@@ -247,6 +254,7 @@ def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], 
     from srprior.data.io import read_image
 
     root, out = Path(root), Path(out)
+    _check_out(out)
     models = methods(checkpoints, scale)
     pools = sources(root)
     candidates = _candidates(pools, max_candidates)
@@ -282,6 +290,7 @@ def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], 
             "sources": [{"name": label, "folder": folder.relative_to(root).as_posix()} for label, folder in pools],
             "methods": [{"name": "bicubic", "kind": "MATLAB bicubic (srprior.evaluate.bicubic_upscale)"}] + [
                 {k: m[k] for k in ("name", "arch", "checkpoint", "sha256", "trial")} for m in models],
+            "mean_psnr": dict(zip(method_names, np.round(psnr.mean(axis=0), 4).tolist())),  # over all candidates
             "candidates": {"names": names, "psnr": psnr.tolist()},
             "images": images,
         }
@@ -304,6 +313,12 @@ def _main(args: argparse.Namespace) -> int:
     except (HardCasesError, OSError, ValueError) as exc:  # ImageError / DatasetError are ValueErrors
         print(f"srprior data hardcases: error: {exc}", file=sys.stderr)
         return 1
+    means = manifest["mean_psnr"]
+    weak = [name for name, value in means.items() if value < means["bicubic"]]
+    if weak:
+        print(f"srprior data hardcases: warning: {', '.join(weak)} score below bicubic on average (under-trained?), "
+              "so the spread across methods measures their failure more than image difficulty; for a test set, "
+              "use baselines trained with --budget short or thesis", file=sys.stderr)
     used = ", ".join(m["name"] for m in manifest["methods"])
     print(f"HardCases-R: {len(manifest['images'])} crops of {CROP}x{CROP} from {len(manifest['candidates']['names'])} "
           f"candidates scored by {used} -> {args.out} (manifest.json)")
