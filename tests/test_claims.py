@@ -13,7 +13,6 @@ import pytest
 from scipy import stats as sps
 
 from srprior import stats
-from srprior.search_spaces import get_table
 from srprior.search_spaces.claims import (
     CLAIMS, CLAIMS_BY_TABLE, MARKDOWN_HEADER, NOT_TESTED, Claim, evaluate_claim, evaluate_claims, to_markdown,
 )

@@ -171,9 +171,9 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
     files = _tree_hashes(out)
     assert len(files) == 9  # 4 HR, 4 LR, the manifest
     for img in manifest["images"]:
-        assert img["files"] == {rel: files[rel] for rel in (f"HR/{img['name']}.png",
-                                                            f"LR_bicubic/X2/{img['name']}x2.png")}
-        hr, lr = read_image(out / "HR" / f"{img['name']}.png"), read_image(out / "LR_bicubic/X2" / f"{img['name']}x2.png")
+        hr_file, lr_file = f"HR/{img['name']}.png", f"LR_bicubic/X2/{img['name']}x2.png"
+        assert img["files"] == {hr_file: files[hr_file], lr_file: files[lr_file]}
+        hr, lr = read_image(out / hr_file), read_image(out / lr_file)
         box = img["box"]
         source = read_image(root / img["source_file"])
         assert hr.shape == (CROP, CROP, 3) and lr.shape == (CROP // 2, CROP // 2, 3)
