@@ -11,7 +11,7 @@ the prior step is timed once, as the phase-instrumented eager step (identical wo
 timed (honouring --bf16/--cuda-graph) and the breakdown comes from extra synchronised eager steps. CPU defaults
 (1 warm-up, best of 2 timed steps) keep the three tiny presets to about five minutes on two cores.
 Usage: python benchmarks/step_cost.py [--presets edsr-t rcan-t rnan-t] [--device cpu|cuda|all] [--batch 16]
-       [--iters N] [--warmup N] [--bf16] [--cuda-graph]
+       [--iters N] [--warmup N] [--bf16] [--cuda-graph] [--channels-last]
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
     lr, hr = lr.to(device), hr.to(device)
     torch.manual_seed(0)
     model = build_model(preset, args.scale).to(device)
+    if args.channels_last:  # NHWC weights and batches (cuDNN's preferred layout for bf16/tensor cores)
+        model = model.to(memory_format=torch.channels_last)
+        lr, hr = (t.contiguous(memory_format=torch.channels_last) for t in (lr, hr))
     cfg = PriorConfig(lambda_ap=1e-4)
     warmup = args.warmup if args.warmup is not None else (3 if cuda else 1)
     iters = args.iters if args.iters is not None else (20 if cuda else 2)
@@ -131,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="untimed iterations (default: CPU 1, CUDA 3)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the model forward in the steps")
     parser.add_argument("--cuda-graph", action="store_true", help="capture the steps as CUDA graphs (CUDA only)")
+    parser.add_argument("--channels-last", action="store_true", help="model and batches in channels-last layout")
     args = parser.parse_args(argv)
 
     import torch
@@ -139,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device visible")
     print(f"batch {args.batch}, LR {args.patch}x{args.patch}, x{args.scale}, lambda_AP 1e-4, w=sim, local, n_ssr 1; "
-          f"bf16={args.bf16} cuda_graph={args.cuda_graph} (CUDA only); torch {torch.__version__}")
+          f"bf16={args.bf16} cuda_graph={args.cuda_graph} (CUDA only) channels_last={args.channels_last}; "
+          f"torch {torch.__version__}")
     cols = ["device", "preset", "plain_ms", "prior_ms", "ratio", "extract_ms", "fwd_ms", "igrad_ms", "dbl_opt_ms",
             "plain_mib", "prior_mib"] + (["bf16_s_err"] if args.bf16 else [])
     print(" | ".join(cols))
