@@ -13,7 +13,8 @@ alternate. On CUDA blocks are timed by the wall clock; on CPU by this process's 
 CPU defaults stay within a few minutes on two cores: edsr-t-micro, batch 4, LR 24², K = 1 2 4 (edsr-t on CPU:
 ``--preset edsr-t``, about a minute per K at these sizes). CUDA defaults: edsr-t, batch 16, LR 48², K = 1 2 4 8 16.
 Usage: python benchmarks/fused_throughput.py [--device cpu|cuda] [--preset edsr-t|rcan-t|rnan-t|...-micro]
-       [--batch B] [--patch P] [--ks 1 2 4] [--modes plain prior] [--iters N] [--repeats N] [--bf16] [--threads N]
+       [--batch B] [--patch P] [--ks 1 2 4] [--modes plain prior] [--iters N] [--repeats N] [--bf16] [--cuda-graph]
+       [--threads N]
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from srprior.method.prior import PriorConfig
 from srprior.method.step import TrainStep, make_optimizer
 
 CPU = {"preset": "edsr-t-micro", "batch": 4, "patch": 24, "ks": [1, 2, 4], "iters": 3, "repeats": 5, "threads": 1}
-CUDA = {"preset": "edsr-t", "batch": 16, "patch": 48, "ks": [1, 2, 4, 8, 16], "iters": 10, "repeats": 3, "threads": None}
+CUDA = {"preset": "edsr-t", "batch": 16, "patch": 48, "ks": [1, 2, 4, 8, 16], "iters": 10, "repeats": 3,
+        "threads": None}
 MODES = {"plain": PriorConfig(lambda_ap=0.0), "prior": PriorConfig(lambda_ap=1e-4)}
 
 
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, help="steps per timed block (default: CUDA 10, CPU 3)")
     p.add_argument("--repeats", type=int, help="timed blocks, best counts (default: CUDA 3, CPU 5)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast of the model forward (fused and separate)")
+    p.add_argument("--cuda-graph", action="store_true", help="CUDA-graph capture of fused and separate steps (CUDA)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: 1 on CPU, torch's default on CUDA)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -89,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name() if dev == "cuda" else f"cpu, {torch.get_num_threads()} thread(s), CPU time"
     print(f"# fused throughput on {name}: {args.preset} x{args.scale}, batch {args.batch} per member, LR "
           f"{args.patch}x{args.patch}, K = {' '.join(map(str, args.ks))}; prior = lambda_AP 1e-4, w=sim, local; "
-          f"bf16={args.bf16}; best of {args.repeats} x {args.iters} steps; torch {torch.__version__}")
+          f"bf16={args.bf16} cuda_graph={args.cuda_graph} (CUDA only); best of {args.repeats} x {args.iters} steps; "
+          f"torch {torch.__version__}")
     print("| mode | K | fused ms/step | fused model-steps/s | sequential model-steps/s | fused / sequential "
           "| fused / one trial |" + (" fused peak MiB |" if dev == "cuda" else ""))
     print("|---|---|---|---|---|---|---|" + ("---|" if dev == "cuda" else ""))
@@ -102,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             lr = torch.stack([pool[i][0] for i in range(k)]).to(dev)
             hr = torch.stack([pool[i][1] for i in range(k)]).to(dev)
             models = members(args.preset, args.scale, k, dev)
-            steps = [TrainStep(m, make_optimizer(m), prior, args.scale, bf16=args.bf16) for m in models]
-            fused = FusedTrainStep([copy.deepcopy(m) for m in models], [prior] * k, args.scale, bf16=args.bf16)
+            opts = {"bf16": args.bf16, "cuda_graph": args.cuda_graph}
+            steps = [TrainStep(m, make_optimizer(m), prior, args.scale, **opts) for m in models]
+            fused = FusedTrainStep([copy.deepcopy(m) for m in models], [prior] * k, args.scale, **opts)
             fns = {"seq": lambda: [s(lr[i], hr[i]) for i, s in enumerate(steps)], "fused": lambda: fused(lr, hr)}
             if single is None:  # one eager trial alone (a fresh model, so the K members' states stay untouched)
                 one = members(args.preset, args.scale, 1, dev)[0]
-                solo = TrainStep(one, make_optimizer(one), prior, args.scale, bf16=args.bf16)
+                solo = TrainStep(one, make_optimizer(one), prior, args.scale, **opts)
                 fns["single"] = lambda: solo(lr[0], hr[0])
             ms = best_ms(fns, dev, args.iters, args.repeats)
             single = single or ms["single"]

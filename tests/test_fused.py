@@ -189,3 +189,25 @@ def test_rejects_mixed_extractors_batchnorm_and_wrong_shapes():
         fused(torch.rand(2, B, 3, 8, 8), torch.rand(2, B, 3, 16, 16))
     with pytest.raises(ValueError, match="optimizer settings"):
         fused.load_member_state(0, models[0].state_dict(), make_optimizer(models[0], lr=2e-4).state_dict())
+
+
+def test_graph_warmup_restore_leaves_the_trajectory_unchanged(batches):
+    """CUDA-graph capture runs three eager warm-up steps and restores every state tensor in place; restoring must
+    make the next step identical to one from the untouched state, failure flags included (checked on CPU)."""
+    models, priors = _members("edsr-t-micro", torch.float32), _priors("prior")
+    fused, ref = (FusedTrainStep([copy.deepcopy(m) for m in models], priors, 2) for _ in range(2))
+    lr, hr = batches[0]
+    bad = lr.clone()
+    bad[2] = float("nan")
+    for fresh in (True, False):  # from the initial state, then from a trained one
+        saved = [t.detach().clone() for t in fused._state()]
+        for _ in range(3):
+            fused(bad, hr)
+        assert not fused.alive[2]
+        fused._restore(saved)
+        out, ref_out = fused(lr, hr), ref(lr, hr)
+        assert torch.equal(out.total, ref_out.total), fresh
+        assert all(torch.equal(a, b) for a, b in zip(fused._state(), ref._state())), fresh
+    assert fused.failures() == {}
+    with pytest.raises(ValueError, match="generators=None"):
+        FusedTrainStep(models, priors, 2, generators=_generators(), cuda_graph=True)

@@ -14,16 +14,21 @@ failed member are a handful of whole-tensor ops with per-member ``(K, 1)`` bias 
 A member whose loss, gradient, updated parameters or Adam state is non-finite is frozen by ``torch.where``
 (never updated again, the others untouched) and reported by ``failures()``. ``step`` never syncs the host.
 
-Not supported: BatchNorm in train mode (``edsr-t-bn``: running statistics are updated in place), CUDA graphs.
+``cuda_graph=True`` (CUDA tensors only) captures the whole fused step once per input shape and replays it, as
+TrainStep does: three eager warm-up steps on a side stream, then every state tensor (parameters, moments, step
+counts, alive/failure flags) is restored in place, so the trajectory equals eager. It removes vmap's per-op Python
+dispatch, which grows with the number of ops, not with K. Random scenarios then use the default CUDA generator
+(per-member generators cannot be replayed). Not supported: BatchNorm in train mode (``edsr-t-bn``: running
+statistics are updated in place).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import fields
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -53,6 +58,7 @@ class FusedTrainStep:
         weight_decay: float = 0.0,
         generators: Sequence[torch.Generator | None] | None = None,
         bf16: bool = False,
+        cuda_graph: bool = False,
     ):
         k = len(models)
         if k < 1 or len(priors) != k or (generators is not None and len(generators) != k):
@@ -63,8 +69,11 @@ class FusedTrainStep:
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
             raise ValueError("FusedTrainStep: BatchNorm (edsr-t-bn) updates running statistics in place; "
                              "train it with TrainStep")
+        if cuda_graph and any(g is not None for g in generators or []):
+            raise ValueError("FusedTrainStep(cuda_graph=True) replays the default CUDA generator; pass generators=None")
         make_optimizer(models[0], lr, weight_decay)  # the same argument checks as the unfused trial
         self.k, self.scale, self.bf16, self.lr, self.weight_decay = k, scale, bf16, lr, weight_decay
+        self.cuda_graph, self._graph = cuda_graph, None  # (key, graph, static lr, static hr, static outputs)
         self.priors, self.generators = list(priors), list(generators or [None] * k)
         self.extractor = priors[0].extractor
         params, self._buffers = stack_module_state(list(models))
@@ -90,11 +99,16 @@ class FusedTrainStep:
         if lr.dim() != 5 or lr.shape[0] != self.k or hr.shape[:2] != lr.shape[:2]:
             raise ValueError(f"FusedTrainStep: expected LR (K={self.k}, B, 3, h, w) and HR (K, B, 3, H, W), "
                              f"got {tuple(lr.shape)} and {tuple(hr.shape)}")
-        zero = torch.zeros(self.k, dtype=self.flat.dtype, device=self.flat.device)
+        if self.cuda_graph and lr.is_cuda:
+            return self._replay(lr, hr)
+        return self._eager(lr, hr)
+
+    def _eager(self, lr: torch.Tensor, hr: torch.Tensor) -> StepOutput:
         if not self._prior:
             sr = self._forward(lr)
             l1 = (sr - hr).abs().flatten(1).mean(1)
-            total, l_ap, n_valid = l1, zero, zero
+            l_ap = n_valid = torch.zeros_like(l1)
+            total = l1
         else:
             ext = self._extract(lr)
             x = lr.detach().requires_grad_(True)
@@ -125,7 +139,7 @@ class FusedTrainStep:
         if not self._random:
             return extract(flat, self.extractor)
         parts = [extract(lr[i].detach(), self.extractor, g) for i, g in enumerate(self.generators)]
-        return Extraction(*(torch.cat([getattr(p, f) for p in parts]) for f in Extraction.__dataclass_fields__))
+        return Extraction(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Extraction)))
 
     def _prior_loss(self, attr: torch.Tensor, ext: Extraction, kb: torch.Size) -> tuple[torch.Tensor, ...]:
         """Per-member L_AP and n_valid: ``prior_loss`` vmapped over members, constant w written into the targets."""
@@ -133,7 +147,7 @@ class FusedTrainStep:
             l_ap, info = prior_loss(a, Extraction(None, None, poi, ssr, sim, valid, None, None), _SIM)
             return l_ap, info["n_valid"]
 
-        dt = attr.dtype if attr.dtype in (torch.float32, torch.float64) else torch.float32
+        dt = attr.dtype  # the input's: fp32 also under bf16 autocast, fp64 in exactness tests
         sim = ext.sim.to(dt).unflatten(0, kb)
         targets = torch.where(self._w_sim.view(-1, 1, 1), sim, self._w.to(dt).view(-1, 1, 1))
         return vmap(one)(attr, *(t.unflatten(0, kb) for t in (ext.poi_mask, ext.ssr_masks)), targets,
@@ -154,8 +168,9 @@ class FusedTrainStep:
         step_size = (self.lr / (1 - b1**steps)).to(dt).view(-1, 1)
         bc2_sqrt = (1 - b2**steps).sqrt().to(dt).view(-1, 1)
         new_p = p + (-step_size) * m / (v.sqrt() / bc2_sqrt).add_(eps)
-        loss_ok, grad_ok = total.isfinite(), g.isfinite().all(1)
-        ok = self.alive & loss_ok & grad_ok & new_p.isfinite().all(1) & v.isfinite().all(1)
+        # a row sum is non-finite iff an element is, or when it overflows: only for a member that diverged anyway
+        loss_ok, grad_ok = total.isfinite(), g.sum(1).isfinite()
+        ok = self.alive & loss_ok & grad_ok & (new_p.sum(1) + v.sum(1)).isfinite()
         keep = ok.view(-1, 1)
         p.copy_(torch.where(keep, new_p, p))
         self.exp_avg.copy_(torch.where(keep, m, self.exp_avg))
@@ -166,6 +181,42 @@ class FusedTrainStep:
         self._fail_reason.copy_(torch.where(failed, reason, self._fail_reason))
         self.steps.copy_(torch.where(ok, steps, self.steps))
         self.alive &= ok
+
+    def _state(self) -> list[torch.Tensor]:
+        return [self.flat, self.exp_avg, self.exp_avg_sq, self.steps, self.alive, self._fail_step, self._fail_reason]
+
+    def _replay(self, lr: torch.Tensor, hr: torch.Tensor) -> StepOutput:
+        key = (tuple(lr.shape), tuple(hr.shape), lr.dtype, lr.device)
+        if self._graph is None or self._graph[0] != key:
+            self._capture(key, lr, hr)
+        _, graph, static_lr, static_hr, static_out = self._graph
+        static_lr.copy_(lr)
+        static_hr.copy_(hr)
+        graph.replay()
+        return StepOutput(*(t.clone() for t in static_out))
+
+    def _capture(self, key, lr: torch.Tensor, hr: torch.Tensor) -> None:
+        """TrainStep's recipe: warm up on a side stream, capture one step, restore the state in place."""
+        self._graph = None
+        saved = [t.detach().clone() for t in self._state()]
+        static_lr, static_hr = lr.clone(), hr.clone()
+        side = torch.cuda.Stream(device=lr.device)
+        side.wait_stream(torch.cuda.current_stream(lr.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # allocator, cuDNN algorithm choice and lazy caches outside the capture
+                self._eager(static_lr, static_hr)
+        torch.cuda.current_stream(lr.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self._eager(static_lr, static_hr)
+        self._restore(saved)
+        self._graph = (key, graph, static_lr, static_hr, (out.l1, out.l_ap, out.total, out.n_valid))
+
+    @torch.no_grad()
+    def _restore(self, saved: list[torch.Tensor]) -> None:
+        """Undo warm-up and capture steps in place (the graph holds these very tensors)."""
+        for t, old in zip(self._state(), saved):
+            t.copy_(old)
 
     # ---------------------------------------------------------------------------------- members
     def failures(self) -> dict[int, tuple[int, str]]:

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# srprior GPU suite, one command on a GPU host with torch (< 8 min), from the repository root:
+#     bash benchmarks/gpu_suite.sh
+# Prints one Markdown table (also $OUT/gpu_suite.md; logs beside it; OUT defaults to outputs/gpu-suite):
+#   1. step cost: benchmarks/step_cost.py on CUDA for $PRESETS (default edsr-t rcan-t rnan-t) in four variants:
+#      eager, --cuda-graph, --bf16, --channels-last (ms per plain and prior step, extractor share, peak memory);
+#   2. fused throughput: benchmarks/fused_throughput.py --device cuda (edsr-t, K = 1 2 4 8 16, plain and prior),
+#      then with --cuda-graph (K = 1 4 16; fused and separate steps both captured);
+#   3. a 4-trial smoke sweep on the GPU (1/4 GPU per trial, 300 steps) end to end through Ray Tune + Train and
+#      MLflow; per-trial steps/s, aggregate steps/s and start-up read back from the MLflow store.
+# Each part has a time limit; one that fails or times out is a row of the table, the other parts still run.
+# Ray/MLflow/Optuna: when python cannot import them, they are installed from a carried .whl/ into /tmp/site
+# (build .whl/ on a networked machine with ../shared/tools/device-wheels.sh, from the repository root). Without
+# `pip install -e .`, the package tree is linked the way pyproject.toml maps it. MLflow's tracking server needs
+# Flask (absent from mlflow-skinny): without it the sweep writes to its SQLite store directly.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-$PWD/outputs/gpu-suite}
+PRESETS=${PRESETS:-edsr-t rcan-t rnan-t}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+unset SRPRIOR_DATA  # train and validate on the embedded images: no data to carry, no loading cost
+
+if ! $PY -c "import ray, mlflow, optuna" 2>/dev/null; then
+  [ -d .whl ] || { echo "Ray/MLflow/Optuna are missing and there is no .whl/ (../shared/tools/device-wheels.sh)" >&2; exit 1; }
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+if ! $PY -c "import srprior.trainers, srprior.search_spaces" 2>/dev/null; then
+  src=$(mktemp -d)
+  mkdir "$src/srprior" && cp -rs "$PWD/platform/srprior/." "$src/srprior/"
+  ln -s "$PWD/trainers" "$src/srprior/trainers" && ln -s "$PWD/search_spaces" "$src/srprior/search_spaces"
+  export PYTHONPATH=$src${PYTHONPATH:+:$PYTHONPATH}
+fi
+device=$($PY -c "import torch; print(torch.cuda.get_device_name(), '| torch', torch.__version__)") || exit 1
+work=$(mktemp -d)  # the sweep's Ray results, MLflow store and artifacts (thousands of files: not under $OUT)
+: > "$OUT/parts.txt"
+
+part() {  # part NAME LIMIT_S COMMAND...: run with a time limit, log to $OUT/NAME.log, record exit status and time
+  local name=$1 limit=$2 t0=$SECONDS rc
+  shift 2
+  echo "== $name (limit ${limit} s)" >&2
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  rc=$?
+  echo "$name $rc $((SECONDS - t0))s" >> "$OUT/parts.txt"
+}
+
+step_cost() {
+  for variant in eager --cuda-graph --bf16 --channels-last; do
+    echo "## variant ${variant#--}"
+    # shellcheck disable=SC2086
+    $PY benchmarks/step_cost.py --device cuda --presets $PRESETS ${variant/eager/} || return
+  done
+}
+
+part step_cost 140 step_cost
+part fused 90 $PY benchmarks/fused_throughput.py --device cuda --iters 5
+part fused_graph 60 $PY benchmarks/fused_throughput.py --device cuda --iters 5 --ks 1 4 16 --cuda-graph
+store="MLflow server"
+if ! $PY -c "import flask" 2>/dev/null; then
+  export MLFLOW_TRACKING_URI="sqlite:///$work/sweep/mlflow.db" store="SQLite directly (no Flask for a server)"
+fi
+# validation and checkpoints every 100 steps instead of the smoke budget's 10: start-up, not bookkeeping
+part sweep 140 $PY sweep.py --table smoke --budget smoke --seeds 2 --steps 300 --gpus-per-trial 0.25 \
+  --set val_every=100 --set ckpt_every=100 --address local --output-dir "$work/sweep"
+
+echo "# srprior GPU suite, $(date -u +%F), $device; sweep: 4 trials x 1/4 GPU, MLflow via $store" > "$OUT/header.txt"
+$PY benchmarks/gpu_suite_table.py "$OUT" "sqlite:///$work/sweep/mlflow.db"
