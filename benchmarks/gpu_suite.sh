@@ -23,8 +23,12 @@ export PYTHONUNBUFFERED=1
 unset SRPRIOR_DATA  # train and validate on the embedded images: no data to carry, no loading cost
 
 if ! $PY -c "import ray, mlflow, optuna" 2>/dev/null; then
-  [ -d .whl ] || { echo "Ray/MLflow/Optuna are missing and there is no .whl/ (../shared/tools/device-wheels.sh)" >&2; exit 1; }
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  if [ ! -d .whl ]; then
+    echo "Ray/MLflow/Optuna are missing and there is no .whl/ (../shared/tools/device-wheels.sh)" >&2
+    exit 1
+  fi
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 if ! $PY -c "import srprior.trainers, srprior.search_spaces" 2>/dev/null; then
@@ -35,6 +39,7 @@ if ! $PY -c "import srprior.trainers, srprior.search_spaces" 2>/dev/null; then
 fi
 device=$($PY -c "import torch; print(torch.cuda.get_device_name(), '| torch', torch.__version__)") || exit 1
 work=$(mktemp -d)  # the sweep's Ray results, MLflow store and artifacts (thousands of files: not under $OUT)
+mkdir -p "$work/sweep"
 : > "$OUT/parts.txt"
 
 part() {  # part NAME LIMIT_S COMMAND...: run with a time limit, log to $OUT/NAME.log, record exit status and time
@@ -54,7 +59,9 @@ step_cost() {
   done
 }
 
-part step_cost 140 step_cost
+export PY PRESETS
+export -f step_cost
+part step_cost 140 bash -c step_cost
 part fused 90 $PY benchmarks/fused_throughput.py --device cuda --iters 5
 part fused_graph 60 $PY benchmarks/fused_throughput.py --device cuda --iters 5 --ks 1 4 16 --cuda-graph
 store="MLflow server"
