@@ -67,7 +67,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 CASES = [("edsr-t-micro", "plain", "local"), ("edsr-t-micro", "prior", "random-local"),
          ("rcan-t-micro", "plain", "local"), ("rcan-t-micro", "prior", "global"),
-         pytest.param("rnan-t-micro", "plain", "local", marks=pytest.mark.slow),
+         ("rnan-t-micro", "plain", "local"),
          pytest.param("rnan-t-micro", "prior", "local", marks=pytest.mark.slow)]
 
 
