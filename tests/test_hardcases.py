@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import random
 import shutil
 from pathlib import Path
 
@@ -14,39 +13,26 @@ import numpy as np
 import pytest
 import torch
 
-from srprior.archs import build_model
 from srprior.cli import main
-from srprior.data.datasets import PatchSampler, benchmark
-from srprior.data.embedded import default_split
+from srprior.data.datasets import benchmark
 from srprior.data.hardcases import (
     CROP, HardCasesError, build, find_checkpoints, grid, load_checkpoint_model, methods, select,
 )
 from srprior.data.imresize import bicubic_lr
 from srprior.data.io import read_image
-from srprior.method.prior import prior_config
-from srprior.method.step import TrainStep, make_optimizer
+from srprior.schema import RunContext, Trial, trial_config
+from srprior.trainers.worker import LocalSession, train_trial
 
 
 def save_checkpoint(path: Path, preset: str, scale: int = 2, lambda_ap: float = 0.0, steps: int = 3) -> Path:
-    """A few real TrainStep steps, saved like trainers/worker.py (+ the trial dict): numpy RNG state included."""
-    torch.manual_seed(0)
-    sampler = PatchSampler(_train_pairs(scale), scale, patch=16, batch=2, seed=0)
-    model = build_model(preset, scale)
-    optimizer = make_optimizer(model)
-    step = TrainStep(model, optimizer, prior_config(lambda_ap=lambda_ap), scale)
-    for _ in range(steps):
-        step(*sampler.next())
+    """A few steps of the real worker (trainers/worker.py without Ray); its last checkpoint saved as state.pt."""
+    trial = Trial(trial_config(preset=preset, scale=scale, lambda_ap=lambda_ap, steps=steps, batch=2, lr_patch=16,
+                               val_every=steps, val_images=1, eval_crop=32, max_eval_images=1, di=False), 0)
+    session = LocalSession()
+    train_trial(trial, RunContext(ckpt_every=steps, log_every=steps, figures=False), session)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": steps,
-                "sampler": [sampler.state_dict()], "rng": [rng], "run_id": None,
-                "trial": {"model": {"preset": preset, "scale": scale}, "prior": {"lambda_ap": lambda_ap}}}, path)
+    torch.save(session.checkpoint, path)
     return path
-
-
-@functools.cache
-def _train_pairs(scale: int) -> list:
-    return default_split(scale)[0]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +93,7 @@ def test_find_checkpoints_newest_per_run(tmp_path):
 
 def test_load_checkpoint_model(checkpoints, tmp_path):
     model, trial = load_checkpoint_model(checkpoints["rcan"])
-    assert trial["model"] == {"preset": "rcan-t-micro", "scale": 2} and not model.training
+    assert (trial.config.model.preset, trial.config.model.scale) == ("rcan-t-micro", 2) and not model.training
     saved = torch.load(checkpoints["rcan"], weights_only=False)["model"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     no_trial = tmp_path / "old.pt"

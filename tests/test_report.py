@@ -17,8 +17,8 @@ from scipy import stats
 
 from srprior import contracts
 from srprior.cli import main
-from srprior.report import (ReportError, budget_cells, build_report, search_report, sweep_cells, to_csv, to_html,
-                            to_markdown, write_report)
+from srprior.report import (ReportError, budget_cells, build_report, sweep_cells, to_csv, to_html, to_markdown,
+                            write_report)
 from srprior.search_spaces import get_table
 from srprior.sweep import OPTIONS_TAG
 from srprior.tracking import artifacts_dir

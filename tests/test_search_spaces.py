@@ -15,7 +15,7 @@ from srprior.search_spaces import TABLES, get_table
 from srprior.search_spaces.search import SEARCHES, SearchSpec, define_space, get_search
 from srprior.method.ssm import SCENARIOS
 from srprior.schema import SCIENCE_KEYS, Trial, trial_config
-from srprior.search_spaces.spec import BENCH_METRICS, METRICS, Row, TableSpec, bench, validate_overrides
+from srprior.search_spaces.spec import BENCH_METRICS, METRICS, Row, TableSpec, bench
 
 THESIS_FILE = "000_2b0621be556b8da1.txt"
 B = bench(" ".join(["30.00±0.0100", "0.9000±0.0001"] * 5))

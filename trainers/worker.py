@@ -156,9 +156,18 @@ class RaySession:
             ray.train.report(metrics, checkpoint=saved)
 
 
+def _numpy_globals() -> list:
+    """The numpy types of np.random.get_state() (the checkpoint's RNG state): all that torch.load's
+    weights_only mode needs besides tensors and builtins."""
+    core = getattr(np, "_core", None) or np.core
+    return [np.ndarray, np.dtype, np.dtypes.UInt32DType, core.multiarray._reconstruct]
+
+
 def load_state(path: Path, device: torch.device) -> dict:
-    """A checkpoint written by this module (ours: RNG states hold numpy arrays, hence weights_only=False)."""
-    return torch.load(path, map_location=device, weights_only=False)
+    """A checkpoint written by this module, loaded with weights_only=True: a checkpoint from shared storage
+    cannot run code when it is read."""
+    with torch.serialization.safe_globals(_numpy_globals()):
+        return torch.load(path, map_location=device, weights_only=True)
 
 
 # ---------------------------------------------------------------------------------------------- RNG

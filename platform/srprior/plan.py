@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from srprior.schema import SCIENCE_KEYS, RunContext, Trial, TrialConfig, trial_config
-from srprior.schema_fields import ConfigError
 
 ALL_TABLES = ("4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8")  # `--table all`: the thesis's tables
 

@@ -29,7 +29,6 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -98,43 +97,28 @@ def find_checkpoints(output_dir: str | Path) -> list[Path]:
     return sorted(newest.values())
 
 
-def _safe_globals() -> list:
-    """The numpy types of np.random.get_state() (the checkpoint's RNG state), all weights_only needs besides
-    tensors and builtins."""
-    core = getattr(np, "_core", None) or np.core
-    return [np.ndarray, np.dtype, np.dtypes.UInt32DType, core.multiarray._reconstruct]
-
-
 def load_checkpoint_model(path: str | Path):
-    """(model in eval mode, trial dict) from a checkpoint's ``state.pt``: build_model(trial's preset and scale)
+    """(model in eval mode, Trial) from a checkpoint's ``state.pt``: build_model(trial's preset and scale)
     + its state_dict, read with torch.load(weights_only=True)."""
     import torch
 
     from srprior.archs import build_model
+    from srprior.schema import Trial
+    from srprior.trainers.worker import load_state
 
     path = Path(path)
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        trial = state["trial"]
-        model = build_model(trial["model"]["preset"], trial["model"]["scale"])
+        state = load_state(path, torch.device("cpu"))
+        trial = Trial.from_dict(state["trial"])
+        model = build_model(trial.config.model.preset, trial.config.model.scale)
         model.load_state_dict(state["model"])
     except (KeyError, TypeError) as exc:
-        raise HardCasesError(f"{path}: checkpoint lacks {exc} (needs 'model' and 'trial' with "
-                             "trial['model']['preset'/'scale']); re-train with this srprior version") from None
+        raise HardCasesError(f"{path}: checkpoint lacks {exc} (needs 'model' and 'trial', as the platform's "
+                             "training workers write them); re-train with this srprior version") from None
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise HardCasesError(f"{path}: not a loadable srprior checkpoint ({str(exc).splitlines()[0]}); "
                              "pass state.pt files written by the platform's training workers") from None
     return model.eval(), trial
-
-
-def _lambda_ap(trial: Any) -> float:
-    """The trial's λ_AP wherever its config nests it (0 when absent)."""
-    if isinstance(trial, dict):
-        if "lambda_ap" in trial:
-            return float(trial["lambda_ap"])
-        return max((_lambda_ap(v) for v in trial.values()), default=0.0)
-    return 0.0
 
 
 def _sha256(path: Path) -> str:
@@ -160,12 +144,12 @@ def methods(paths: Iterable[str | Path], scale: int) -> list[dict]:
     skipped = []
     for path in sorted(set(files)):
         model, trial = load_checkpoint_model(path)
-        preset = trial["model"]["preset"]
-        if trial["model"]["scale"] != scale or _lambda_ap(trial) > 0:
-            skipped.append(f"{path} (x{trial['model']['scale']}, λ_AP={_lambda_ap(trial):g})")
+        preset, lambda_ap = trial.config.model.preset, trial.config.prior.lambda_ap
+        if trial.config.model.scale != scale or lambda_ap > 0:
+            skipped.append(f"{path} (x{trial.config.model.scale}, λ_AP={lambda_ap:g})")
         elif preset not in chosen:
             chosen[preset] = {"name": preset, "arch": PRESETS[preset]["arch"], "checkpoint": str(path),
-                              "sha256": _sha256(path), "trial": trial, "model": model}
+                              "sha256": _sha256(path), "trial": trial.to_dict(), "key": trial.key, "model": model}
     archs = sorted({m["arch"] for m in chosen.values()})
     if len(archs) < 2:
         found = ", ".join(f"{m['name']} ({m['arch']})" for m in chosen.values()) or "none"
