@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # a loopback HTTP server per test
-
 from srprior.data import download as dl
+
+pytestmark = pytest.mark.slow  # a loopback HTTP server per test
 
 
 class _Server:

@@ -3,7 +3,6 @@ a few real steps), and a tiny real build from Urban100 images: layout, manifest,
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import shutil
