@@ -96,7 +96,8 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def smoke_sweep(local_ray, tmp_path_factory, data_root):
-    """The acceptance sweep: table `smoke`, 2 rows × 2 seeds, Set5 (first image) + LAM images from data_root."""
+    """The acceptance sweep: table `smoke`, 2 rows × 2 seeds, Set5 (first image) + LAM images from data_root;
+    micro models on a CPU fuse by default: 2 Ray Train runs of 2 members each."""
     out = tmp_path_factory.mktemp("smoke")
     opts = _opts(out, name="acceptance", data_root=str(data_root), benchmarks="set5")
     assert sweep.run_sweep(opts) == 0
@@ -109,6 +110,12 @@ def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
     runs = _trial_runs(uri, **{"srprior.sweep_id": "acceptance"})
     assert sorted((r.data.tags["row"], r.data.tags["seed"]) for r in runs) == \
         sorted((row, seed) for row in ROWS for seed in ("0", "1"))
+    # fused (2 members per run) yet exactly the runs --fuse 1 would log: one per planned key
+    plan_keys = {t.key for t in make_plan({"table": "smoke", "seeds": 2, "data_root": os.environ["SRPRIOR_DATA"],
+                                           "benchmarks": "set5"}).trials}
+    assert {r.data.tags[contracts.RUN_KEY] for r in runs} == plan_keys
+    assert {r.data.metrics["time/fused_members"] for r in runs} == {2.0}
+    assert len(list((smoke_sweep / "ray" / "train").glob("train-group-*"))) == 2
     client = MlflowClient(uri)
     parent = tracking.find_runs(client, runs[0].info.experiment_id, {"srprior.role": "sweep"})
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
@@ -153,7 +160,7 @@ def test_second_run_reuses_every_run_and_retrain_trains_again(smoke_sweep, capsy
     uri = tracking.default_tracking_uri(smoke_sweep)
     assert _trial_runs(uri, **{"srprior.sweep_id": "again"}) == []
     retrain = _opts(smoke_sweep, name="retrained", data_root=os.environ["SRPRIOR_DATA"], benchmarks="set5",
-                    rows=ROWS[1], seeds=1, retrain=True)
+                    rows=ROWS[1], seeds=1, retrain=True, fuse=1)
     assert sweep.run_sweep(retrain) == 0
     runs = _trial_runs(uri)
     keys = [r.data.tags[contracts.RUN_KEY] for r in runs if contracts.RETRAIN not in r.data.tags]
@@ -236,7 +243,7 @@ def test_driver_kill_then_resume(local_ray, tmp_path):
         proc.wait()
     uri = tracking.default_tracking_uri(tmp_path)
     before = {r.info.run_id: r for r in _trial_runs(uri) if r.info.status == "FINISHED"}
-    finished = {(t["config"]["trial"]["labels"][0][1], str(t["config"]["trial"]["trial"]["seed"])) for t in done}
+    finished = {(m["labels"][0][1], str(m["trial"]["seed"])) for t in done for m in t["config"]["trial"]["members"]}
     assert finished <= {(r.data.tags["row"], r.data.tags["seed"]) for r in before.values()}
     assert len(finished) < 4  # something left to resume
     assert sweep.run_sweep({"resume": "killed", "output_dir": str(tmp_path), "address": None}) == 0

@@ -18,7 +18,8 @@ from srprior.schema import RunContext, Trial, trial_config
 from srprior.schema_fields import ConfigError
 from srprior.search_spaces import get_table
 from srprior.trainers import budgets, resources
-from srprior.trainers.driver import TRIAL_INDEX, make_trial, train_name
+from srprior.trainers.driver import TRIAL_INDEX, make_trials, train_name
+from srprior.trainers.group import train_group
 from srprior.trainers.evaluation import _crop, final_metrics, lam_config, training_data
 from srprior.trainers.worker import LocalSession, _rng_state, _set_rng_state, train_trial
 
@@ -101,21 +102,23 @@ def test_driver_maps_tune_configs_to_typed_trials():
     trial = Trial(trial_config(preset="edsr-t-micro", lambda_ap=1e-4), 2)
     entry = {"trial": trial.to_dict(), "labels": [["4.2", "edsr-t/lambda-1e-4"]], "experiment": "srprior/table-4.2",
              "parent_run_id": "p", "resume_run_id": None}
-    got, changes = make_trial({"trial": entry}, {})
+    ((got, changes),) = make_trials({"trial": {"members": [entry]}}, {})
     assert got == trial and changes["labels"] == (("4.2", "edsr-t/lambda-1e-4"),) and changes["parent_run_id"] == "p"
     science = {"preset": "edsr-t-micro", "steps": 20}
     sampled = {"lambda_ap": 3e-4, "w": "sim", "scenario": "local", "n_ssr": 2}
-    one, _ = make_trial({**sampled, TRIAL_INDEX: 1}, science)
-    other, labels = make_trial({**sampled, TRIAL_INDEX: 0}, science)
+    ((one, _),) = make_trials({**sampled, TRIAL_INDEX: 1}, science)
+    ((other, labels),) = make_trials({**sampled, TRIAL_INDEX: 0}, science)
     assert (one.seed, other.seed) == (1, 0) and one.config == other.config and one.config.schedule.steps == 20
     assert labels["labels"][0][1] == f"cfg-{one.config.hash[:8]}"
     ctx = RunContext(sweep_id="s")
-    assert train_name(one, ctx) == f"train-{one.key}" and train_name(one, ctx.replace(retrain=True)).endswith("-s")
+    assert train_name([one], ctx) == f"train-{one.key}" and train_name([one], ctx.replace(retrain=True)).endswith("-s")
+    group = train_name([one, other], ctx)
+    assert group.startswith("train-group-") and len(group) == 28 and group != train_name([other, one], ctx)
 
 
-def _micro_trial(**flat) -> Trial:
+def _micro_trial(seed_: int = 0, **flat) -> Trial:
     smoke = budgets.get_budget("smoke")
-    return Trial(trial_config(**{**smoke.science, "preset": "edsr-t-micro", **flat}), 0)
+    return Trial(trial_config(**{**smoke.science, "preset": "edsr-t-micro", **flat}), seed_)
 
 
 def test_final_metrics_on_the_embedded_default(tmp_path):
@@ -151,6 +154,24 @@ def test_local_session_resumes_bit_exactly_from_a_checkpoint():
     for key, value in full.checkpoint["model"].items():
         assert torch.equal(value, resumed.checkpoint["model"][key]), key
     assert resumed.reports[-1]["val/psnr"] == full.reports[-1]["val/psnr"]
+
+
+def test_fused_group_equals_separate_trials_and_isolates_a_diverging_member():
+    """Two seeds fused give the separate trials' final numbers; a member whose λ_AP overflows float32 (its loss
+    turns inf) is frozen and reported failed, and the others are untouched by it."""
+    ctx = RunContext(ckpt_every=2, log_every=1, figures=False)
+    good = [_micro_trial(steps=3, val_every=3, di=False, lambda_ap=1e-4, seed_=s) for s in (0, 1)]
+    bad = Trial(trial_config(**{**good[0].config.flat(), "lambda_ap": 1e39}), 0)
+    separate = [train_trial(t, ctx, LocalSession()) for t in good]
+    session = LocalSession()
+    fused = train_group([good[0], bad, good[1]], [ctx] * 3, session)
+    assert fused[1] == {} and session.reports[-1]["members_failed"] == 1
+    for alone, member in zip(separate, (fused[0], fused[2])):
+        for key in ("psnr_embedded", "ssim_embedded", "psnr_total"):
+            assert member[key] == pytest.approx(alone[key], abs=1e-4), key
+    assert [m["trial"] for m in session.checkpoint["members"]] == [t.to_dict() for t in (good[0], bad, good[1])]
+    with pytest.raises(ValueError, match="group checkpoint holds other members"):
+        train_group(good, [ctx] * 2, LocalSession(checkpoint=session.checkpoint))
 
 
 def _table_trials() -> list[Trial]:

@@ -2,17 +2,18 @@
 
 Ray 2.60 Train V2 no longer accepts `Tuner(TorchTrainer)`: each Tune trial is this function, which launches the
 TorchTrainer and returns; TuneReportCallback forwards rank 0's reports to Tune. The Train run is named after the
-trial's content address (`train-<key>`, in a folder shared by every sweep of the output folder), so any sweep
+trial's content address (`train-<key>`, or a digest of a fused group's keys, in a folder shared by every sweep of the output folder), so any sweep
 that needs an unfinished trial — a restarted Tune trial, `--resume`, or another table with the same row —
 resumes it from its last checkpoint; FailureConfig restarts dead workers from that checkpoint within the trial.
 
-Tune config shapes: table mode {"trial": Trial.to_dict(), "labels", "experiment", "parent_run_id",
-"resume_run_id"} (the run context of this trial); search mode the
+Tune config shapes: table mode {"members": [{"trial": Trial.to_dict(), "labels", "experiment", "parent_run_id",
+"resume_run_id"}, ...]} (one member, or a fused group: srprior.trainers.group); search mode the
 Optuna-sampled science fields plus Repeater's `__trial_index__` (the seed), merged over the sweep's base science.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from typing import Any
@@ -22,20 +23,28 @@ from srprior.schema import RunContext, Trial, trial_config
 TRIAL_INDEX = "__trial_index__"  # ray.tune.search.repeater.TRIAL_INDEX
 
 
-def make_trial(config: dict[str, Any], science: dict[str, Any]) -> tuple[Trial, dict[str, Any]]:
-    """(Trial, context changes) of one Tune config (see the module docstring)."""
-    if "trial" in config:  # table mode: param_space {"trial": grid_search([entry, ...])}
-        entry = config["trial"]
-        changes = {k: entry[k] for k in ("experiment", "parent_run_id", "resume_run_id") if k in entry}
-        return Trial.from_dict(entry["trial"]), {**changes, "labels": tuple(map(tuple, entry.get("labels", ())))}
+def make_trials(config: dict[str, Any], science: dict[str, Any]) -> list[tuple[Trial, dict[str, Any]]]:
+    """[(Trial, context changes)] of one Tune config (see the module docstring): one, or a fused group."""
+    if "trial" in config:  # table mode: param_space {"trial": grid_search([{"members": [entry, ...]}, ...])}
+        out = []
+        for entry in config["trial"]["members"]:
+            changes = {k: entry[k] for k in ("experiment", "parent_run_id", "resume_run_id") if k in entry}
+            out.append((Trial.from_dict(entry["trial"]),
+                        {**changes, "labels": tuple(map(tuple, entry.get("labels", ())))}))
+        return out
     sampled = {k: v for k, v in config.items() if k != TRIAL_INDEX}
     trial = Trial(trial_config("search sample", **{**science, **sampled}), int(config.get(TRIAL_INDEX, 0)))
-    return trial, {"labels": (("search", f"cfg-{trial.config.hash[:8]}"),)}
+    return [(trial, {"labels": (("search", f"cfg-{trial.config.hash[:8]}"),)})]
 
 
-def train_name(trial: Trial, ctx: RunContext) -> str:
-    """The Train run folder: by content, plus the sweep id when this sweep retrains it."""
-    return f"train-{trial.key}" + (f"-{ctx.sweep_id}" if ctx.retrain else "")
+def train_name(trials: list[Trial], ctx: RunContext) -> str:
+    """The Train run folder: by content (the key, or a digest of a fused group's keys), plus the sweep id when
+    this sweep retrains it."""
+    if len(trials) == 1:
+        name = f"train-{trials[0].key}"
+    else:
+        name = "train-group-" + hashlib.sha256(" ".join(t.key for t in trials).encode()).hexdigest()[:16]
+    return name + (f"-{ctx.sweep_id}" if ctx.retrain else "")
 
 
 def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunContext, storage_path: str,
@@ -46,14 +55,16 @@ def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunCo
 
     from srprior.trainers.worker import train_fn_per_worker
 
-    trial, changes = make_trial(config, science)
-    ctx = context.replace(**changes, trial_started_at=time.time())
-    name = train_name(trial, ctx)
-    ctx = ctx.replace(storage_dir=os.path.join(storage_path, name))
+    members = make_trials(config, science)
+    trials, started = [t for t, _ in members], time.time()
+    name = train_name(trials, context)
+    ctxs = [context.replace(**changes, trial_started_at=started, storage_dir=os.path.join(storage_path, name))
+            for _, changes in members]
+    ctx = ctxs[0]
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if ctx.use_gpu else {})}
     TorchTrainer(
         train_fn_per_worker,
-        train_loop_config={"trial": trial, "context": ctx},
+        train_loop_config={"trials": trials, "contexts": ctxs},
         scaling_config=ray.train.ScalingConfig(num_workers=ctx.num_workers, use_gpu=ctx.use_gpu,
                                                resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if ctx.use_gpu else "gloo"),

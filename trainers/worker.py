@@ -77,6 +77,14 @@ class RunLogger:
             self.client.log_batch(self.run_id, metrics=self._buffer[i:i + MAX_BATCH])
         self._buffer = []
 
+    def fail(self, step: int, reason: str) -> None:
+        """End the run FAILED with the step and the reason (shown by the report as failed, never as a value)."""
+        from mlflow.entities import RunTag
+
+        self.flush()
+        self.client.log_batch(self.run_id, tags=[RunTag(contracts.FAILURE, f"step {step}: {reason}")])
+        self.client.set_terminated(self.run_id, "FAILED")
+
     def finish(self, step: int, metrics: dict[str, float], tags: dict[str, str], files: list[Path]) -> None:
         from mlflow.entities import RunTag
 
@@ -222,9 +230,15 @@ def _figure_dir(enabled: bool) -> Iterator[Path | None]:
 
 # ---------------------------------------------------------------------------------------------- training
 def train_fn_per_worker(config: dict) -> None:
-    """Ray Train's entry point: {"trial": Trial, "context": RunContext} built and validated by the driver."""
+    """Ray Train's entry point: {"trials": [Trial], "contexts": [RunContext]} built and validated by the
+    driver; several trials are a fused group (srprior.trainers.group)."""
     _quiet_reports()
-    train_trial(config["trial"], config["context"], RaySession())
+    if len(config["trials"]) == 1:
+        train_trial(config["trials"][0], config["contexts"][0], RaySession())
+    else:
+        from srprior.trainers.group import train_group
+
+        train_group(config["trials"], config["contexts"], RaySession())
 
 
 def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]:

@@ -190,6 +190,49 @@ def _search_plan(opts: dict[str, Any], budget: Any, science: dict[str, Any], ctx
                      options=dict(opts))
 
 
+# Members per fused group when --fuse is not given: on a GPU small models leave the card idle (issue 12); on a
+# CPU grouped convolutions are no faster than separate ones (benchmarks/fused_throughput.py: edsr-t 0.8-0.9x,
+# micro 1.2x), so only micro models fuse there, which saves Ray Train start-ups (~16 s per trial).
+DEFAULT_FUSE = {"cpu": ((1e5, 4), (float("inf"), 1)), "gpu": ((1e5, 16), (3e6, 8), (float("inf"), 1))}
+
+
+def default_fuse(preset: str, device: str) -> int:
+    n = _params(preset)
+    return next(k for limit, k in DEFAULT_FUSE[device] if n < limit)
+
+
+def group_key(config: TrialConfig) -> tuple:
+    """Trials that can train as one fused network: same config except λ_AP and w (plain and prior members
+    apart: a mixed group would pay the prior path for every member). BatchNorm presets never fuse."""
+    flat = config.flat()
+    flat.pop("w")
+    flat["lambda_ap"] = flat["lambda_ap"] > 0
+    return tuple(sorted((k, str(v)) for k, v in flat.items()))
+
+
+def fuse_groups(trials: Sequence[PlannedTrial], fuse: int | None, device: str) -> list[list[PlannedTrial]]:
+    """Fused groups in plan order, at most `fuse` members each (None: default_fuse per preset and device)."""
+    from srprior.archs.presets import PRESETS
+
+    if fuse is not None and fuse < 1:
+        raise PlanError(f"--fuse {fuse}: must be >= 1 (1: one trial per Ray Train run)")
+    groups: dict[tuple, list[list[PlannedTrial]]] = {}
+    out: list[list[PlannedTrial]] = []
+    for t in trials:
+        preset = t.trial.config.model.preset
+        limit = fuse if fuse is not None else default_fuse(preset, device)
+        if limit == 1 or PRESETS[preset].get("bn"):
+            out.append([t])
+            continue
+        open_groups = groups.setdefault(group_key(t.trial.config), [])
+        if open_groups and len(open_groups[-1]) < limit:
+            open_groups[-1].append(t)
+        else:
+            open_groups.append([t])
+            out.append(open_groups[-1])
+    return out
+
+
 def default_sweep_id(opts: dict[str, Any]) -> str:
     kind, name = ("table", opts["table"]) if opts.get("table") else ("search", opts["search"])
     return f"{kind}-{name.replace(',', '+')}-{opts.get('budget') or 'smoke'}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -230,9 +273,11 @@ class Cost:
         return (self.compute_s + self.startup_s) / max(1, self.concurrent)
 
 
-def estimate(trials: Sequence[PlannedTrial], device: str, concurrent: int) -> Cost:
+def estimate(trials: Sequence[PlannedTrial], device: str, concurrent: int, runs: int | None = None) -> Cost:
+    """Training steps × step time, plus one start-up per Ray Train run (`runs`: fused groups; default one per
+    trial). Fused members are costed as separate steps: fusion's speed-up is measured, not assumed."""
     compute = math.fsum(t.trial.config.schedule.steps * step_seconds(t.trial.config, device) for t in trials)
-    return Cost(device, compute, STARTUP_SECONDS[device] * len(trials), concurrent)
+    return Cost(device, compute, STARTUP_SECONDS[device] * (runs or len(trials)), concurrent)
 
 
 def hours(seconds: float) -> str:

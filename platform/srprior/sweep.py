@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from srprior import contracts, tracking
-from srprior.plan import PlanError, SweepPlan, default_sweep_id, estimate, hours, make_plan
+from srprior.plan import PlanError, SweepPlan, default_sweep_id, estimate, fuse_groups, hours, make_plan
 from srprior.schema_fields import ConfigError
 from srprior.trainers.resources import DRIVER_CPU, Resources, SweepError, plan_resources
 
@@ -102,7 +102,7 @@ def _models(plan: SweepPlan, trials: list) -> set[tuple[str, int]]:
 
 
 def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: Resources | None,
-                device: str, retrain: bool) -> str:
+                device: str, retrain: bool, groups: list[list] | None = None) -> str:
     """What will happen, readable before any compute is spent."""
     out = [f"Plan: {plan.mode} {', '.join(plan.names)} · budget {plan.budget}"]
     if plan.mode == "search":
@@ -135,21 +135,27 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
                     f"({existing[t.key].data.tags.get(contracts.SWEEP_ID, '?')})" for t in finished[:12]]
             if len(finished) > 12:
                 out.append(f"    … and {len(finished) - 12} more")
+    if groups and any(len(g) > 1 for g in groups):
+        sizes = sorted({len(g) for g in groups}, reverse=True)
+        out.append(f"  fused: {len(to_train)} trials in {len(groups)} Ray Train runs (groups of "
+                   f"{', '.join(map(str, sizes))} members; --fuse 1: one run per trial)")
     if res is not None and (to_train or plan.mode == "search"):
         gpu = f" + {res.gpus_per_worker:g} GPU" if res.gpus_per_worker else ""
-        out.append(f"  resources per trial: {res.workers} worker(s) × {res.cpus_per_worker:g} CPU{gpu}; "
-                   f"{res.max_concurrent} trial(s) at once")
+        out.append(f"  resources per Ray Train run: {res.workers} worker(s) × {res.cpus_per_worker:g} CPU{gpu}; "
+                   f"{res.max_concurrent} at once")
     if plan.mode == "table" and to_train:
         for dev in dict.fromkeys((device, "gpu")):
-            cost = estimate(to_train, dev, res.max_concurrent if res and dev == device else 1)
+            cost = estimate(to_train, dev, res.max_concurrent if res and dev == device else 1,
+                            len(groups) if groups and dev == device else None)
             where = "here" if dev == device else "one H100, one trial at a time"
             out.append(f"  estimated cost ({dev}, {where}; srprior.plan.STEP_SECONDS): {hours(cost.compute_s)} of "
                        f"training steps + {hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)}")
     return "\n".join(out)
 
 
-def _resources(plan: SweepPlan, to_train: list, opts: dict[str, Any], cpus: float, gpus: float) -> Resources:
-    n = plan.n_trials if plan.mode == "search" else max(1, len(to_train))
+def _resources(plan: SweepPlan, to_train: list, opts: dict[str, Any], cpus: float, gpus: float,
+               n_runs: int | None = None) -> Resources:
+    n = plan.n_trials if plan.mode == "search" else max(1, n_runs or len(to_train))
     return plan_resources(n, _models(plan, to_train or plan.trials), cpus, gpus, opts.get("workers") or 1,
                           opts.get("gpus_per_trial"), opts.get("max_concurrent"))
 
@@ -164,8 +170,8 @@ def _search_space(trial: Any, search: Any) -> dict[str, Any]:
     return {}
 
 
-def _tuner(plan: SweepPlan, sweep_id: str, storage: str, to_train: list, context: Any, parents: dict[str, str],
-           existing: dict[str, Any], restore: bool, max_failures: int, max_concurrent: int):
+def _tuner(plan: SweepPlan, sweep_id: str, storage: str, groups: list[list], context: Any,
+           parents: dict[str, str], existing: dict[str, Any], restore: bool, max_failures: int, max_concurrent: int):
     import ray.tune
     from ray.tune.search import Repeater
 
@@ -181,13 +187,13 @@ def _tuner(plan: SweepPlan, sweep_id: str, storage: str, to_train: list, context
     if plan.mode == "table":
         if list(Path(path).glob("experiment_state-*.json")):  # a resumed table sweep: a fresh Tune run
             name = f"{sweep_id}-resume-{time.strftime('%Y%m%d-%H%M%S')}"
-        configs = []
-        for t in to_train:
-            table = t.labels[0][0]
-            run = existing.get(t.key)
-            configs.append({"trial": t.trial.to_dict(), "labels": [list(x) for x in t.labels],
-                            "experiment": _experiment(plan, table), "parent_run_id": parents[table],
-                            "resume_run_id": run.info.run_id if run is not None and not context.retrain else None})
+        def entry(t: Any) -> dict[str, Any]:
+            table, run = t.labels[0][0], existing.get(t.key)
+            return {"trial": t.trial.to_dict(), "labels": [list(x) for x in t.labels],
+                    "experiment": _experiment(plan, table), "parent_run_id": parents[table],
+                    "resume_run_id": run.info.run_id if run is not None and not context.retrain else None}
+
+        configs = [{"members": [entry(t) for t in group]} for group in groups]
         space, samples = {"trial": ray.tune.grid_search(configs)}, 1
     else:
         import optuna
@@ -284,12 +290,16 @@ def run_sweep(opts: dict[str, Any]) -> int:
     address = _cluster_address(opts) if owns_ray else None
     local_cpus = int(opts.get("num_cpus") or os.cpu_count() or 1)
     needs_ray = plan.mode == "search" or bool(to_train)
-    res = None
+    res, gpus = None, _local_gpus() if address is None else 1
+    device = "gpu" if gpus else "cpu"
+    if (opts.get("workers") or 1) > 1 and (opts.get("fuse") or 1) > 1:
+        raise SweepError("--fuse K > 1 trains K trials in one worker: it cannot be combined with --workers > 1")
+    fuse = 1 if (opts.get("workers") or 1) > 1 else opts.get("fuse")
+    groups = fuse_groups(to_train, fuse, device)
     if owns_ray and address is None:  # checked before anything starts
-        res = _resources(plan, to_train, opts, local_cpus, _local_gpus())
+        res = _resources(plan, to_train, opts, local_cpus, gpus, len(groups))
     if opts.get("plan"):
-        device = "gpu" if res is not None and res.gpus_per_worker else "cpu"
-        print(format_plan(plan, existing, to_train, res, device if address is None else "gpu", retrain))
+        print(format_plan(plan, existing, to_train, res, device, retrain, groups))
         return 0
 
     state = Path(storage) / sweep_id / STATE_FILE
@@ -311,21 +321,20 @@ def run_sweep(opts: dict[str, Any]) -> int:
             ray.init(address=address)
         if needs_ray and (not owns_ray or address is not None):
             total = ray.cluster_resources()
-            res = _resources(plan, to_train, opts, total.get("CPU", 0), total.get("GPU", 0))
+            res = _resources(plan, to_train, opts, total.get("CPU", 0), total.get("GPU", 0), len(groups))
         if server is not None:
             server.wait()
             uri = server.url if address is None else f"http://{ray.util.get_node_ip_address()}:{server.port}"
         parents = _parent_runs(plan, sweep_id, uri, opts)
-        print(format_plan(plan, existing, to_train, res, "gpu" if res and res.gpus_per_worker else "cpu", retrain),
-              flush=True)
+        print(format_plan(plan, existing, to_train, res, device, retrain, groups), flush=True)
         if needs_ray:
             context = plan.context.replace(
                 tracking_uri=uri, experiment=_experiment(plan), sweep_id=sweep_id, retrain=retrain,
                 parent_run_id=parents[plan.names[0]], num_workers=res.workers, cpus_per_worker=res.cpus_per_worker,
                 gpus_per_worker=res.gpus_per_worker, use_gpu=res.gpus_per_worker > 0)
             max_failures = 3 if opts.get("max_failures") is None else opts["max_failures"]
-            n_run = plan.n_trials if plan.mode == "search" else len(to_train)
-            results = _tuner(plan, sweep_id, storage, to_train, context, parents, existing, resume,
+            n_run = plan.n_trials if plan.mode == "search" else len(groups)
+            results = _tuner(plan, sweep_id, storage, groups, context, parents, existing, resume,
                              max_failures, res.max_concurrent).fit()
             unfinished = n_run - results.num_terminated  # errored, or stopped by Ctrl-C
         print(_reports(plan, sweep_id, uri, output, parents))
@@ -338,7 +347,7 @@ def run_sweep(opts: dict[str, Any]) -> int:
         if server is not None:
             server.stop()
     if unfinished:
-        print(f"{unfinished} of {n_run} trial(s) did not finish; resume with: srprior sweep --resume "
+        print(f"{unfinished} of {n_run} Ray Train run(s) did not finish; resume with: srprior sweep --resume "
               f"{sweep_id} --output-dir {output}", file=sys.stderr)
     print(f"Open the MLflow UI: {tracking.ui_command(output)}")
     return 1 if unfinished else 0
@@ -379,6 +388,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="sweep id (default <table|search>-<name>-<budget>-<time>)")
     p.add_argument("--resume", nargs="?", const="latest", help="resume sweep NAME (default: the latest)")
     p.add_argument("--workers", type=int, help="Ray Train workers (DDP ranks) per trial (default 1)")
+    p.add_argument("--fuse", type=int, help="train up to K trials of one architecture as one fused network in one "
+                                            "Ray Train run (default: 16/8 for small models on a GPU, 4 for micro "
+                                            "models on a CPU, else 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPU share per trial (default: from the model size)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: what the resources fit)")
     p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
