@@ -148,7 +148,9 @@ class TableSpec:
               rows: Sequence[str] | None = None) -> list[tuple[Row, int, dict[str, Any]]]:
         """(row, seed, flat science overrides = table defaults + the row's) for every trial of the table.
 
-        seeds: an int n keeps each row's first n seeds (a smoke budget); a sequence replaces every row's seeds.
+        seeds: an int n gives each row n seeds: its own first, then the next unused integers (so asking for more
+        seeds adds seeds, and the content-addressed runs of the old ones are reused); a sequence replaces every
+        row's seeds.
         rows: ids of the rows to keep (table order is preserved).
         """
         if rows is not None:
@@ -162,8 +164,9 @@ class TableSpec:
         for row in selected:
             if seeds is None:
                 row_seeds = self.row_seeds(row)
-            elif _is_int(seeds):
-                row_seeds = self.row_seeds(row)[:seeds]
+            elif _is_int(seeds):  # the row's seeds first, then the next unused integers (more seeds for power)
+                base = self.row_seeds(row)
+                row_seeds = (*base, *(s for s in range(len(base) + seeds) if s not in base))[:seeds]
             else:
                 row_seeds = _check_seeds(seeds, f"table {self.name!r} seeds")
             out += [(row, seed, {**self.defaults, **row.overrides}) for seed in row_seeds]

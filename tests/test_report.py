@@ -135,10 +135,10 @@ def test_markdown_csv_and_html_content(store):
     line = next(x for x in md.splitlines() if x.startswith("| EDSR-T | w/ ours"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == "2/2"
-    assert cells[3] == "**31.06 ± 0.0849**‡ (37.44 ± 0.0257)"  # Set5 PSNR: ours, mark, thesis
+    assert cells[3] == "**31.06 ± 0.0849**‡ [MDE 0.46] (37.44 ± 0.0257)"  # Set5 PSNR: ours, mark, MDE, thesis
     assert cells[5] == "**28.50 ± —** [n=1] (33.03 ± 0.0131)"  # Set14 PSNR from one seed
     assert cells[11] == "— (28.26 ± 0.0342)"  # HardCases PSNR: never logged
-    assert cells[13] == "**13.25 ± 1.0607** (—)"  # DI: no thesis number; Welch p ≈ 0.1, no mark
+    assert cells[13].startswith("**13.25 ± 1.0607** [MDE ") and cells[13].endswith("] (—)")  # DI: p ≈ 0.1
     assert "| Group | Row | n | Set5 PSNR | Set5 SSIM |" in md and "sweep `s1`" in md
 
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))
@@ -152,6 +152,27 @@ def test_markdown_csv_and_html_content(store):
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     assert not any(tag in page for tag in ("<link", "<script", "src=", "http://", "https://"))
     assert "thesis 37.44 ± 0.0257" in page and '<span class="best">31.06 ± 0.0849</span>' in page
+
+
+def test_mde_is_the_effect_a_welch_test_detects_with_80_percent_power(store):
+    """Independent of srprior.stats: the power of Welch's test from scipy's noncentral t, solved for 0.8."""
+    from scipy import optimize
+
+    uri, _, _ = store
+    report = report_of("smoke", uri, "s1")
+    base = [VALUES[(BASE, s)]["psnr_set5"] for s in (0, 1)]
+    ours = [VALUES[(OURS, s)]["psnr_set5"] for s in (0, 1)]
+    va, vb = np.var(base, ddof=1) / 2, np.var(ours, ddof=1) / 2
+    df = (va + vb) ** 2 / (va**2 + vb**2)  # Welch-Satterthwaite, n - 1 = 1 per arm
+    crit = stats.t.isf(0.025, df)
+
+    def power(d: float) -> float:
+        nc = d / np.sqrt(va + vb)
+        return stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc)  # P(T < -c | nc) = P(T > c | -nc)
+
+    expected = optimize.brentq(lambda d: power(d) - 0.8, 1e-9, 100.0)
+    assert cell(report, OURS, "psnr_set5").mde == pytest.approx(expected, rel=1e-6)
+    assert cell(report, BASE, "psnr_set5").mde is None  # baselines are not compared
 
 
 def test_files_written_and_logged_to_the_parent_run(store, tmp_path):
@@ -255,3 +276,72 @@ def test_benchmarks_without_a_thesis_column_lead_the_table(tmp_path):
     assert cell(report, OURS, "psnr_embedded").mean == pytest.approx(26.5)
     assert cell(report, OURS, "psnr_embedded").best
     assert "Embedded PSNR" in to_markdown(report)
+
+
+@pytest.fixture(scope="module")
+def micro_runs(tmp_path_factory):
+    """Real training without Ray (the worker's function, micro presets, smoke budget, embedded default):
+    Table 4.2's EDSR-T baseline and λ_AP = 5e-3 rows, 2 seeds each, logged to a real store by the worker."""
+    from srprior.plan import make_plan
+    from srprior.schema import RunContext
+    from srprior.trainers.worker import LocalSession, train_trial
+
+    root = tmp_path_factory.mktemp("micro")
+    uri = f"sqlite:///{root}/mlflow.db"
+    opts = {"table": "4.2", "budget": "smoke", "rows": "edsr-t/baseline,edsr-t/lambda-5e-3", "set": ["di=false"]}
+    plan = make_plan(opts)
+    finals = {}
+    for t in plan.trials:
+        ctx = RunContext(tracking_uri=uri, experiment="srprior/table-4.2", ckpt_every=20, log_every=10,
+                         figures=False, labels=t.labels)
+        finals[(t.labels[0][1], t.trial.seed)] = train_trial(t.trial, ctx, LocalSession())
+    return uri, plan, opts, finals
+
+
+def test_claim_verdict_effect_ci_p_and_seeds_against_scipy(micro_runs):
+    uri, plan, _, finals = micro_runs
+    report = build_report(get_table("4.2"), uri, plan.cells["4.2"])
+    assert report.claims_on == "psnr_embedded"  # no HardCases here: the embedded default stands in
+    (result,) = [r for r in report.claims if r.claim.row_b == "edsr-t/lambda-5e-3"]
+    a = [finals[("edsr-t/baseline", s)]["psnr_embedded"] for s in (0, 1)]
+    b = [finals[("edsr-t/lambda-5e-3", s)]["psnr_embedded"] for s in (0, 1)]
+    welch = stats.ttest_ind(b, a, equal_var=False)
+    assert result.p == pytest.approx(welch.pvalue, rel=1e-9)
+    assert result.effect == pytest.approx(np.mean(b) - np.mean(a), abs=1e-12)
+    ci = welch.confidence_interval(0.95)
+    assert result.ci == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert result.verdict == ("undecided" if welch.pvalue >= 0.05 else
+                              "reproduced" if np.mean(b) < np.mean(a) else "contradicted")
+    # seeds per arm for the thesis's printed effect at our spread: the smallest n whose Welch power reaches 0.8
+    effect = result.claim.thesis_comparison().effect
+    sa, sb = np.std(a, ddof=1), np.std(b, ddof=1)
+
+    def welch_power(n: int) -> float:
+        se2 = (sa**2 + sb**2) / n
+        df = se2**2 / ((sa**2 / n) ** 2 / (n - 1) + (sb**2 / n) ** 2 / (n - 1))
+        crit, nc = stats.t.isf(0.025, df), abs(effect) / np.sqrt(se2)
+        return stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc)
+
+    n = next(n for n in range(2, 10**7) if welch_power(n) >= 0.8)
+    assert result.seeds_needed == n
+    md = to_markdown(report)
+    assert "### Claims of the thesis on Table 4.2" in md and "tested on Embedded PSNR" in md
+
+
+def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_runs, tmp_path, capsys,
+                                                                          monkeypatch):
+    from srprior import sweep
+
+    uri, _, opts, finals = micro_runs
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert sweep._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
+    out = capsys.readouterr().out
+    pooled = np.sqrt(np.mean([np.var([finals[(row, s)]["psnr_embedded"] for s in (0, 1)], ddof=1)
+                              for row in ("edsr-t/baseline", "edsr-t/lambda-5e-3")]))
+    assert f"pooled std {pooled:.4f} from runs (4)" in out and "on psnr_embedded" in out
+    seeds = int(out.split("table 4.2: ")[1].split(" seeds per row")[0])
+    assert f"--seeds {seeds}" in out and seeds >= 2
+    assert sweep._run({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
+                       "address": "local"}) == 0
+    plan_out = capsys.readouterr().out
+    assert f"to train: {2 * (seeds + 1) - 4} · reused (FINISHED in MLflow): 4" in plan_out

@@ -75,7 +75,7 @@ def eval_sets(cfg: TrialConfig, val: list) -> dict[str, list]:
         return {"embedded": _first(val, data.max_eval_images)}
     root, sets = Path(data.data_root), {}
     for name in data.benchmarks:
-        present = any(p.is_dir() and p.name.lower() == name for p in root.iterdir())
+        present = any(p.is_dir() and p.name.lower() == BENCHMARK_DIRS[name].lower() for p in root.iterdir())
         if name in OPTIONAL_BENCHMARKS and not present:
             continue
         pairs = _first(datasets.benchmark(root, BENCHMARK_DIRS[name], cfg.model.scale), data.max_eval_images)
@@ -101,8 +101,9 @@ def di_inputs(cfg: TrialConfig, val: list) -> list[np.ndarray]:
 
 def region_set(sets: dict[str, list], scale: int) -> tuple[str, list]:
     """(name, ImagePairs) for Table 4.7: HardCases as is, else centre crops of the last set."""
-    if "hardcases" in sets:
-        return "hardcases", sets["hardcases"]
+    for name in ("hardcases", "hardcases_r"):  # the original set, else its rebuild
+        if name in sets:
+            return name, sets[name]
     name = list(sets)[-1]
     return f"{name}-crop{REGION_CROP}", [_crop(p, REGION_CROP // scale) for p in sets[name]]
 

@@ -21,8 +21,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
+
 from srprior import contracts, tracking
 from srprior.search_spaces import get_table
+from srprior.search_spaces.claims import CLAIMS_BY_TABLE, evaluate_claims
+from srprior.search_spaces.claims import to_markdown as claims_markdown
 from srprior.search_spaces.spec import EMBEDDED_METRICS, REGION_METRICS, Row, TableSpec
 from srprior.tracking import DEFAULT_OUTPUT, artifacts_dir, default_tracking_uri, user_tracking_uri
 
@@ -43,6 +47,7 @@ class Cell:
     thesis: tuple[float, float] | None
     p_value: float | None = None
     best: bool = False
+    mde: float | None = None  # minimum detectable effect vs the baseline at these seeds (80% power, α = 0.05)
 
     @property
     def n(self) -> int:
@@ -81,6 +86,8 @@ class Report:
     sweep_id: str | None  # the sweep this report belongs to (None: built from a budget, outside a sweep)
     parent_run_id: str | None  # the sweep run that receives the artifacts
     rows: tuple[RowResult, ...]
+    claims: tuple = ()  # srprior.search_spaces.claims.ClaimResult of this table's thesis claims
+    claims_on: str | None = None  # the metric standing in for HardCases PSNR in the claims (None: HardCases)
     reused: int = 0  # cells answered by runs another sweep trained (content-addressed reuse)
     failed: int = 0  # cells whose run ended FAILED (shown as missing, never as a value)
     missing: int = 0  # cells without a finished run
@@ -117,8 +124,11 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
 
 def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]],
               expected: dict[str, int] | None = None) -> tuple[RowResult, ...]:
-    """Cells with Welch p-values against each row's baseline and the best mean per column within each group."""
+    """Cells with Welch p-values and the minimum detectable effect against each row's baseline, and the best
+    mean per column within each group."""
     from scipy import stats
+
+    from srprior.stats import mde as min_effect
 
     def per_metric(row_id: str, metric: str) -> tuple[float, ...]:
         runs = values.get(row_id, {})
@@ -129,14 +139,15 @@ def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]],
         cells = {}
         for metric in spec.metrics:
             ours = per_metric(row.id, metric)
-            p_value = None
+            p_value = mde = None
             if row.baseline is not None:
                 base = per_metric(row.baseline, metric)
                 # Both samples constant: the t statistic is undefined (scipy warns and returns nan).
                 if len(ours) >= 2 and len(base) >= 2 and len(set(ours)) + len(set(base)) > 2:
                     p = float(stats.ttest_ind(ours, base, equal_var=False).pvalue)
                     p_value = p if math.isfinite(p) else None
-            cells[metric] = Cell(ours, row.thesis.get(metric), p_value)
+                    mde = min_effect(float(np.std(base, ddof=1)), float(np.std(ours, ddof=1)), len(base), len(ours))
+            cells[metric] = Cell(ours, row.thesis.get(metric), p_value, mde=mde)
         n = expected[row.id] if expected else len(spec.row_seeds(row))
         results.append(RowResult(row, tuple(sorted(values.get(row.id, {}))), n, cells))
     for metric in spec.metrics:  # higher is better for every column (PSNR, SSIM, DI)
@@ -146,7 +157,7 @@ def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]],
             for r in results:
                 cell = r.cells[metric]
                 if r.row.group == group and best is not None and cell.mean == best:
-                    r.cells[metric] = Cell(cell.values, cell.thesis, cell.p_value, best=True)
+                    r.cells[metric] = replace(cell, best=True)
     return tuple(results)
 
 
@@ -159,14 +170,32 @@ def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int,
     kept = {row.id for row in spec.rows if expected[row.id]}
     spec = replace(spec, rows=tuple(replace(row, baseline=row.baseline if row.baseline in kept else None)
                                     for row in spec.rows if row.id in kept))
-    return Report(spec, tracking_uri, sweep_id, parent_run_id, summarize(spec, values, expected), **counts)
+    claim_values, stand_in = _claim_values(values)
+    claims = evaluate_claims(CLAIMS_BY_TABLE.get(spec.name, ()), claim_values)
+    return Report(spec, tracking_uri, sweep_id, parent_run_id, summarize(spec, values, expected), claims,
+                  stand_in, **counts)
+
+
+def _claim_values(values: dict[str, dict[int, dict[str, float]]]) -> tuple[dict, str | None]:
+    """The thesis states most claims on HardCases, which is not public: without it, a claim on HardCases is
+    tested on HardCases-R (rebuilt), else on the embedded default, and the report says which."""
+    logged = {m for runs in values.values() for metrics in runs.values() for m in metrics}
+    if "psnr_hardcases" in logged:
+        return values, None
+    stand_in = next((m for m in ("psnr_hardcases_r", "psnr_embedded") if m in logged), None)
+    if stand_in is None:
+        return values, None
+    swapped = {row: {seed: {**m, "psnr_hardcases": m[stand_in]} if stand_in in m else m for seed, m in runs.items()}
+               for row, runs in values.items()}
+    return swapped, stand_in
 
 
 def with_logged_benchmarks(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]]) -> TableSpec:
     """`spec` with leading columns for what the runs logged but the thesis has no column for (the embedded
-    default's PSNR/SSIM, when a sweep ran without benchmark data), so such sweeps still show our numbers."""
+    default's PSNR/SSIM, when a sweep ran without benchmark data; HardCases-R, the rebuilt set, never under
+    the thesis's HardCases column), so such sweeps still show our numbers."""
     logged = {m for runs in values.values() for metrics in runs.values() for m in metrics}
-    extra = tuple(m for m in EMBEDDED_METRICS if m in logged and m not in spec.metrics)
+    extra = tuple(m for m in (*EMBEDDED_METRICS, *contracts.REBUILT_METRICS) if m in logged and m not in spec.metrics)
     return replace(spec, metrics=(*extra, *spec.metrics)) if extra else spec
 
 
@@ -174,7 +203,7 @@ def with_logged_benchmarks(spec: TableSpec, values: dict[str, dict[int, dict[str
 COLUMN_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "set5": "Set5", "set14": "Set14", "bsd100": "BSD100",
                 "urban100": "Urban100", "hardcases": "HardCases", "embedded": "Embedded", "di": "DI", "psnr_total": "Total PSNR",
                 "psnr_ssr": "PSNR on SSR", "psnr_poi": "PSNR on PoI",
-                "val/psnr": "Val PSNR"}
+                "val/psnr": "Val PSNR", "hardcases_r": "HardCases-R (rebuilt)"}
 
 
 def column_name(metric: str) -> str:
@@ -209,9 +238,14 @@ def _legend(report: Report) -> list[str]:
         f"another sweep or table (same science config and seed).",
         "Cells: our mean ± sample std (ddof=1) over seeds, then the thesis's (mean ± std) as printed. "
         "n = seeds with a finished run / seeds planned. **Bold**: best mean of the column within its group. "
-        "† p < 0.05, ‡ p < 0.01: Welch's t-test against the group's baseline row. "
+        "† p < 0.05, ‡ p < 0.01: Welch's t-test against the group's baseline row; MDE: the smallest difference "
+        "these seeds detect with 80% power (α = 0.05). "
         f"{DASH}: no value (std needs 2 seeds).",
     ]
+    if report.claims:
+        lines.append("Claims: reproduced / contradicted = p < 0.05 with the expected / opposite sign; undecided = "
+                     "these seeds cannot tell (compare the effect with the MDE); seeds/arm needed = to detect the "
+                     "thesis's printed effect with 80% power at our runs' spread.")
     if report.failed or report.missing:
         lines.append(f"INCOMPLETE: {report.failed} failed and {report.missing} unfinished or missing run(s) are "
                      "not in the table.")
@@ -231,12 +265,20 @@ def to_markdown(report: Report) -> str:
             if cell.best:
                 ours = f"**{ours}**"
             extra = f" [n={cell.n}]" if 0 < cell.n != len(result.seeds) else ""
+            if cell.mde is not None:
+                extra += f" [MDE {cell.mde:.{_decimals(metric)}f}]"
             cells.append(f"{ours}{cell.mark}{extra} ({_thesis(metric, cell.thesis)})")
         lines.append("| " + " | ".join([result.row.group, result.row.label, _count(result), *cells]) + " |")
     for ref in spec.references:
         cells = [f"{DASH} ({ref.values[m]:.{_decimals(m)}f})" if m in ref.values else f"{DASH} ({DASH})"
                  for m in spec.metrics]
         lines.append("| " + " | ".join([ref.group, f"{ref.label} (published)", DASH, *cells]) + " |")
+    if report.claims:
+        lines += ["", f"### Claims of the thesis on Table {spec.name}", ""]
+        if report.claims_on:
+            lines += [f"HardCases is not in these runs: claims on HardCases PSNR are tested on "
+                      f"{column_name(report.claims_on)}.", ""]
+        lines.append(claims_markdown(report.claims).rstrip())
     return "\n".join([*lines, "", *_legend(report)]) + "\n"
 
 
@@ -245,18 +287,18 @@ def to_csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["table", "kind", "group", "row", "label", "metric", "n", "mean", "std", "p_value",
-                     "significance", "best", "thesis_mean", "thesis_std", "values"])
+                     "significance", "best", "mde", "thesis_mean", "thesis_std", "values"])
     for result in report.rows:
         for metric in report.spec.metrics:
             c = result.cells[metric]
             writer.writerow([report.spec.name, "row", result.row.group, result.row.id, result.row.label, metric,
-                             c.n, _num(c.mean), _num(c.std), _num(c.p_value), c.mark, int(c.best),
+                             c.n, _num(c.mean), _num(c.std), _num(c.p_value), c.mark, int(c.best), _num(c.mde),
                              _num(c.thesis and c.thesis[0]), _num(c.thesis and c.thesis[1]),
                              " ".join(repr(v) for v in c.values)])
     for ref in report.spec.references:
         for metric, value in ref.values.items():
             writer.writerow([report.spec.name, "reference", ref.group, "", ref.label, metric, 0, "", "", "", "", 0,
-                             repr(value), "", ""])
+                             "", repr(value), "", ""])
     return out.getvalue()
 
 
@@ -288,6 +330,8 @@ def to_html(report: Report) -> str:
                 ours = f'<span class="best">{ours}</span>'
             if c.mark:
                 ours += f'<sup class="sig" title="Welch p = {c.p_value:.3g}">{c.mark}</sup>'
+            if c.mde is not None:
+                ours += f'<span class="thesis">MDE {c.mde:.{_decimals(metric)}f}</span>'
             tds.append(f'<td>{ours}<span class="thesis">thesis {e(_thesis(metric, c.thesis))}</span></td>')
         body.append("<tr>" + "".join(tds) + "</tr>")
     for ref in spec.references:
@@ -298,6 +342,19 @@ def to_html(report: Report) -> str:
     legend = "".join(f'<p class="legend">{e(line).replace("**Bold**", "<b>Bold</b>").replace("`", "")}</p>'
                      for line in _legend(report))
     title = e(f"Table {spec.name}: {spec.title}")
+    if report.claims:
+        head_c = "".join(f"<th>{e(h)}</th>" for h in ("§", "Claim", "b vs a", "Metric", "Expected", "Effect [95% CI]",
+                                                        "p", "n (a/b)", "MDE", "Seeds/arm needed", "Verdict"))
+        rows_c = []
+        for r in report.claims:
+            cells_c = [c.strip() for c in r.to_markdown_row().strip("|").split("|")]
+            del cells_c[2]  # the table: this page's
+            rows_c.append("<tr>" + "".join(f'<td class="l">{e(c.replace("**", "").replace("`", ""))}</td>'
+                                           for c in cells_c) + "</tr>")
+        note = (f"<p class=\"legend\">HardCases is not in these runs: claims on HardCases PSNR are tested on "
+                f"{e(column_name(report.claims_on))}.</p>") if report.claims_on else ""
+        legend += (f"<h3>Claims of the thesis on Table {e(spec.name)}</h3>{note}<table><thead><tr>{head_c}</tr></thead>"
+                   f"<tbody>{''.join(rows_c)}</tbody></table>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{_CSS}</style></head><body><h2>{title}</h2><p>{e(spec.description)}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{legend}</body></html>\n")
@@ -373,6 +430,41 @@ def budget_cells(table: str, budget: str, seeds: int | None, sets: list[str] | N
     from srprior.plan import make_plan
 
     return make_plan({"table": table, "budget": budget, "seeds": seeds, "set": sets}).cells[table]
+
+
+# ---------------------------------------------------------------------------------------------- power
+PRIMARY = ("psnr_hardcases", "psnr_hardcases_r", "psnr_urban100", "psnr_bsd100", "psnr_set14", "psnr_set5",
+           "psnr_embedded", "psnr_total")  # the metric power is sized on: the thesis's headline set first
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    table: str
+    metric: str
+    std: float  # pooled over rows (root mean of the per-row variances)
+    source: str  # "runs" (with how many) or "thesis"
+    seeds: int | None  # per arm to detect the effect with 80% power; None: no spread to size from
+
+
+def seeds_for_power(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]], effect: float) -> SeedPlan:
+    """Seeds per row for a Welch test of every row against its baseline to detect `effect` (in the metric's
+    unit, dB for PSNR) with 80% power at α = 0.05, from the runs' own spread (or the thesis's printed stds when
+    fewer than two rows have two seeds)."""
+    from srprior.stats import seeds_needed
+
+    logged = {m for runs in values.values() for metrics in runs.values() for m in metrics}
+    metric = next((m for m in PRIMARY if m in logged), next(m for m in PRIMARY if m in spec.metrics))
+    spreads = [np.var([r[metric] for r in runs.values() if metric in r], ddof=1)
+               for runs in values.values() if sum(metric in r for r in runs.values()) >= 2]
+    source = f"runs ({sum(len(v) for v in values.values())})"
+    if len(spreads) < 2:
+        thesis_metric = metric if metric in spec.metrics else "psnr_hardcases"
+        spreads = [row.thesis[thesis_metric][1] ** 2 for row in spec.rows if thesis_metric in row.thesis]
+        metric, source = thesis_metric, "thesis"
+    if not spreads:
+        return SeedPlan(spec.name, metric, math.nan, source, None)
+    std = math.sqrt(math.fsum(spreads) / len(spreads))
+    return SeedPlan(spec.name, metric, std, source, seeds_needed(effect, std, std))
 
 
 # ---------------------------------------------------------------------------------------------- search

@@ -33,7 +33,7 @@ STATE_FILE = "srprior-sweep.json"  # in <storage>/<sweep id>/: what --resume nee
 # instead of 2 s (seconds per trial when trials last tens of seconds).
 LOCAL_ENV = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 RUNTIME_OPTIONS = ("resume", "max_concurrent", "address", "num_cpus", "max_failures", "output_dir", "plan",
-                   "retrain")
+                   "retrain", "seeds_for_power")
 OPTIONS_TAG = "srprior.options"  # the sweep's options (JSON) on its parent run: reports rebuild the plan
 
 
@@ -255,6 +255,33 @@ def _reports(plan: SweepPlan, sweep_id: str, uri: str, output: Path, parents: di
     return "\n".join(texts)
 
 
+def _print_seed_plan(plan: SweepPlan, opts: dict[str, Any], uri: str) -> int:
+    """--seeds-for-power EFFECT: seeds per row for each table from its finished runs; nothing is trained."""
+    from srprior.report import ReportError, collect, seeds_for_power
+    from srprior.search_spaces import get_table
+
+    effect = opts["seeds_for_power"]
+    if plan.mode != "table" or not effect > 0:
+        raise SweepError("--seeds-for-power EFFECT needs --table and an effect > 0 (e.g. 0.05 for 0.05 dB)")
+    needed = []
+    for name in plan.names:
+        spec = get_table(name)
+        try:
+            values, _ = collect(spec, uri, plan.cells[name])
+        except ReportError:  # no store or no finished runs yet: the thesis's spread sizes it
+            values = {}
+        sp = seeds_for_power(spec, values, effect)
+        needed.append(sp.seeds)
+        print(f"table {name}: {sp.seeds if sp.seeds else '—'} seeds per row to detect {effect:g} on {sp.metric} "
+              f"with 80% power (α = 0.05; pooled std {sp.std:.4f} from {sp.source})")
+    if all(needed):
+        others = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in opts.items()
+                          if k in ("budget", "output_dir", "data_root", "train_root") and v)
+        print(f"run: srprior sweep --table {','.join(plan.names)} {others} --seeds {max(needed)}"
+              "   (runs already finished are reused: only the added seeds train)")
+    return 0
+
+
 def start_local_ray(num_cpus: int) -> None:
     """A local Ray with the dashboard on (Train V2's cleanup needs the State API) and LOCAL_ENV inherited."""
     import ray
@@ -301,6 +328,8 @@ def run_sweep(opts: dict[str, Any]) -> int:
     if opts.get("plan"):
         print(format_plan(plan, existing, to_train, res, device, retrain, groups))
         return 0
+    if opts.get("seeds_for_power") is not None:
+        return _print_seed_plan(plan, opts, user_uri or tracking.default_tracking_uri(output))
 
     state = Path(storage) / sweep_id / STATE_FILE
     if not resume and "://" not in storage:
@@ -367,7 +396,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                         "estimated cost) and exit: no Ray, nothing written")
     p.add_argument("--retrain", action="store_true", help="train every planned trial again into new runs "
                                                           "(default: reuse FINISHED runs with the same key)")
-    p.add_argument("--seeds", type=int, help="seeds per row / per sampled config (default: the budget's)")
+    p.add_argument("--seeds", type=int, help="seeds per row / per sampled config (default: the budget's); more "
+                                             "seeds than a row has add new ones, and only those train")
+    p.add_argument("--seeds-for-power", type=float, metavar="EFFECT",
+                   help="print the seeds per row each table needs to detect EFFECT (dB) with 80%% power, sized "
+                        "from its finished runs (or the thesis's spread), and exit")
     p.add_argument("--rows", help="comma-separated row ids to run (default: all)")
     p.add_argument("--samples", type=int, help="search: configurations to sample (default: the search's)")
     p.add_argument("--asha", action="store_true", help="search: ASHA early stopping (not advised with seeds)")
