@@ -99,6 +99,7 @@ class TableSpec:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     defaults: dict[str, Any] = field(default_factory=lambda: dict(THESIS_DEFAULTS))
     references: tuple[Reference, ...] = ()
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # budget name -> science fields it changes
 
     def __post_init__(self) -> None:
         where = f"table {self.name!r}"
@@ -107,6 +108,8 @@ class TableSpec:
         object.__setattr__(self, "seeds", _check_seeds(self.seeds, where))
         object.__setattr__(self, "defaults", dict(self.defaults))
         validate_overrides(self.defaults, f"{where} defaults")
+        for budget, fields_ in self.budgets.items():
+            validate_overrides(fields_, f"{where} budget {budget!r}")
         for row in self.rows:
             validate_overrides({**self.defaults, **row.overrides}, f"{where} row {row.id!r}")
         if not self.rows:

@@ -303,8 +303,8 @@ def test_claim_verdict_effect_ci_p_and_seeds_against_scipy(micro_runs):
     report = build_report(get_table("4.2"), uri, plan.cells["4.2"])
     assert report.claims_on == "psnr_embedded"  # no HardCases here: the embedded default stands in
     (result,) = [r for r in report.claims if r.claim.row_b == "edsr-t/lambda-5e-3"]
-    a = [finals[("edsr-t/baseline", s)]["psnr_embedded"] for s in (0, 1)]
-    b = [finals[("edsr-t/lambda-5e-3", s)]["psnr_embedded"] for s in (0, 1)]
+    a = [finals[("edsr-t/baseline", s)]["best/psnr_embedded"] for s in (0, 1)]
+    b = [finals[("edsr-t/lambda-5e-3", s)]["best/psnr_embedded"] for s in (0, 1)]
     welch = stats.ttest_ind(b, a, equal_var=False)
     assert result.p == pytest.approx(welch.pvalue, rel=1e-9)
     assert result.effect == pytest.approx(np.mean(b) - np.mean(a), abs=1e-12)
@@ -336,7 +336,7 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert sweep._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
     out = capsys.readouterr().out
-    pooled = np.sqrt(np.mean([np.var([finals[(row, s)]["psnr_embedded"] for s in (0, 1)], ddof=1)
+    pooled = np.sqrt(np.mean([np.var([finals[(row, s)]["best/psnr_embedded"] for s in (0, 1)], ddof=1)
                               for row in ("edsr-t/baseline", "edsr-t/lambda-5e-3")]))
     assert f"pooled std {pooled:.4f} from runs (4)" in out and "on psnr_embedded" in out
     seeds = int(out.split("table 4.2: ")[1].split(" seeds per row")[0])

@@ -125,9 +125,10 @@ def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
         assert run.data.params["preset"] == "edsr-t-micro" and run.data.params["steps"] == "20"
         assert run.data.params["lambda_ap"] == ("0.0" if run.data.tags["row"].endswith("baseline") else "0.0001")
         for key in ("psnr_set5", "ssim_set5", "di", "psnr_total", "psnr_ssr", "psnr_poi"):
-            assert key in run.data.metrics, key
-        assert 5 < run.data.metrics["psnr_set5"] < 60 and 0 < run.data.metrics["ssim_set5"] <= 1
-        assert 0 < run.data.metrics["di"] < 100
+            assert f"best/{key}" in run.data.metrics and f"final/{key}" in run.data.metrics, key
+        m = run.data.metrics
+        assert 5 < m["best/psnr_set5"] < 60 and 0 < m["best/ssim_set5"] <= 1 and 0 < m["best/di"] < 100
+        assert m["best_step"] in (10, 20)  # model selection on the validation points
         # every curve point exactly once: log_every 5, val_every 10, 20 steps
         for key, steps in (("train/loss", [5, 10, 15, 20]), ("train/l1", [5, 10, 15, 20]),
                            ("train/l_ap", [5, 10, 15, 20]), ("val/psnr", [10, 20])):
@@ -255,4 +256,4 @@ def test_driver_kill_then_resume(local_ray, tmp_path):
         assert run.info.status == "FINISHED"
         if (run.data.tags["row"], run.data.tags["seed"]) in finished:  # not rerun
             assert run.info.end_time == before[run.info.run_id].info.end_time
-            assert len(client.get_metric_history(run.info.run_id, "psnr_embedded")) == 1
+            assert len(client.get_metric_history(run.info.run_id, "best/psnr_embedded")) == 1

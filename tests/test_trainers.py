@@ -154,6 +154,37 @@ def test_local_session_resumes_bit_exactly_from_a_checkpoint():
     for key, value in full.checkpoint["model"].items():
         assert torch.equal(value, resumed.checkpoint["model"][key]), key
     assert resumed.reports[-1]["val/psnr"] == full.reports[-1]["val/psnr"]
+    # model selection survives the resume: the best-validation weights and their step travel in the checkpoint
+    assert resumed.checkpoint["best"]["step"] == full.checkpoint["best"]["step"] in (2, 4)
+    assert resumed.reports[-1]["best_step"] == full.reports[-1]["best_step"]
+
+
+def test_model_selection_evaluates_the_best_validation_weights_and_the_last():
+    """val_every 1: the best-validation step is known from the reports; best/… equals an evaluation of that
+    step's weights (a run stopped there), final/… the last step's."""
+    ctx = RunContext(ckpt_every=1, log_every=1, figures=False)
+    trial = _micro_trial(steps=6, val_every=1, di=False, learning_rate=3e-2)  # noisy: the last is rarely the best
+    session = LocalSession()
+    final = train_trial(trial, ctx, session)
+    curve = [r["val/psnr"] for r in session.reports[:-1]]
+    best_step = 1 + int(np.argmax(curve))
+    assert final["best_step"] == best_step
+    at_best = train_trial(Trial(trial_config(**{**trial.config.flat(), "steps": best_step}), 0), ctx, LocalSession())
+    assert final["best/psnr_embedded"] == pytest.approx(at_best["final/psnr_embedded"], abs=1e-9)
+    assert final["final/psnr_embedded"] != final["best/psnr_embedded"] or best_step == 6
+
+
+def test_learning_rate_schedule_follows_the_milestones():
+    from srprior.schema import OptimConfig
+
+    optim = OptimConfig(lr_milestones="2,4", lr_gamma=0.5)
+    assert [optim.rate(s) for s in range(1, 7)] == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5]
+    with pytest.raises(ConfigError, match="lr_milestones"):
+        OptimConfig(lr_milestones=(4, 2))
+    trial = _micro_trial(steps=3, val_every=3, di=False, lr_milestones="2", learning_rate=1e-3)
+    session = LocalSession()
+    train_trial(trial, RunContext(ckpt_every=3, log_every=1, figures=False), session)
+    assert session.checkpoint["optimizer"]["param_groups"][0]["lr"] == 5e-4  # step 3 ran at the halved rate
 
 
 def test_fused_group_equals_separate_trials_and_isolates_a_diverging_member():
@@ -167,7 +198,7 @@ def test_fused_group_equals_separate_trials_and_isolates_a_diverging_member():
     fused = train_group([good[0], bad, good[1]], [ctx] * 3, session)
     assert fused[1] == {} and session.reports[-1]["members_failed"] == 1
     for alone, member in zip(separate, (fused[0], fused[2])):
-        for key in ("psnr_embedded", "ssim_embedded", "psnr_total"):
+        for key in ("best/psnr_embedded", "best/ssim_embedded", "best/psnr_total", "final/psnr_embedded"):
             assert member[key] == pytest.approx(alone[key], abs=1e-4), key
     assert [m["trial"] for m in session.checkpoint["members"]] == [t.to_dict() for t in (good[0], bad, good[1])]
     with pytest.raises(ValueError, match="group checkpoint holds other members"):
@@ -187,7 +218,7 @@ def test_every_table_row_trains_two_steps_through_the_worker(trial):
     session = LocalSession()
     final = train_trial(trial, RunContext(ckpt_every=1, log_every=1, figures=False), session)
     assert session.checkpoint["step"] == 2 and [r["step"] for r in session.reports[:2]] == [1, 2]
-    assert {"psnr_embedded", "ssim_embedded", "psnr_total", "psnr_ssr", "psnr_poi"} <= set(final)
+    assert {f"best/{m}" for m in ("psnr_embedded", "ssim_embedded", "psnr_total", "psnr_ssr", "psnr_poi")} <= set(final)
     assert all(math.isfinite(v) for k, v in final.items() if not k.startswith("time/"))
 
 

@@ -18,7 +18,8 @@ import torch
 
 from srprior import contracts
 from srprior.schema import RunContext, Trial
-from srprior.trainers.worker import (RunLogger, _figure_dir, _maybe_fault, _rng_state, _set_rng_state)
+from srprior.trainers.worker import (Best, RunLogger, _figure_dir, _maybe_fault, _rng_state, _set_rng_state,
+                                     selected_metrics)
 
 
 def _check(trials: list[Trial], state: dict | None) -> None:
@@ -33,7 +34,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
     from srprior.data.datasets import PatchSampler
     from srprior.evaluate import evaluate
     from srprior.method.fused import FusedTrainStep
-    from srprior.trainers.evaluation import final_metrics, training_data
+    from srprior.trainers.evaluation import training_data
 
     if session.world != 1:
         raise ValueError("fused groups train in one worker (no DDP); use --fuse 1 with --workers N")
@@ -53,6 +54,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
                            bf16=cfg.model.bf16, cuda_graph=ctx.cuda_graph)
     k = len(trials)
     step, run_ids, val_psnr, steps_s = 0, [None] * k, [math.nan] * k, 0.0
+    best = [Best() for _ in trials]
     state = session.load()
     _check(trials, state)
     if state is not None:
@@ -63,6 +65,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
             generators[i].set_state(m["generator"])
         step, steps_s = state["step"], state["steps_s"]
         run_ids, val_psnr = [m["run_id"] for m in state["members"]], [m["val_psnr"] for m in state["members"]]
+        best = [Best(m["best"]) for m in state["members"]]
     loggers = [RunLogger(t, c, run_ids[i] or c.resume_run_id, step) if c.tracking_uri else None
                for i, (t, c) in enumerate(zip(trials, ctxs))]
     failed: dict[int, tuple[int, str]] = {}
@@ -79,6 +82,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
         step += 1
         _maybe_fault(ctx, step, 0)
         batches = [s.next() for s in samplers]
+        fused.lr = cfg.optim.rate(step)
         lr = torch.stack([b[0] for b in batches]).to(device, non_blocking=True)
         hr = torch.stack([b[1] for b in batches]).to(device, non_blocking=True)
         t0 = time.time()
@@ -98,7 +102,9 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
         fail_new()
         for i in range(k):
             if i not in failed:
-                val_psnr[i] = evaluate(fused.member_model(i), val, scale, device)["psnr"]
+                member = fused.member_model(i)
+                val_psnr[i] = evaluate(member, val, scale, device)["psnr"]
+                best[i].update(step, val_psnr[i], member.state_dict)
                 if loggers[i]:
                     loggers[i].add(step, {contracts.OBJECTIVE: val_psnr[i]})
         alive = [v for i, v in enumerate(val_psnr) if i not in failed]
@@ -114,7 +120,8 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
                 model_sd, optim_sd = fused.member_state(i)
                 members.append({"trial": t.to_dict(), "model": model_sd, "optimizer": optim_sd,
                                 "sampler": samplers[i].state_dict(), "generator": generators[i].get_state(),
-                                "run_id": loggers[i] and loggers[i].run_id, "val_psnr": val_psnr[i]})
+                                "run_id": loggers[i] and loggers[i].run_id, "val_psnr": val_psnr[i],
+                                "best": best[i].state()})
             saved = {"members": members, "step": step, "steps_s": steps_s, "rng": _rng_state(generators[0])}
         session.report(metrics, saved)
 
@@ -124,7 +131,8 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
             finals.append({})
             continue
         with _figure_dir(c.figures) as figures:
-            metrics, tags, files = final_metrics(fused.member_model(i), t.config, val, device, figures)
+            metrics, tags, files = selected_metrics(fused.member_model(i), best[i], t.config, val, device, figures,
+                                                    step)
             timing = {"time/train_steps_s": steps_s, "time/fused_members": float(k)}
             if c.trial_started_at:
                 timing["time/trial_wall_s"] = time.time() - c.trial_started_at

@@ -178,6 +178,47 @@ def load_state(path: Path, device: torch.device) -> dict:
         return torch.load(path, map_location=device, weights_only=True)
 
 
+# ---------------------------------------------------------------------------------------------- model selection
+class Best:
+    """Model selection, thesis §4.2: "the validation split has been used for model selection during training".
+    The weights of the best validation PSNR so far, kept in every checkpoint so a resumed trial keeps them."""
+
+    def __init__(self, state: dict | None = None):
+        state = state or {}
+        self.step, self.psnr, self.model = state.get("step", 0), state.get("psnr", -math.inf), state.get("model")
+
+    def update(self, step: int, psnr: float, weights: Any) -> None:
+        """`weights`: a callable returning the current state_dict (only called when this step is better)."""
+        if math.isfinite(psnr) and psnr > self.psnr:
+            self.step, self.psnr = step, psnr
+            self.model = {k: v.detach().clone() for k, v in weights().items()}
+
+    def state(self) -> dict:
+        return {"step": self.step, "psnr": self.psnr, "model": self.model}
+
+
+def selected_metrics(net: torch.nn.Module, best: Best, cfg: Any, val: list, device: torch.device,
+                     figures: Path | None, step: int) -> tuple[dict[str, float], dict[str, str], list[Path]]:
+    """Final evaluation of the best-validation weights (best/…, with the figures) and of the last step's
+    (final/…), plus best_step; one evaluation when they are the same weights."""
+    import copy
+
+    from srprior.trainers.evaluation import final_metrics
+
+    if best.model is None or best.step == step:
+        chosen, tags, files = final_metrics(net, cfg, val, device, figures)
+        last = chosen
+    else:
+        selected = copy.deepcopy(net)
+        selected.load_state_dict(best.model)
+        chosen, tags, files = final_metrics(selected, cfg, val, device, figures)
+        last, _, _ = final_metrics(net, cfg, val, device, None)
+    metrics = {**{f"{contracts.SELECTED}{k}": v for k, v in chosen.items()},
+               **{f"{contracts.LAST}{k}": v for k, v in last.items()},
+               contracts.BEST_STEP: float(best.step if best.model is not None else step)}
+    return metrics, tags, files
+
+
 # ---------------------------------------------------------------------------------------------- RNG
 def _rng_state(generator: torch.Generator) -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate(),
@@ -247,7 +288,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     from srprior.data.datasets import PatchSampler
     from srprior.evaluate import evaluate
     from srprior.method.step import TrainStep, make_optimizer
-    from srprior.trainers.evaluation import final_metrics, training_data
+    from srprior.trainers.evaluation import training_data
 
     cfg, rank, world, device = trial.config, session.rank, session.world, session.device
     scale, sched = cfg.model.scale, cfg.schedule
@@ -264,7 +305,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
                            generator=None if ctx.cuda_graph else generator)
     sampler = PatchSampler(train, scale, sched.lr_patch, sched.batch, seed=trial.seed * 1000 + rank)
 
-    step, run_id, val_psnr, steps_s = 0, None, math.nan, 0.0
+    step, run_id, val_psnr, steps_s, best = 0, None, math.nan, 0.0, Best()
     state = session.load()
     if state is not None:
         if state["trial"] != trial.to_dict():
@@ -277,6 +318,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         sampler.load_state_dict(state["sampler"][rank])
         _set_rng_state(state["rng"][rank], generator)
         step, run_id, val_psnr, steps_s = state["step"], state["run_id"], state["val_psnr"], state["steps_s"]
+        best = Best(state["best"])
     run_id = run_id or ctx.resume_run_id
     logger = RunLogger(trial, ctx, run_id, step) if rank == 0 and ctx.tracking_uri else None
 
@@ -286,6 +328,9 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         step += 1
         _maybe_fault(ctx, step, rank)
         lr, hr = sampler.next()
+        if cfg.optim.lr_milestones:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.optim.rate(step)
         t = time.time()
         first_step_at = first_step_at or t
         out = train_step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
@@ -299,6 +344,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
             continue
         if rank == 0:
             val_psnr = evaluate(net, val, scale, device)["psnr"]
+            best.update(step, val_psnr, net.state_dict)
         metrics = {"step": step, contracts.OBJECTIVE: val_psnr, "train/loss": out.total.item()}
         if logger:
             logger.add(step, {contracts.OBJECTIVE: val_psnr})
@@ -309,13 +355,14 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
                 logger.flush()  # before the checkpoint: a crash in between re-logs, never loses
             saved = {"trial": trial.to_dict(), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                      "step": step, "sampler": [s for s, _ in states], "rng": [r for _, r in states],
-                     "run_id": logger and logger.run_id, "val_psnr": val_psnr, "steps_s": steps_s}
+                     "run_id": logger and logger.run_id, "val_psnr": val_psnr, "steps_s": steps_s,
+                     "best": best.state()}
         session.report(metrics, saved)
 
     final: dict[str, Any] = {"step": step, contracts.OBJECTIVE: val_psnr}
     if rank == 0:
         with _figure_dir(ctx.figures) as figures:
-            metrics, tags, files = final_metrics(net, cfg, val, device, figures)
+            metrics, tags, files = selected_metrics(net, best, cfg, val, device, figures, step)
             timing = {"time/train_steps_s": steps_s}  # overhead = trial wall - this (benchmarks/)
             if ctx.trial_started_at:
                 timing["time/trial_wall_s"] = time.time() - ctx.trial_started_at

@@ -139,7 +139,8 @@ def make_plan(opts: dict[str, Any]) -> SweepPlan:
         raise PlanError(f"--seeds {seeds}: must be >= 1")
     seeds = seeds or budget.seeds
     sets = parse_sets(opts.get("set") or [])
-    science = {**budget.science, **_data_fields(opts, budget), **sets}
+    user = {**_data_fields(opts, budget), **sets}  # what the user asked for wins over budget and table
+    science = {**budget.science, **user}
     context = {**budget.context, "fault_kill_at_step": opts.get("fault_kill_at_step") or 0,
                "cuda_graph": bool(opts.get("cuda_graph"))}
     if opts.get("figures") is not None:
@@ -160,7 +161,8 @@ def make_plan(opts: dict[str, Any]) -> SweepPlan:
             raise PlanError(exc.args[0]) from None
         cells[spec.name] = []
         for row, seed, overrides in table_cells:
-            flat = {**overrides, **science, "preset": budget.preset(overrides.get("preset", "edsr-t"))}
+            flat = {**overrides, **budget.science, **spec.budgets.get(budget.name, {}), **user,
+                    "preset": budget.preset(overrides.get("preset", "edsr-t"))}
             if "preset" in sets:
                 flat["preset"] = sets["preset"]
             trial = Trial(trial_config(f"table {spec.name} row {row.id!r}", **flat), seed)
@@ -168,6 +170,9 @@ def make_plan(opts: dict[str, Any]) -> SweepPlan:
             known = trials.get(trial.key)
             trials[trial.key] = PlannedTrial(trial, known.labels + (label,) if known else (label,))
             cells[spec.name].append((row.id, seed, trial.key))
+    if ctx.cuda_graph and any(t.trial.config.optim.lr_milestones for t in trials.values()):
+        raise PlanError("--cuda-graph bakes the learning rate into the graph: it cannot follow an lr_milestones "
+                        "schedule (Table 4.8's thesis budget); drop --cuda-graph for it")
     return SweepPlan("table", tuple(cells), budget.name, list(trials.values()), cells, science, ctx,
                      options=dict(opts))
 

@@ -113,7 +113,7 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
             continue
         if sweep_id is not None and run.data.tags.get(contracts.SWEEP_ID) != sweep_id:
             counts["reused"] += 1
-        values[row_id][seed] = {m: float(v) for m, v in run.data.metrics.items() if math.isfinite(v)}
+        values[row_id][seed] = reported_metrics(run.data.metrics)
     if not any(values.values()):
         raise ReportError(f"no finished trial runs for table {spec.name} at tracking URI {tracking_uri} "
                           f"({counts['failed']} failed, {counts['missing']} not run of {len(cells)} planned). "
@@ -159,6 +159,15 @@ def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]],
                 if r.row.group == group and best is not None and cell.mean == best:
                     r.cells[metric] = replace(cell, best=True)
     return tuple(results)
+
+
+def reported_metrics(logged: dict[str, float]) -> dict[str, float]:
+    """The numbers a table shows for one run: the best-validation weights' (best/…, thesis §4.2's model
+    selection) over the last step's (final/…); runs logged before model selection have plain names."""
+    out = {m: float(v) for m, v in logged.items() if "/" not in m or m == contracts.OBJECTIVE}
+    out.update({m.removeprefix(contracts.SELECTED): float(v) for m, v in logged.items()
+                if m.startswith(contracts.SELECTED)})
+    return {m: v for m, v in out.items() if math.isfinite(v)}
 
 
 def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]],
@@ -236,7 +245,9 @@ def _legend(report: Report) -> list[str]:
     lines = [
         f"Runs: {sweep}, tracking URI `{report.tracking_uri}`; {report.reused} cell(s) reuse runs trained by "
         f"another sweep or table (same science config and seed).",
-        "Cells: our mean ± sample std (ddof=1) over seeds, then the thesis's (mean ± std) as printed. "
+        "Cells: our mean ± sample std (ddof=1) over seeds of each run's best-validation checkpoint (thesis §4.2: "
+        "the validation split is used for model selection; the last step's numbers are in MLflow as final/…), then "
+        "the thesis's (mean ± std) as printed. "
         "n = seeds with a finished run / seeds planned. **Bold**: best mean of the column within its group. "
         "† p < 0.05, ‡ p < 0.01: Welch's t-test against the group's baseline row; MDE: the smallest difference "
         "these seeds detect with 80% power (α = 0.05). "
@@ -500,7 +511,8 @@ def search_report(name: str, tracking_uri: str, sweep: str = "latest") -> Report
         p = by_config[h][0].data.params
         label = f"λ_AP={float(p['lambda_ap']):.2e}, w={p['w']}, N_SSR={p['n_ssr']}, {p['scenario']}"
         rows.append(Row(f"cfg-{h[:8]}", spec.preset, label, {}, baseline=None if h == order[0] else f"cfg-{order[0][:8]}"))
-        values[f"cfg-{h[:8]}"] = {int(r.data.tags[contracts.SEED]): dict(r.data.metrics) for r in by_config[h]}
+        values[f"cfg-{h[:8]}"] = {int(r.data.tags[contracts.SEED]): reported_metrics(r.data.metrics)
+                                  for r in by_config[h]}
     table = TableSpec(f"search-{name}", f"Optuna search {name}", f"{len(order)} configurations of {spec.preset}; "
                       f"objective: mean {contracts.OBJECTIVE} over seeds; † ‡ against the best configuration.",
                       (contracts.OBJECTIVE,), tuple(rows))

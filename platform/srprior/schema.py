@@ -59,12 +59,34 @@ class ModelConfig(Validated):
     bf16: bool = option(False, boolean, parse=to_bool, help="bf16 autocast of the model forward (GPU)")
 
 
+def _milestones(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [v for v in value.replace(";", ",").split(",") if v.strip()]
+    return tuple(to_int(v.strip() if isinstance(v, str) else v) for v in value) if isinstance(value, (list, tuple)) \
+        else value
+
+
+def _check_milestones(value: Any) -> str | None:
+    ok = isinstance(value, tuple) and all(is_int(v) and v >= 1 for v in value) and list(value) == sorted(set(value))
+    return None if ok else "must be increasing step numbers >= 1, comma-separated (e.g. 200000)"
+
+
 @dataclass(frozen=True)
 class OptimConfig(Validated):
     learning_rate: float = option(1e-4, number(0.0, 1.0, low_open=True), parse=to_float,
                                   thesis="learning rate (§4.1)", help="Adam step size, in (0, 1]")
     weight_decay: float = option(0.0, number(0.0, 1.0), parse=to_float, thesis="WD (Table 4.6)",
                                  help="Adam's L2 term, in [0, 1]")
+    lr_milestones: tuple[int, ...] = option((), _check_milestones, parse=_milestones,
+                                            thesis="schedule of [41] (Table 4.8)",
+                                            help="steps at which the learning rate is multiplied by lr_gamma "
+                                                 "(thesis §4.1: none, the rate stays fixed)")
+    lr_gamma: float = option(0.5, number(0.0, 1.0, low_open=True), parse=to_float,
+                             help="factor at each milestone (EDSR: halved)")
+
+    def rate(self, step: int) -> float:
+        """The learning rate of training step `step` (1-based): MultiStepLR's rule."""
+        return self.learning_rate * self.lr_gamma ** sum(step > m for m in self.lr_milestones)
 
 
 @dataclass(frozen=True)
