@@ -12,10 +12,10 @@ from srprior.method.ssm import Extraction, ExtractorConfig, extract
 
 
 def _periodic(n: int, size: int, seed: int, dtype=torch.float32) -> torch.Tensor:
-    """Period-5 random tiles plus mild noise: valid PoIs with local (d = 5) SSRs, non-zero attributions."""
+    """Period-3 random tiles plus mild noise: valid PoIs with local (window: d = 3) SSRs, non-zero attributions."""
     g = torch.Generator().manual_seed(seed)
-    tile = torch.rand(n, 3, 5, 5, generator=g, dtype=torch.float64)
-    img = tile.repeat(1, 1, -(-size // 5), -(-size // 5))[..., :size, :size]
+    tile = torch.rand(n, 3, 3, 3, generator=g, dtype=torch.float64)
+    img = tile.repeat(1, 1, -(-size // 3), -(-size // 3))[..., :size, :size]
     return (0.8 * img + 0.2 * torch.rand(n, 3, size, size, generator=g, dtype=torch.float64)).to(dtype)
 
 

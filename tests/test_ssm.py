@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.feature import match_template
 
-from srprior.data.datasets import benchmark
+from srprior.data.datasets import PatchSampler, benchmark
 from srprior.method import ssm
 from srprior.method.figures import ssm_figure
 
@@ -57,14 +57,22 @@ def _chebyshev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().max(-1).values
 
 
-@pytest.mark.parametrize("scenario", ssm.SCENARIOS)
-def test_scenario_geometry_holds_on_1000_draws(scenario):
+GEOMETRY_CASES = [(s, "ring") for s in ssm.SCENARIOS] + [("local", "window"), ("random-local", "window")]
+
+
+@pytest.mark.parametrize("scenario, geometry", GEOMETRY_CASES)
+def test_scenario_geometry_holds_on_1000_draws(scenario, geometry):
     lr = _textures(1000, 24, seed=1)
-    cfg = ssm.ExtractorConfig(n_ssr=2, scenario=scenario)
+    cfg = ssm.ExtractorConfig(n_ssr=2, scenario=scenario, local_geometry=geometry)
     ext = ssm.extract(lr, cfg, generator=torch.Generator().manual_seed(0))
     d = _chebyshev(ext.ssr_centers, ext.poi_center[:, None, :])  # (1000, 2)
-    assert torch.all(d >= 5), "an SSR overlaps the PoI"
-    if scenario in ("local", "random-local"):
+    overlap = (ext.poi_mask * ext.ssr_masks).sum((2, 3))
+    if geometry == "window" and scenario.endswith("local"):  # §4.5.1: centres in the 7x7 window, not on the PoI
+        assert torch.all((d >= 1) & (d <= 3)) and torch.all(overlap > 0)
+        assert torch.all(overlap == (5 - (ext.ssr_centers - ext.poi_center[:, None]).abs()).prod(-1))
+    else:
+        assert torch.all(d >= 5) and torch.all(overlap == 0), "an SSR overlaps the PoI"
+    if scenario in ("local", "random-local") and geometry == "ring":
         assert torch.all(d <= 5)  # 7x7 window grown to the ring of squares touching the PoI
     elif scenario in ("global", "random-global"):
         assert torch.all(d >= 6)  # centre outside the 11x11 suppression window
@@ -72,15 +80,23 @@ def test_scenario_geometry_holds_on_1000_draws(scenario):
     for centers in (ext.poi_center[:, None, :], ext.ssr_centers):
         assert torch.all((centers >= r) & (centers <= 23 - r)), "a mask leaves the image"
     assert torch.all(ext.poi_mask.sum((1, 2, 3)) == 25) and torch.all(ext.ssr_masks.sum((2, 3)) == 25)
-    assert torch.all((ext.poi_mask * ext.ssr_masks).sum((2, 3)) == 0)
     assert torch.all(ext.ssr_masks[torch.arange(1000)[:, None], torch.arange(2), ext.ssr_centers[..., 0],
                                    ext.ssr_centers[..., 1]] == 1)
-    assert ext.valid.sum() >= 250  # periodic textures: local (d = 5) SSRs exist for periods 5 (and noise)
+    assert ext.valid.sum() >= 250  # periodic textures: SSRs at d = 3 (period 3) and d = 5 (period 5) exist
     cand = ext.candidate[:, 0]
     at_ssr = cand[torch.arange(1000)[:, None], ext.ssr_centers[..., 0], ext.ssr_centers[..., 1]]
     torch.testing.assert_close(ext.sim, at_ssr)
     if not scenario.startswith("random"):
         assert torch.all(ext.sim[ext.valid] >= cfg.min_sim)
+
+
+@pytest.mark.parametrize("scenario", ["global", "random-global", "arbitrary"])
+def test_local_geometry_changes_only_the_local_scenarios(scenario):
+    lr = _textures(70, 24, seed=7)
+    a, b = (ssm.extract(lr, ssm.ExtractorConfig(n_ssr=2, scenario=scenario, local_geometry=g),
+                        generator=torch.Generator().manual_seed(1)) for g in ("window", "ring"))
+    for name in a.__dataclass_fields__:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
 @pytest.mark.parametrize("random_name, base", [("random-local", "local"), ("random-global", "global")])
@@ -103,17 +119,73 @@ def test_random_scenarios_keep_poi_and_validity_and_cover_the_region(random_name
     assert torch.all(draws.ssr_centers[:, :, None, :].ne(draws.ssr_centers[:, None, :, :]).any(-1).sum((1, 2)) == 12)
 
 
-def test_default_crop_local_ssr_touches_poi_and_matches_thesis_defaults():
+def test_default_crop_local_ssr_lies_in_the_7x7_window_and_matches_thesis_defaults():
     cfg = ssm.ExtractorConfig()
     assert (cfg.n_ssr, cfg.scenario, cfg.poi_size, cfg.patch, cfg.local_window, cfg.suppress_window) == (
         1, "local", 5, 5, 7, 11)
+    assert (cfg.select_n, cfg.local_geometry, cfg.similarity) == (5, "window", "clamp")
     lr = _textures(16, 48, seed=3)
     ext = ssm.extract(lr, cfg)
     assert ext.ssm.shape == (16, 81, 48, 48) and ext.template.shape == (16,)
     assert ext.poi_mask.shape == (16, 1, 48, 48) and ext.ssr_masks.shape == (16, 1, 48, 48)
     assert ext.sim.shape == (16, 1) and ext.valid.dtype == torch.bool
-    assert torch.all(_chebyshev(ext.ssr_centers[:, 0], ext.poi_center) == 5)
+    d = _chebyshev(ext.ssr_centers[:, 0], ext.poi_center)
+    assert torch.all((d >= 1) & (d <= 3))
     assert float(ext.ssm.min()) >= 0 and float(ext.ssm.max()) <= 1
+
+
+def _planted() -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Noise with one exact copy of grid template 10 (A) and five noisy copies of template 15 (B): A has the
+    single best recurrence (NCC 1), B the best five (NCC ~0.93-0.95)."""
+    rng = np.random.default_rng(0)
+    img = rng.random((48, 48))
+    a, b = img[6:11, 6:11].copy(), img[6:11, 31:36].copy()  # grid tiles (1, 1) and (1, 6) of the 9x9 grid
+    img[30:35, 8:13] = a
+    copies = [(20, 38), (40, 40), (40, 22), (20, 18), (28, 28)]
+    for y, x in copies:
+        img[y - 2:y + 3, x - 2:x + 3] = b + 0.12 * rng.standard_normal((5, 5))
+    return torch.from_numpy(img).float().expand(1, 3, 48, 48).contiguous(), copies
+
+
+def test_candidate_ssm_ranks_templates_by_their_five_best_peaks():
+    """§4.4: the candidate SSM is chosen with N_SSR = 5 peaks (select_n), training uses the row's n_ssr of them."""
+    lr, copies = _planted()
+    one = ssm.extract(lr, ssm.ExtractorConfig(scenario="arbitrary", select_n=1, n_ssr=3))
+    assert one.template.tolist() == [10] and one.ssr_centers[0, 0].tolist() == [32, 10]  # A's exact copy
+    for n_ssr in (1, 3, 5):
+        ext = ssm.extract(lr, ssm.ExtractorConfig(scenario="arbitrary", n_ssr=n_ssr))  # select_n = 5 (default)
+        assert ext.template.tolist() == [15] and ext.poi_center.tolist() == [[8, 33]] and ext.valid.item()
+        assert ext.ssr_centers.shape == (1, n_ssr, 2) and ext.sim.shape == (1, n_ssr)
+        got = [tuple(c) for c in ext.ssr_centers[0].tolist()]
+        assert set(got) <= set(copies) and len(set(got)) == n_ssr
+        grey = lr[0, 0].double().numpy()
+        ref = match_template(grey, grey[6:11, 31:36], pad_input=True)
+        expected = sorted((ref[y, x] for y, x in copies), reverse=True)[:n_ssr]
+        np.testing.assert_allclose(ext.sim[0].numpy(), expected, atol=1e-4)  # the n_ssr best of the five
+
+
+@pytest.fixture(scope="module")
+def bsd_crops(data_root) -> torch.Tensor:
+    """48 random 48x48 LR training-like crops of BSD100 x2."""
+    return PatchSampler(benchmark(data_root, "BSD100", 2)[:12], 2, patch=48, batch=48, seed=0).next()[0]
+
+
+@pytest.mark.parametrize("scenario", ["local", "random-global", "arbitrary"])
+def test_similarity_mapping_changes_only_ssm_and_targets(bsd_crops, scenario):
+    lr = bsd_crops
+    clamp, affine = (ssm.extract(lr, ssm.ExtractorConfig(scenario=scenario, n_ssr=2, similarity=m),
+                                 generator=torch.Generator().manual_seed(3)) for m in ("clamp", "affine"))
+    for name in ("template", "poi_mask", "ssr_masks", "valid", "poi_center", "ssr_centers"):
+        assert torch.equal(getattr(clamp, name), getattr(affine, name)), name
+    corr = ssm.ncc(ssm.luma(lr), 5)[0]
+    torch.testing.assert_close(clamp.ssm, corr.clamp_min(0))
+    torch.testing.assert_close(affine.ssm, (corr + 1) / 2)
+    torch.testing.assert_close(affine.sim, torch.where(clamp.sim > 0, (clamp.sim + 1) / 2, affine.sim))
+    assert torch.all(affine.sim[clamp.sim == 0] <= 0.5)
+    if not scenario.startswith("random"):  # min_sim = 0.5 is an NCC: u >= (0.5 + 1) / 2
+        assert torch.all(affine.sim[affine.valid] >= 0.75) and torch.all(clamp.sim[clamp.valid] >= 0.5)
+    if scenario == "random-global":  # uncorrelated regions: target 0 under clamp, ~0.5 under affine
+        assert 0.3 < (clamp.sim == 0).float().mean() < 0.7 and 0.45 < affine.sim.mean() < 0.62
 
 
 def test_flat_monochrome_and_zero_images_are_invalid():
@@ -122,7 +194,7 @@ def test_flat_monochrome_and_zero_images_are_invalid():
     red[:, 0] = 1.0
     zeros = torch.zeros(1, 3, 48, 48)
     tiny_noise = 0.4 + 0.001 * torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
-    textured = _textures(7, 48, seed=4)[2:3]  # period 5: SSRs at d = 5 too
+    textured = _textures(7, 48, seed=4)[:1]  # period 3: SSRs at d = 3 (window) and d >= 6 (global)
     lr = torch.cat([flat, red, zeros, tiny_noise, textured])
     for scenario in ssm.SCENARIOS:
         ext = ssm.extract(lr, ssm.ExtractorConfig(scenario=scenario, n_ssr=3))
@@ -134,8 +206,9 @@ def test_config_validation_and_scenario_numbers():
     assert [ssm.parse_scenario(v) for v in (1, "2", 3, "4", "Arbitrary")] == [
         "local", "global", "random-local", "random-global", "arbitrary"]
     assert ssm.ExtractorConfig(scenario=2).scenario == "global"
-    for bad in ({"n_ssr": 0}, {"poi_size": 4}, {"patch": 1}, {"local_window": 6}, {"scenario": 5},
-                {"scenario": "near"}, {"min_sim": 1.5}, {"n_ssr": 1.0}):
+    for bad in ({"n_ssr": 0}, {"poi_size": 4}, {"patch": 1}, {"local_window": 6}, {"local_window": 1},
+                {"scenario": 5}, {"scenario": "near"}, {"min_sim": 1.5}, {"n_ssr": 1.0}, {"select_n": 0},
+                {"local_geometry": "square"}, {"similarity": "sigmoid"}):
         with pytest.raises(ValueError, match=next(iter(bad)) if "scenario" not in bad else "scenario"):
             ssm.ExtractorConfig(**bad)
     with pytest.raises(ValueError, match="B, 3, H, W"):

@@ -3,32 +3,40 @@
 Pipeline per LR sample: BT.601 luma -> ``N_P`` non-overlapping ``patch``x``patch`` templates on a grid centred
 in the crop -> NCC map of every template against the image (Eq. 3.1, same numbers as
 ``skimage.feature.match_template(pad_input=True)``: zero padding, window centred on the pixel) -> similarity
-``u = clamp(ncc, 0, 1)`` -> per template: non-maximum suppression (max-pool) of the map restricted to the
-scenario's allowed SSR centres, mean of its ``n_ssr`` best peaks -> candidate SSM = template with the highest
-mean; PoI = ``poi_size`` square on that template's centre, SSRs = squares on the chosen peaks, targets
+``u`` in [0, 1] (``similarity``) -> per template: non-maximum suppression (max-pool) of the map restricted to the
+scenario's allowed SSR centres -> candidate SSM = template whose ``select_n`` best peaks have the highest mean;
+PoI = ``poi_size`` square on that template's centre, SSRs = squares on its ``n_ssr`` best peaks, targets
 ``sim`` = the candidate SSM at those peaks (w = "Sim", Eq. 3.8).
 
-Design decisions (why):
-* ``clamp(ncc, 0, 1)`` rather than ``(ncc + 1) / 2``: an uncorrelated region (ncc = 0) then gets target 0
-  ("should not contribute") instead of 0.5 ("contributes as much as the PoI"); anti-correlated regions are
-  no more similar than uncorrelated ones. Peak ranking is unchanged (both maps are monotone).
+Readings of the thesis (each a field of ExtractorConfig; why):
+* ``select_n`` = 5: §4.4 "for selecting the candidate SSM, we set N_SSR = 5 and follow [§3.3]", for every
+  table; training then uses the row's N_SSR best peaks of that candidate. A missing peak (fewer than
+  ``select_n`` in the allowed region) counts as similarity 0 in the mean: it adds no similarity.
+* ``similarity``: the thesis states u in [0, 1] but not the map from NCC in [-1, 1]. "clamp" = clamp(ncc, 0, 1):
+  an uncorrelated region gets target 0 ("should not contribute"), anti-correlated ones too. "affine" =
+  (ncc + 1) / 2: uncorrelated (and flat) regions get 0.5. The mapping gives ``ssm`` and the targets ``sim``
+  only: selection (NMS, template ranking) and validity run on clamp(ncc) under both, so the same PoI and SSRs
+  are trained; ``min_sim`` is a threshold on the SSRs' NCC (under "affine", u >= (min_sim + 1) / 2).
+* ``local_geometry`` (Scenarios 1, 3) with Chebyshev distance ``d`` between SSR and PoI centres: "window" is
+  §4.5.1's "local neighbourhood of size 7x7 centred around the PoI": 1 <= d <= local_window // 2, so an SSR
+  may overlap the PoI but never coincide with it. "ring": SSRs never overlap the PoI (d >= poi_size) and the
+  window grows to the smallest one that can hold such an SSR, d <= max(local_window // 2, poi_size): the
+  squares touching the PoI (d = 5 with the defaults).
+* Other scenarios keep SSRs disjoint from the PoI (d >= poi_size). "global": d > suppress_window // 2 (centres
+  in the 11x11 suppression window are removed, as the thesis suppresses SSM values). "arbitrary": any
+  disjoint position.
+* "random-local"/"random-global" keep the PoI choice and validity of "local"/"global" (same training samples,
+  only the SSR placement changes, as in §4.5.3) and draw SSR centres uniformly without replacement from the
+  same allowed region; their ``sim`` is the candidate SSM at the drawn centres.
 * ``patch`` defaults to ``poi_size`` (5): the template *is* the PoI, so the PoI is exactly the region whose
   recurrences the SSM measures.
-* Geometry is Chebyshev distance ``d`` between SSR and PoI centres. SSRs never overlap the PoI (``d >= poi_size``)
-  and lie fully inside the image. "local": ``d <= max(local_window // 2, poi_size)`` -- a 7x7 window of centres
-  cannot hold a 5x5 SSR disjoint from a 5x5 PoI, so the window grows to the smallest one that can; with the
-  defaults the local SSRs are the squares touching the PoI (d = 5). "global": ``d > suppress_window // 2``
-  (centres in the 11x11 suppression window are removed, as the thesis suppresses SSM values). "arbitrary": any
-  disjoint position. Local (d = 5) and global (d >= 6) thus partition the disjoint positions with the defaults.
-* "random-local"/"random-global" keep the PoI choice and validity of "local"/"global" (same training samples, only
-  the SSR placement changes, as in §4.5.3) and draw SSR centres uniformly without replacement from the same
-  allowed region; their ``sim`` is the candidate SSM at the drawn centres.
 * NMS runs on the map masked to the allowed region, so the best allowed position counts as a peak even on the
-  window border (the thesis' local search "may select dissimilar regions to satisfy the constraint").
-  Peaks are >= ``nms_size // 2 + 1`` apart, so SSRs may overlap each other but never the PoI.
-* ``valid``: template std >= ``min_std`` (textured PoI) and all ``n_ssr`` similarities >= ``min_sim``; flat or
-  monochrome crops and crops without enough similar recurrences are excluded (consumers weight by ``valid``;
-  masks of invalid samples are still filled, for figures).
+  window border (the thesis' local search "may select dissimilar regions to satisfy the constraint", §4.5.1).
+  Distinct peaks are >= ``nms_size // 2 + 1`` apart (barring exact ties), so SSRs of one sample do not overlap
+  each other when ``nms_size >= 2 * poi_size - 1`` (Table 4.7's extractor) and may otherwise.
+* ``valid``: template std >= ``min_std`` (textured PoI) and all ``n_ssr`` SSRs are peaks with NCC >= ``min_sim``;
+  flat or monochrome crops and crops without enough similar recurrences are excluded (consumers weight by
+  ``valid``; masks of invalid samples are still filled, for figures).
 
 No host syncs (no ``.item()``, no data-dependent shapes): usable inside a captured CUDA graph. Memory is
 O(B * N_P * H * W), fine for training crops (48x48: 81 maps) and 128x128 analysis crops.
@@ -45,6 +53,8 @@ import torch.nn.functional as F
 from srprior.schema_fields import Validated, integer, number, one_of, option, to_float, to_int
 
 SCENARIOS = ("local", "global", "random-local", "random-global", "arbitrary")
+LOCAL_GEOMETRIES = ("window", "ring")
+SIMILARITIES = ("clamp", "affine")
 _BY_NUMBER = {"1": "local", "2": "global", "3": "random-local", "4": "random-global"}
 _LUMA = (0.299, 0.587, 0.114)  # BT.601
 _FLAT_STD = 1e-6  # windows/templates with std below this (<< 1/255) are flat: NCC := 0, like skimage's guard
@@ -65,15 +75,22 @@ def parse_scenario(value: str | int) -> str:
 class ExtractorConfig(Validated):
     """Extractor hyperparameters (thesis defaults: 5x5 PoI, one SSR, 7x7 local / 11x11 suppression window)."""
 
-    n_ssr: int = option(1, integer(1), parse=to_int, thesis="N_SSR", help="SSRs per PoI (Table 4.4)")
+    n_ssr: int = option(1, integer(1), parse=to_int, thesis="N_SSR", help="SSRs per PoI used in L_AP (Table 4.4)")
     scenario: str = option("local", one_of(SCENARIOS), parse=parse_scenario, thesis="Scenario (Fig. 4.4)",
                            help="local|global|random-local|random-global|arbitrary, or 1-4")
+    select_n: int = option(5, integer(1), parse=to_int, thesis="N_SSR for the candidate SSM (§4.4)",
+                           help="peaks whose mean ranks the templates (PoI choice)")
+    local_geometry: str = option("window", one_of(LOCAL_GEOMETRIES), thesis="local neighbourhood 7x7 (§4.5.1)",
+                                 help="Scenario 1/3 SSR centres: window (1 <= d <= 3, may overlap the PoI) "
+                                      "or ring (the squares touching the PoI)")
+    similarity: str = option("clamp", one_of(SIMILARITIES), thesis="u in [0, 1] (§3.3)",
+                             help="NCC -> similarity u: clamp(ncc, 0, 1) or (ncc + 1) / 2")
     patch: int = option(5, integer(3, odd=True), parse=to_int, help="template side (a 1x1 template has no std)")
     poi_size: int = option(5, integer(1, odd=True), parse=to_int, thesis="PoI size", help="PoI and SSR side")
-    local_window: int = option(7, integer(1, odd=True), parse=to_int, help="Scenario 1 window of SSR centres")
+    local_window: int = option(7, integer(3, odd=True), parse=to_int, help="Scenario 1 window of SSR centres")
     suppress_window: int = option(11, integer(1, odd=True), parse=to_int, help="Scenario 2 suppression window")
     nms_size: int = option(5, integer(1, odd=True), parse=to_int, help="non-maximum suppression window")
-    min_sim: float = option(0.5, number(0.0, 1.0), parse=to_float, help="least SSR similarity of a valid sample")
+    min_sim: float = option(0.5, number(0.0, 1.0), parse=to_float, help="least NCC of every SSR of a valid sample")
     min_std: float = option(0.02, number(0.0), parse=to_float, help="least PoI std (grey levels in [0, 1])")
 
 
@@ -81,7 +98,7 @@ class ExtractorConfig(Validated):
 class Extraction:
     """Extractor output for a batch; coordinates are (y, x) LR pixel indices, masks are binary float."""
 
-    ssm: torch.Tensor  # (B, N_P, H, W) similarity maps of all templates, in [0, 1]
+    ssm: torch.Tensor  # (B, N_P, H, W) similarity maps u of all templates, in [0, 1]
     template: torch.Tensor  # (B,) long, index of the candidate SSM among the N_P templates
     poi_mask: torch.Tensor  # (B, 1, H, W)
     ssr_masks: torch.Tensor  # (B, n_ssr, H, W)
@@ -101,6 +118,11 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB -> (B, H, W) BT.601 luma (offset-free; NCC ignores offset and gain)."""
     w = rgb.new_tensor(_LUMA).view(1, 3, 1, 1)
     return (rgb * w).sum(1)
+
+
+def to_similarity(corr: torch.Tensor, mapping: str) -> torch.Tensor:
+    """NCC in [-1, 1] -> similarity u in [0, 1] (``ExtractorConfig.similarity``)."""
+    return corr.clamp_min(0.0) if mapping == "clamp" else (corr + 1.0) * 0.5
 
 
 def template_grid(h: int, w: int, patch: int, poi_size: int) -> tuple[int, int, int, int]:
@@ -165,6 +187,8 @@ def _allowed(h: int, w: int, cfg: ExtractorConfig, device: torch.device) -> torc
     r = cfg.poi_size // 2
     inside = (yy >= r) & (yy < h - r) & (xx >= r) & (xx < w - r)
     d = torch.maximum((yy - cy).abs(), (xx - cx).abs())
+    if cfg.scenario in ("local", "random-local") and cfg.local_geometry == "window":
+        return inside & (d >= 1) & (d <= cfg.local_window // 2)
     allowed = inside & (d >= cfg.poi_size)  # disjoint from the PoI
     if cfg.scenario in ("local", "random-local"):
         allowed &= d <= max(cfg.local_window // 2, cfg.poi_size)
@@ -193,23 +217,24 @@ def extract(lr: torch.Tensor, cfg: ExtractorConfig, generator: torch.Generator |
     b, _, h, w = lr.shape
     grey = luma(lr.detach().float())
     corr, centers = ncc(grey, cfg.patch, cfg.poi_size)
-    sim_maps = corr.clamp_min(0.0)  # u in [0, 1]
+    sim_maps = to_similarity(corr, cfg.similarity)
     n_p = sim_maps.shape[1]
     allowed = _allowed(h, w, cfg, lr.device).unsqueeze(0)  # (1, N_P, H, W)
-    masked = torch.where(allowed, sim_maps, -1.0)
+    masked = torch.where(allowed, corr.clamp_min(0.0), -1.0)  # selection on clamp(ncc) under either mapping
     k, r = cfg.nms_size, cfg.nms_size // 2  # separable max-pool: 2k instead of k*k compares
     pooled = F.max_pool2d(F.max_pool2d(masked, (1, k), 1, (0, r)), (k, 1), 1, (r, 0))
     # peaks rank by similarity, then other allowed positions (-1), never disallowed ones (-2): SSRs always
     # satisfy the geometry when the region has n_ssr positions; a missing peak reads -1 and makes it invalid
     score = torch.where(masked == pooled, masked, -1.0).masked_fill(~allowed, -2.0).view(b, n_p, h * w)
-    top_val, top_idx = score.topk(cfg.n_ssr, dim=-1)  # (B, N_P, K)
+    n_top = max(cfg.select_n, cfg.n_ssr)
+    top_val, top_idx = score.topk(n_top, dim=-1)  # (B, N_P, n_top), best first
     tpl_std = _tiles(grey, cfg.patch, cfg.poi_size)[0].std(1, unbiased=False)  # (B, N_P)
     textured = tpl_std >= cfg.min_std
-    rank = torch.where(textured, top_val.mean(-1), -2.0)
+    rank = torch.where(textured, top_val[..., :cfg.select_n].clamp_min(0.0).mean(-1), -1.0)
     chosen = rank.argmax(1)  # (B,)
-    pick = chosen.view(b, 1, 1).expand(-1, 1, cfg.n_ssr)
-    peak_val = top_val.gather(1, pick).squeeze(1)  # (B, K)
-    ssr_idx = top_idx.gather(1, pick).squeeze(1)
+    pick = chosen.view(b, 1, 1).expand(-1, 1, n_top)
+    peak_val = top_val.gather(1, pick).squeeze(1)[:, :cfg.n_ssr]  # (B, n_ssr)
+    ssr_idx = top_idx.gather(1, pick).squeeze(1)[:, :cfg.n_ssr]
     valid = textured.gather(1, chosen[:, None]).squeeze(1) & (peak_val >= cfg.min_sim).all(-1)
     candidate = sim_maps.gather(1, chosen.view(b, 1, 1, 1).expand(-1, 1, h, w)).view(b, h * w)
     if cfg.scenario.startswith("random"):
