@@ -4,6 +4,13 @@ The prior step shares the L1 forward pass: forward (input as a grad leaf) -> inp
 ``create_graph`` -> one backward of L1 + lambda*L_AP (the double backward) into the parameters only -> Adam.
 With ``lambda_ap == 0`` it is exactly the plain L1 step (no extractor, no leaf, no extra backward).
 
+``l1_reduction`` reads Eq. 3.10's L1 term: "mean" averages |SR - HR| over all B*C*H*W elements (EDSR/RCAN code,
+``F.l1_loss``); "sum" is Eq. 3.10 literally, (1/N) sum_j ||f(x_j) - y_j||_1, the per-image l1 norm averaged over
+the batch. "sum" is C*H*W times "mean" (27,648 for 48x48 LR crops at x2), so at the same lambda_AP the prior
+weighs C*H*W times less against L1: lambda_AP = 1e-4 under "sum" is lambda_AP = 3.6e-9 under "mean". Adam
+normalises the overall gradient scale, so without the prior both readings train almost alike (only Adam's eps
+differs).
+
 Speed options (meant for GPUs): ``bf16`` autocasts the model forward (its backward and double backward follow
 the forward's dtypes; losses, PoI sum and norms stay fp32; works on CPU too, slowly). ``cuda_graph`` captures the
 whole step (extractor, forward, double backward, Adam with ``capturable=True``) once per input shape and then
@@ -22,6 +29,8 @@ from torch import nn
 
 from srprior.method.prior import PriorConfig, attribution, prior_loss
 from srprior.method.ssm import extract
+
+L1_REDUCTIONS = ("mean", "sum")
 
 
 @dataclass
@@ -54,15 +63,18 @@ class TrainStep:
         bf16: bool = False,
         cuda_graph: bool = False,
         generator: torch.Generator | None = None,
+        l1_reduction: str = "mean",
     ):
         if not isinstance(prior, PriorConfig):
             raise TypeError(f"TrainStep(prior=...): expected a PriorConfig, got {type(prior).__name__}")
         if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
             raise ValueError(f"TrainStep(scale={scale!r}): must be a positive int")
+        if l1_reduction not in L1_REDUCTIONS:
+            raise ValueError(f"TrainStep(l1_reduction={l1_reduction!r}): use one of {', '.join(L1_REDUCTIONS)}")
         if cuda_graph and generator is not None:
             raise ValueError("TrainStep(cuda_graph=True) replays the default CUDA generator; pass generator=None")
         self.model, self.optimizer, self.prior, self.scale = model, optimizer, prior, scale
-        self.bf16, self.cuda_graph, self.generator = bf16, cuda_graph, generator
+        self.bf16, self.cuda_graph, self.generator, self.l1_reduction = bf16, cuda_graph, generator, l1_reduction
         self._params = [p for p in model.parameters() if p.requires_grad]
         self._graph: tuple | None = None  # (key, graph, static_lr, static_hr, static_out)
 
@@ -79,10 +91,15 @@ class TrainStep:
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
             return self.model(x).float()
 
+    def _l1(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        if self.l1_reduction == "mean":
+            return F.l1_loss(sr, hr)
+        return F.l1_loss(sr, hr, reduction="sum") / sr.shape[0]
+
     def _eager(self, lr: torch.Tensor, hr: torch.Tensor) -> StepOutput:
         self.optimizer.zero_grad(set_to_none=True)
         if self.prior.lambda_ap == 0.0:
-            l1 = F.l1_loss(self._forward(lr), hr)
+            l1 = self._l1(self._forward(lr), hr)
             l1.backward()
             self.optimizer.step()
             zero = l1.detach().new_zeros(())
@@ -90,7 +107,7 @@ class TrainStep:
         extraction = extract(lr, self.prior.extractor, self.generator)
         x = lr.detach().requires_grad_(True)
         sr = self._forward(x)
-        l1 = F.l1_loss(sr, hr)
+        l1 = self._l1(sr, hr)
         attr = attribution(sr, x, extraction, self.scale, create_graph=True)
         l_ap, info = prior_loss(attr, extraction, self.prior)
         total = l1 + self.prior.lambda_ap * l_ap
