@@ -41,6 +41,13 @@ def _gini_quadratic(g: np.ndarray) -> float:
     return np.abs(g[:, None] - g[None, :]).sum() / (2 * g.size**2 * g.mean())
 
 
+def _reference_di(grad: np.ndarray, channels: str = "abs-of-sum") -> float:
+    """DI as the LAM reference defines it, written from its definition: grad_abs_norm (|sum over channels| / max)
+    then gini (+1e-7, Eq. 4.7 over all pairs) and (1 - G) * 100."""
+    g2 = np.abs(grad.sum(axis=0)) if channels == "abs-of-sum" else np.abs(grad).sum(axis=0)
+    return (1 - _gini_quadratic(g2 / g2.max() + 1e-7)) * 100
+
+
 @pytest.mark.parametrize("shape", [(1,), (2,), (7, 9), (40, 50)])
 def test_gini_matches_quadratic_definition(shape):
     rng = np.random.default_rng(sum(shape))
@@ -48,18 +55,39 @@ def test_gini_matches_quadratic_definition(shape):
         if g.sum() == 0:
             continue
         assert gini(g) == pytest.approx(_gini_quadratic(g), abs=1e-10)
-        assert diffusion_index(-g.reshape(1, *g.shape[-2:]) if g.ndim == 2 else g.reshape(1, 1, -1)) \
-            == pytest.approx((1 - _gini_quadratic(g)) * 100, abs=1e-8)
+
+
+@pytest.mark.parametrize("channels", ["abs-of-sum", "sum-of-abs"])
+def test_di_matches_the_lam_reference_definition(channels):
+    rng = np.random.default_rng(11)
+    signed = rng.normal(size=(3, 30, 40)) * rng.exponential(size=(1, 30, 40)) ** 2  # heavy-tailed, mixed signs
+    assert diffusion_index(signed, channels) == pytest.approx(_reference_di(signed, channels), abs=1e-9)
+    lam_raw = path_attribution(_model("edsr-t-micro"), _image(24), (16, 16, 16), LAMConfig(steps=10)).raw
+    assert diffusion_index(lam_raw, channels) == pytest.approx(_reference_di(lam_raw, channels), abs=1e-9)
+    assert diffusion_index(7.5 * signed, channels) == pytest.approx(diffusion_index(signed, channels), abs=1e-9)
+
+
+def test_di_channel_reduction_is_the_only_difference_between_the_readings():
+    """Opposite-signed channels cancel in |sum| (reference) and add up in sum |.|; one channel: the same DI."""
+    rng = np.random.default_rng(12)
+    g = rng.random((20, 20)) ** 4
+    one = np.stack([g, np.zeros_like(g), np.zeros_like(g)])
+    assert diffusion_index(one) == pytest.approx(diffusion_index(one, "sum-of-abs"), abs=1e-12)
+    cancel = np.stack([g, -g, g])
+    cancel[1, :10] = -3 * g[:10]  # the top half sums to -g, the bottom half to +g: same |sum| as one channel
+    assert diffusion_index(cancel) == pytest.approx(diffusion_index(g), abs=1e-12)
+    cancel[1, 10:] = -2 * g[10:]  # the bottom half now sums to 0: only the top half contributes to |sum|
+    assert diffusion_index(cancel) < diffusion_index(cancel, "sum-of-abs") - 10
 
 
 def test_di_delta_and_uniform_maps():
     delta = np.zeros((30, 40))
     delta[12, 7] = 5.0
-    assert diffusion_index(delta) == pytest.approx(100 / delta.size, abs=1e-12)  # Gini = (n-1)/n
+    n, floor = delta.size, 1e-7  # reference floor: Gini((x + c)) = Gini(x) * mean(x) / (mean(x) + c)
+    assert diffusion_index(delta) == pytest.approx((1 - (n - 1) / n / (1 + n * floor)) * 100, abs=1e-10)
     assert diffusion_index(np.full((30, 40), 0.3)) == pytest.approx(100.0, abs=1e-10)
-    # (3,H,W) maps are |.| then summed over channels
-    raw = np.stack([delta, -delta, delta])
-    assert diffusion_index(raw) == pytest.approx(diffusion_index(delta), abs=1e-12)
+    raw = np.stack([delta, -delta, delta])  # |sum| = |delta|, sum |.| = 3 |delta|: same normalised map
+    assert diffusion_index(raw) == diffusion_index(raw, "sum-of-abs") == diffusion_index(delta)
 
 
 def test_gini_rejects_meaningless_input():
@@ -69,6 +97,10 @@ def test_gini_rejects_meaningless_input():
         gini(np.zeros(5))
     with pytest.raises(ValueError, match="attribution map"):
         diffusion_index(np.ones(5))
+    with pytest.raises(ValueError, match="not all zero"):
+        diffusion_index(np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="channels"):
+        diffusion_index(np.ones((3, 4, 4)), "mean")
 
 
 def test_blur_path_endpoints_and_kernel():
@@ -150,9 +182,11 @@ def test_di_protocol_and_figure(tmp_path):
     with pytest.raises(ValueError, match="too small"):
         di_windows((8, 8), scale=2)
     model, images = _model("edsr-t-micro"), [_image(20), _image(24)]
-    expected = np.mean([diffusion_index(lam(model, im, di_windows(im.shape, 2)[0])) for im in images])
+    raws = [path_attribution(model, im, di_windows(im.shape, 2)[0]).raw for im in images]
     di = mean_di(model, images, scale=2)
-    assert di == pytest.approx(expected, abs=1e-12) and 0 < di < 100
+    assert di == pytest.approx(np.mean([_reference_di(r) for r in raws]), abs=1e-9) and 0 < di < 100
+    other = mean_di(model, images, scale=2, channels="sum-of-abs")
+    assert other == pytest.approx(np.mean([_reference_di(r, "sum-of-abs") for r in raws]), abs=1e-9)
     img = images[0]
     window = di_windows(img.shape, 2)[0]
     out = lam_figure(img, lam(model, img, window), window, tmp_path / "fig" / "lam.png", scale=2, title="EDSR")

@@ -9,7 +9,14 @@ Unlike the reference (one backward per step), path points are batched: `chunk` p
 
 DI protocol of this platform (metric `di`): images = the 7 LAM demo inputs (256x256 HR crops of Urban100, the
 public stand-in for the unpublished HardCases set), LR = MATLAB bicubic of modcrop(HR, scale); one 16x16 HR window
-at the image centre (`di_windows`); DI = (1 - Gini(|attr| summed over channels)) * 100; `di` = mean over images.
+at the image centre (`di_windows`); `di` = mean DI over images.
+
+DI follows the LAM reference code (X-Lowlevel-Vision/LAM_Demo: `grad_abs_norm`, then `gini`): the attribution
+map is |sum over RGB of the signed attribution| ("abs-of-sum"), divided by its maximum, plus 1e-7, and
+DI = (1 - Gini) * 100 (Eq. 4.7-4.8). Eq. 4.7 calls g "the absolute value of the attribution map" without
+saying how channels combine; "sum-of-abs" (sum over RGB of |attribution|, the l1 norm the prior uses) is the
+other reading. The max-normalisation makes DI independent of the attribution's scale; the 1e-7 floor adds
+(100 - DI) * 1e-7 / (m + 1e-7) to DI, m = mean of the normalised map: under 0.01 when m >= 1e-3.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ Window = tuple[int, int, int]  # (y, x, size): top-left corner and side, in SR (
 
 DI_IMAGES = tuple(f"LAM_demo/test_images/{i}.png" for i in range(1, 8))  # relative to the benchmark data root
 DI_WINDOW = 16
+DI_CHANNELS = ("abs-of-sum", "sum-of-abs")  # the LAM reference's channel reduction first (the default)
+_GINI_FLOOR = 1e-7  # the reference adds it to the max-normalised map before the Gini
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,21 @@ class Attribution:
 
     @property
     def map(self) -> np.ndarray:
-        """|attribution| summed over channels, (H,W): what DI and the figures use."""
-        return np.abs(self.raw).sum(axis=0)
+        """(H,W) map of the reference reduction (|sum over channels|): what DI and the figures use."""
+        return channel_map(self.raw)
+
+
+def channel_map(attr: np.ndarray, channels: str = DI_CHANNELS[0]) -> np.ndarray:
+    """Non-negative (H,W) map of a signed (C,H,W) attribution: |sum_c A_c| ("abs-of-sum", LAM reference) or
+    sum_c |A_c| ("sum-of-abs"); an (H,W) map is just |attr|."""
+    if channels not in DI_CHANNELS:
+        raise ValueError(f"channels={channels!r}: use one of {', '.join(DI_CHANNELS)}")
+    a = np.asarray(attr, dtype=np.float64)
+    if a.ndim == 3:
+        return np.abs(a.sum(axis=0)) if channels == "abs-of-sum" else np.abs(a).sum(axis=0)
+    if a.ndim != 2:
+        raise ValueError(f"expected an (H,W) or (C,H,W) attribution map, got shape {a.shape}")
+    return np.abs(a)
 
 
 def gaussian_kernel(size: int, sigma: float) -> Tensor:
@@ -138,9 +160,9 @@ def path_attribution(model: nn.Module, lr_image: np.ndarray | Tensor, window: Wi
 
 
 def lam(model: nn.Module, lr_image: np.ndarray | Tensor, window: Window,
-        cfg: LAMConfig = LAMConfig()) -> np.ndarray:
-    """LAM attribution map (H,W) of the LR input: |attribution| summed over channels (float64)."""
-    return path_attribution(model, lr_image, window, cfg).map
+        cfg: LAMConfig = LAMConfig(), channels: str = DI_CHANNELS[0]) -> np.ndarray:
+    """LAM attribution map (H,W) of the LR input, channels reduced by `channel_map` (float64)."""
+    return channel_map(path_attribution(model, lr_image, window, cfg).raw, channels)
 
 
 def gini(x: np.ndarray) -> float:
@@ -156,14 +178,13 @@ def gini(x: np.ndarray) -> float:
     return float(np.dot(2 * i - n - 1, v) / (n * total))
 
 
-def diffusion_index(attr: np.ndarray) -> float:
-    """DI = (1 - Gini) * 100 of |attr|, channel-summed when given (C,H,W) (Eq. 4.8); larger = more pixels used."""
-    a = np.abs(np.asarray(attr, dtype=np.float64))
-    if a.ndim == 3:
-        a = a.sum(axis=0)
-    if a.ndim != 2:
-        raise ValueError(f"diffusion_index expects an (H,W) or (C,H,W) attribution map, got shape {a.shape}")
-    return (1.0 - gini(a)) * 100.0
+def diffusion_index(attr: np.ndarray, channels: str = DI_CHANNELS[0]) -> float:
+    """DI = (1 - Gini) * 100 (Eq. 4.8) of the reference map: `channel_map`, / max, + 1e-7; larger = more pixels."""
+    a = channel_map(attr, channels)
+    peak = a.max() if a.size else 0.0
+    if not np.isfinite(peak) or peak == 0:
+        raise ValueError("diffusion_index needs a finite attribution map that is not all zero")
+    return (1.0 - gini(a / peak + _GINI_FLOOR)) * 100.0
 
 
 def di_windows(image_shape: tuple[int, ...], scale: int, size: int = DI_WINDOW) -> list[Window]:
@@ -182,12 +203,13 @@ def di_images(root: str | Path, scale: int) -> list[np.ndarray]:
     return [bicubic_lr(read_image(Path(root) / rel), scale) for rel in DI_IMAGES]
 
 
-def mean_di(model: nn.Module, images: list[np.ndarray], scale: int, cfg: LAMConfig = LAMConfig()) -> float:
+def mean_di(model: nn.Module, images: list[np.ndarray], scale: int, cfg: LAMConfig = LAMConfig(),
+            channels: str = DI_CHANNELS[0]) -> float:
     """Mean DI over the `di_windows` of each LR image (uint8 (H,W,3) or objects with an `.lr` field)."""
     values = []
     for img in images:
         lr = getattr(img, "lr", img)
-        values += [diffusion_index(lam(model, lr, win, cfg)) for win in di_windows(lr.shape, scale)]
+        values += [diffusion_index(lam(model, lr, win, cfg, channels)) for win in di_windows(lr.shape, scale)]
     if not values:
         raise ValueError("mean_di needs at least one image")
     return float(np.mean(values))
@@ -201,8 +223,7 @@ def lam_figure(lr: np.ndarray, attr: np.ndarray, window: Window, path: str | Pat
 
     h, w = lr.shape[:2]
     extent = (0, w * scale, h * scale, 0)  # draw in HR coordinates so the window needs no conversion
-    heat = np.abs(np.asarray(attr, dtype=np.float64))
-    heat = heat.sum(axis=0) if heat.ndim == 3 else heat
+    heat = channel_map(attr)
     heat = heat / heat.max() if heat.max() > 0 else heat
     fig = Figure(figsize=(9, 3.3))
     axes = fig.subplots(1, 3)
