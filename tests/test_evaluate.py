@@ -11,8 +11,8 @@ from srprior.archs import build_model
 from srprior.cli import main
 from srprior.data.datasets import ImagePair, benchmark
 from srprior.data.imresize import imresize
-from srprior.evaluate import bicubic_baseline, bicubic_upscale, evaluate, score
-from srprior.metrics import psnr, ssim
+from srprior.evaluate import bicubic_baseline, bicubic_table, bicubic_upscale, evaluate, score
+from srprior.metrics import psnr, rgb_to_y, ssim
 
 
 def _pairs(n=3, h=20, w=26, scale=2, seed=0):
@@ -50,6 +50,44 @@ def test_evaluate_quantises_like_the_literature():
         expected_psnr.append(psnr(sr, p.hr, 2))
         expected_ssim.append(ssim(sr, p.hr, 2))
     assert got == pytest.approx({"psnr": np.mean(expected_psnr), "ssim": np.mean(expected_ssim)}, abs=1e-12)
+
+
+def _skimage_scores(sr_images, pairs, crop: int) -> dict[str, float]:
+    """PSNR/SSIM of scikit-image on the numpy-cropped Y planes: an independent check of the shave."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    ps, ss = [], []
+    for sr, p in zip(sr_images, pairs):
+        y_sr, y_hr = (rgb_to_y(x)[crop:-crop, crop:-crop] for x in (sr, p.hr))
+        ps.append(peak_signal_noise_ratio(y_hr, y_sr, data_range=255))
+        ss.append(structural_similarity(y_hr, y_sr, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                        data_range=255))
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
+
+
+def test_shave_6_plus_scale_matches_a_numpy_crop_and_skimage():
+    """§4.3's 6 + scale border: only the cropped border changes the score."""
+    pairs = _pairs(n=2, h=30, w=34)
+    model = nn.Upsample(scale_factor=2, mode="nearest")
+    model.register_parameter("dummy", nn.Parameter(torch.zeros(1)))
+    up = [np.repeat(np.repeat(p.lr, 2, axis=0), 2, axis=1) for p in pairs]
+    default, thesis = evaluate(model, pairs, scale=2), evaluate(model, pairs, scale=2, shave=8)
+    assert default == pytest.approx(_skimage_scores(up, pairs, 2), abs=1e-10)
+    assert thesis == pytest.approx(_skimage_scores(up, pairs, 8), abs=1e-10)
+    assert thesis["psnr"] != pytest.approx(default["psnr"], abs=1e-3)
+    for sr, p in zip(up, pairs):  # damage only the 8 px border: invisible under shave = 8
+        sr[:8], sr[-8:], sr[:, :8], sr[:, -8:] = 0, 0, 0, 0
+    assert score(up, pairs, 2, shave=8) == pytest.approx(thesis, abs=1e-12)
+    assert score(up, pairs, 2)["psnr"] < default["psnr"] - 3
+
+
+def test_bicubic_table_extra_shave_on_set5(data_root):
+    pairs = benchmark(data_root, "Set5", 2)
+    table = bicubic_table(str(data_root), [2], ["Set5"], extra_shave=6)[("Set5", 2)]
+    expected = _skimage_scores([imresize(p.lr, 2) for p in pairs], pairs, 8)
+    assert table["psnr"] == pytest.approx(expected["psnr"], abs=1e-10)
+    assert table["ssim"] == pytest.approx(expected["ssim"], abs=1e-10)
+    assert table["psnr"] - bicubic_baseline(pairs, 2)["psnr"] == pytest.approx(2.6e-4, abs=1e-5)  # 33.6744 vs 33.6741
 
 
 def test_score_rejects_mismatches():

@@ -1,7 +1,8 @@
 """Benchmark evaluation: model -> uint8 SR -> Y-channel PSNR/SSIM (srprior.metrics), and `srprior eval bicubic`.
 
 SR outputs are quantised like the literature before scoring (clamp to [0,1], *255, round to uint8), so numbers
-are comparable with published tables. Heavy imports (torch, datasets) stay inside functions: the CLI imports
+are comparable with published tables. `shave` border pixels are cropped before scoring: None = the scale (the
+SR literature's Python/MATLAB scripts); the thesis's §4.3 says 6 + scale (pass it explicitly). Heavy imports (torch, datasets) stay inside functions: the CLI imports
 this module just to register its sub-command.
 """
 
@@ -43,8 +44,8 @@ def super_resolve(model, lr: np.ndarray, device="cpu") -> np.ndarray:
         return quantise(model(to_tensor(lr, device)))
 
 
-def score(sr_images: Iterable[np.ndarray], pairs: Sequence, scale: int) -> dict[str, float]:
-    """Mean PSNR/SSIM of uint8 SR images against the pairs' HR images."""
+def score(sr_images: Iterable[np.ndarray], pairs: Sequence, scale: int, shave: int | None = None) -> dict[str, float]:
+    """Mean PSNR/SSIM of uint8 SR images against the pairs' HR images (`shave`: None = scale)."""
     psnrs, ssims = [], []
     for sr, pair in zip(sr_images, pairs, strict=True):
         if pair.scale != scale:
@@ -52,19 +53,19 @@ def score(sr_images: Iterable[np.ndarray], pairs: Sequence, scale: int) -> dict[
         if sr.shape != pair.hr.shape:
             raise ValueError(f"image {pair.name!r}: SR output {sr.shape} does not match HR {pair.hr.shape}; "
                              f"is the model built for x{scale}?")
-        psnrs.append(psnr(sr, pair.hr, scale))
-        ssims.append(ssim(sr, pair.hr, scale))
+        psnrs.append(psnr(sr, pair.hr, scale, shave))
+        ssims.append(ssim(sr, pair.hr, scale, shave))
     if not psnrs:
         raise ValueError("no images to evaluate")
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
 
 
-def evaluate(model, pairs: Sequence, scale: int, device="cpu") -> dict[str, float]:
-    """Mean PSNR/SSIM (Y, shave = scale) of `model` over `pairs` (ImagePair), one image per forward."""
+def evaluate(model, pairs: Sequence, scale: int, device="cpu", shave: int | None = None) -> dict[str, float]:
+    """Mean PSNR/SSIM (Y, `shave` border pixels, None = scale) of `model` over `pairs`, one image per forward."""
     was_training = model.training
     model.eval()
     try:
-        return score((super_resolve(model, p.lr, device) for p in pairs), pairs, scale)
+        return score((super_resolve(model, p.lr, device) for p in pairs), pairs, scale, shave)
     finally:
         model.train(was_training)
 
@@ -76,21 +77,24 @@ def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     return imresize(lr, scale)
 
 
-def bicubic_baseline(pairs: Sequence, scale: int, progress: Callable[[Iterable], Iterable] = iter) -> dict[str, float]:
+def bicubic_baseline(pairs: Sequence, scale: int, progress: Callable[[Iterable], Iterable] = iter,
+                     shave: int | None = None) -> dict[str, float]:
     """Mean PSNR/SSIM of MATLAB-bicubic upscaling over `pairs` (the number every SR table starts from)."""
-    return score([bicubic_upscale(p.lr, scale) for p in progress(pairs)], pairs, scale)
+    return score([bicubic_upscale(p.lr, scale) for p in progress(pairs)], pairs, scale, shave)
 
 
 def bicubic_table(root: str, scales: Sequence[int], datasets: Sequence[str] = BENCHMARKS,
-                  progress: Callable[[Iterable, str], Iterable] = lambda it, desc: it) -> dict:
-    """{(dataset, scale): {"psnr", "ssim", "n"}} of bicubic upscaling on the EDSR-layout benchmarks under root."""
+                  progress: Callable[[Iterable, str], Iterable] = lambda it, desc: it, extra_shave: int = 0) -> dict:
+    """{(dataset, scale): {"psnr", "ssim", "n"}} of bicubic upscaling on the EDSR-layout benchmarks under root,
+    shaving `extra_shave` + scale border pixels (6 for the thesis's §4.3)."""
     from srprior.data.datasets import benchmark
 
     results = {}
     for scale in scales:
         for name in datasets:
             pairs = benchmark(root, name, scale)
-            res = bicubic_baseline(pairs, scale, progress=lambda it, d=f"{name} x{scale}": progress(it, d))
+            res = bicubic_baseline(pairs, scale, progress=lambda it, d=f"{name} x{scale}": progress(it, d),
+                                   shave=extra_shave + scale)
             results[(name, scale)] = {**res, "n": len(pairs)}
     return results
 
@@ -111,7 +115,8 @@ def _run_bicubic(args: argparse.Namespace) -> int:
         raise SystemExit("srprior eval bicubic: pass --data DIR (the folder holding Set5/, Set14/, ...) "
                          "or set SRPRIOR_DATA")
     results = bicubic_table(args.data, args.scale, args.datasets,
-                            progress=lambda it, desc: tqdm(it, desc=desc, unit="img", file=sys.stderr))
+                            progress=lambda it, desc: tqdm(it, desc=desc, unit="img", file=sys.stderr),
+                            extra_shave=args.extra_shave)
     print(markdown_table(results, args.scale, args.datasets))
     return 0
 
@@ -125,4 +130,6 @@ def register(subparsers) -> None:
                      help="benchmark root in the EDSR layout (default: $SRPRIOR_DATA)")
     bic.add_argument("--scale", type=int, nargs="+", default=[2], choices=(2, 3, 4), help="one or more scales")
     bic.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), help="dataset folders under --data")
+    bic.add_argument("--extra-shave", type=int, default=0,
+                     help="border pixels shaved beyond the scale (6: the thesis's §4.3 '6 + scale')")
     bic.set_defaults(func=_run_bicubic)
