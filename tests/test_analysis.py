@@ -9,20 +9,20 @@ import pytest
 import torch
 from torch import nn
 
-from srprior.data.datasets import ImagePair
+from srprior.data.datasets import ImagePair, benchmark
 from srprior.metrics import psnr
 from srprior.method.analysis import (
     TABLE_4_7,
     norm_sections,
     poi_window,
+    region_evaluation,
     region_psnr,
     region_scores,
     section_boxes,
     similar_dissimilar_ratio,
-    ssr_evaluation,
     upscale_mask,
 )
-from srprior.method.ssm import extract
+from srprior.method.ssm import ExtractorConfig, extract
 
 
 def _pair(h=24, w=30, seed=0):
@@ -71,26 +71,68 @@ def test_region_scores_table_4_7():
         assert total == pytest.approx((ssr_ + poi_) / 2, abs=1e-4)
 
 
-def test_ssr_evaluation_on_a_repetitive_image():
-    """A tiled texture has exact recurrences: every extraction is valid; scores equal region_scores on its masks."""
-    rng = np.random.default_rng(7)
-    tile = rng.integers(0, 256, size=(20, 20, 3), dtype=np.uint8)
-    pairs = []
-    for i in range(2):
-        hr = np.roll(np.tile(tile, (4, 4, 1)), 3 * i, axis=1)[:80, :80]
-        pairs.append(ImagePair(f"tiles{i}", np.ascontiguousarray(hr), np.ascontiguousarray(hr[::2, ::2])))
+def _nearest_model() -> nn.Module:
     model = nn.Upsample(scale_factor=2, mode="nearest")
-    model.register_parameter("dummy", nn.Parameter(torch.zeros(1)))
-    got = ssr_evaluation(model, pairs, scale=2)
-    assert got["n_valid"] == 2 and 0 < got["psnr_total"] < 60
-    expected = []
+    model.register_parameter("dummy", nn.Parameter(torch.zeros(1)))  # models have parameters
+    return model
+
+
+def _no_overlap(centers: torch.Tensor, size: int) -> bool:
+    """(K, 2) centres of size x size squares: pairwise Chebyshev distance >= size."""
+    d = (centers[:, None] - centers[None]).abs().max(-1).values + size * torch.eye(len(centers), dtype=torch.long)
+    return bool((d >= size).all())
+
+
+def test_region_evaluation_counts_every_image_and_matches_region_scores():
+    """Two noisy tilings with a 20 px LR period (recurrences: valid) and one noise image (none: invalid). All
+    three are scored; the metrics are the means of region_scores on each image's masks, computed here."""
+    rng = np.random.default_rng(7)
+    tile = rng.integers(0, 256, size=(40, 40, 3))
+    hrs = [np.roll(np.tile(tile, (4, 4, 1)), 6 * i, axis=1) + rng.integers(-4, 5, size=(160, 160, 3))
+           for i in range(2)]
+    hrs = [np.clip(hr, 0, 255).astype(np.uint8) for hr in hrs]
+    hrs.append(rng.integers(0, 256, size=(160, 160, 3), dtype=np.uint8))
+    pairs = [ImagePair(f"img{i}", np.ascontiguousarray(hr), np.ascontiguousarray(hr[::2, ::2]))
+             for i, hr in enumerate(hrs)]
+    model = _nearest_model()
+    model.train()
+    got = region_evaluation(model, pairs, scale=2)
+    assert model.training  # mode restored
+    expected, valid = [], []
     for p in pairs:
         ex = extract(torch.tensor(p.lr).permute(2, 0, 1)[None].float() / 255, TABLE_4_7)
         assert ex.ssr_masks.shape[1] == 5 and ex.poi_mask[0, 0].sum() == 17 * 17
+        assert _no_overlap(ex.ssr_centers[0], 17)
         sr = np.repeat(np.repeat(p.lr, 2, axis=0), 2, axis=1)
         expected.append(region_scores(sr, p.hr, ex.poi_mask[0, 0].numpy(), ex.ssr_masks[0].numpy(), 2))
+        valid.append(bool(ex.valid[0]))
+    assert valid == [True, True, False]
+    assert got.metrics["n_valid"] == 2 and got.metrics["n_images"] == 3
     for key in ("psnr_total", "psnr_ssr", "psnr_poi"):
-        assert got[key] == pytest.approx(np.mean([e[key] for e in expected]), abs=1e-12)
+        assert got.metrics[key] == pytest.approx(np.mean([e[key] for e in expected]), abs=1e-12)
+        assert got.metrics[key] != pytest.approx(np.mean([e[key] for e in expected[:2]]), abs=1e-3)
+    lr, sr, ex = got.example
+    assert lr is pairs[0].lr and sr.shape == pairs[0].hr.shape and torch.equal(ex.ssr_centers, extract(
+        torch.tensor(lr).permute(2, 0, 1)[None].float() / 255, TABLE_4_7).ssr_centers)
+    with pytest.raises(ValueError, match="at least one"):
+        region_evaluation(model, [], 2)
+
+
+def test_table_4_7_ssrs_do_not_overlap_on_real_urban100_crops(data_root):
+    """128x128 LR centre crops (a HardCases image is 256x256 HR): with NMS over 33 px the five 17x17 SSRs are
+    disjoint from each other and from the PoI; the training NMS (5 px) would let them overlap."""
+    crops = []
+    for pair in benchmark(data_root, "Urban100", 2)[:8]:
+        h, w = pair.lr.shape[:2]
+        crops.append(pair.lr[(h - 128) // 2:(h + 128) // 2, (w - 128) // 2:(w + 128) // 2])
+    lr = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
+    ext = extract(lr, TABLE_4_7)
+    assert ext.valid.sum() >= 7
+    for b in range(len(crops)):
+        assert _no_overlap(ext.ssr_centers[b], 17)
+        assert torch.all((ext.ssr_centers[b] - ext.poi_center[b]).abs().max(-1).values >= 17)
+    old = extract(lr, ExtractorConfig(**{**TABLE_4_7.__dict__, "nms_size": 5}))
+    assert sum(not _no_overlap(c, 17) for c in old.ssr_centers) >= 6
 
 
 def test_region_psnr_errors():

@@ -128,8 +128,15 @@ def test_final_metrics_on_the_embedded_default(tmp_path):
     torch.manual_seed(0)
     from srprior.archs import build_model
 
-    metrics, tags, files = final_metrics(build_model("edsr-t-micro"), cfg, val, torch.device("cpu"), tmp_path)
+    model = build_model("edsr-t-micro")
+    metrics, tags, files = final_metrics(model, cfg, val, torch.device("cpu"), tmp_path)
     assert set(metrics) == {"psnr_embedded", "ssim_embedded", "psnr_total", "psnr_ssr", "psnr_poi", "di"}
+    from srprior.method.analysis import region_evaluation
+    from srprior.trainers.evaluation import eval_sets, region_set
+
+    scale = cfg.model.scale
+    region = region_evaluation(model, region_set(eval_sets(cfg, val), scale)[1], scale).metrics
+    assert all(metrics[k] == region[k] for k in ("psnr_total", "psnr_ssr", "psnr_poi"))  # the one implementation
     assert all(np.isfinite(v) for v in metrics.values()) and 0 < metrics["di"] < 100
     assert tags == {"srprior.region_set": "embedded-crop256"}
     assert sorted(p.name for p in files) == ["lam.png", "sr_embedded-crop256_0.png", "ssm.png"]

@@ -10,9 +10,10 @@ root, 256×256 HR) or, without a data root, on 64×64-LR centre crops of the emb
 centred 16×16 window per image. RNAN's non-local blocks keep N×N affinities per path point for the backward
 (N = LR pixels), so its LAM batches only as many path points as fit LAM_MEMORY (LAMConfig.chunk: same result).
 
-Table 4.7 (psnr_total / psnr_ssr / psnr_poi): per image, the extractor picks N_SSR = 5 SSRs anywhere in the image
-("arbitrary") for a 17×17 PoI (analysis.TABLE_4_7), and analysis.region_scores measures PSNR on the SSRs and
-the PoI; "Total" is their mean, as the thesis's printed rows show. The set is HardCases (256×256 HR sub-images) when present; otherwise 256×256 HR centre crops of the last
+Table 4.7 (psnr_total / psnr_ssr / psnr_poi): analysis.region_evaluation, the one implementation shared with the
+analyses: per image, the extractor picks N_SSR = 5 non-overlapping SSRs anywhere in the image ("arbitrary") for
+a 17×17 PoI (analysis.TABLE_4_7) and PSNR is measured on the SSRs and the PoI; every image counts, valid
+extraction or not; "Total" is the mean of SSR and PoI PSNR, as the thesis's printed rows show. The set is HardCases (256×256 HR sub-images) when present; otherwise 256×256 HR centre crops of the last
 evaluated set (Urban100 with the full list: HardCases was cut from Urban100 and DIV2K; or the embedded images),
 recorded in the tag srprior.region_set. Crops keep the extractor's O(N_P·H·W) memory small.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srprior.contracts import BENCHMARK_DIRS, OPTIONAL_BENCHMARKS, REGION_SET
+from srprior.contracts import BENCHMARK_DIRS, OPTIONAL_BENCHMARKS, REGION_METRICS, REGION_SET
 from srprior.schema import TrialConfig
 
 REGION_CROP = 256  # HR side of a HardCases image
@@ -122,10 +123,9 @@ def lam_config(preset: str, images: list[np.ndarray]):
 def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: torch.device,
                   figure_dir: Path | None) -> tuple[dict[str, float], dict[str, str], list[Path]]:
     """(metrics, tags, figure files) of the trained `model` (rank 0 only; no DDP wrapper)."""
-    from srprior.evaluate import evaluate, super_resolve, to_tensor
-    from srprior.method.analysis import TABLE_4_7, region_scores
+    from srprior.evaluate import evaluate, to_tensor
+    from srprior.method.analysis import region_evaluation
     from srprior.method.lam import di_windows, lam, lam_figure, mean_di
-    from srprior.method.ssm import extract
 
     model.eval()
     scale = cfg.model.scale
@@ -135,16 +135,8 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
         scores = evaluate(model, pairs, scale, device)
         metrics[f"psnr_{name}"], metrics[f"ssim_{name}"] = scores["psnr"], scores["ssim"]
     region_name, region_pairs = region_set(sets, scale)
-    per_image, first = [], None
-    for pair in region_pairs:
-        ext = extract(to_tensor(pair.lr, device), TABLE_4_7)
-        sr = super_resolve(model, pair.lr, device)
-        per_image.append(region_scores(sr, pair.hr, ext.poi_mask[0, 0].cpu().numpy(),
-                                       ext.ssr_masks[0].cpu().numpy(), scale))
-        if first is None:
-            first = (pair.lr, sr, ext)
-    for key in per_image[0]:
-        metrics[key] = float(np.mean([s[key] for s in per_image]))
+    region = region_evaluation(model, region_pairs, scale, device=device)
+    metrics.update({k: region.metrics[k] for k in REGION_METRICS})
     di_lrs = di_inputs(cfg, val)
     lam_cfg = lam_config(cfg.model.preset, di_lrs)
     if cfg.data.di:
@@ -154,7 +146,7 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
 
         from srprior.method.figures import ssm_figure
 
-        lr, sr, ext = first
+        lr, sr, ext = region.example
         figure_dir.mkdir(parents=True, exist_ok=True)
         sample = figure_dir / f"sr_{region_name}_0.png"
         Image.fromarray(sr).save(sample)

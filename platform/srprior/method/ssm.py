@@ -32,8 +32,9 @@ Readings of the thesis (each a field of ExtractorConfig; why):
   recurrences the SSM measures.
 * NMS runs on the map masked to the allowed region, so the best allowed position counts as a peak even on the
   window border (the thesis' local search "may select dissimilar regions to satisfy the constraint", §4.5.1).
-  Distinct peaks are >= ``nms_size // 2 + 1`` apart (barring exact ties), so SSRs of one sample do not overlap
-  each other when ``nms_size >= 2 * poi_size - 1`` (Table 4.7's extractor) and may otherwise.
+  Distinct peaks are >= ``nms_size // 2 + 1`` apart unless they tie exactly (exactly periodic synthetic
+  images), so the SSRs of one sample that are peaks do not overlap each other when
+  ``nms_size >= 2 * poi_size - 1`` (Table 4.7's extractor) and may otherwise.
 * ``valid``: template std >= ``min_std`` (textured PoI) and all ``n_ssr`` SSRs are peaks with NCC >= ``min_sim``;
   flat or monochrome crops and crops without enough similar recurrences are excluded (consumers weight by
   ``valid``; masks of invalid samples are still filled, for figures).
