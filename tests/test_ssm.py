@@ -9,6 +9,7 @@ from skimage.feature import match_template
 
 from srprior.data.datasets import PatchSampler, benchmark
 from srprior.method import ssm
+from srprior.method.analysis import TABLE_4_7
 from srprior.method.figures import ssm_figure
 
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -186,6 +187,21 @@ def test_similarity_mapping_changes_only_ssm_and_targets(bsd_crops, scenario):
         assert torch.all(affine.sim[affine.valid] >= 0.75) and torch.all(clamp.sim[clamp.valid] >= 0.5)
     if scenario == "random-global":  # uncorrelated regions: target 0 under clamp, ~0.5 under affine
         assert 0.3 < (clamp.sim == 0).float().mean() < 0.7 and 0.45 < affine.sim.mean() < 0.62
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-sync check needs CUDA")
+@pytest.mark.parametrize("cfg", [ssm.ExtractorConfig(scenario=s, n_ssr=2) for s in ssm.SCENARIOS]
+                         + [ssm.ExtractorConfig(local_geometry="ring", similarity="affine"), TABLE_4_7])
+def test_extractor_never_syncs_the_device(cfg):
+    lr = _textures(8, 48, seed=5).cuda()
+    gen = torch.Generator("cuda").manual_seed(0)
+    ssm.extract(lr, cfg, generator=gen)  # warm-up: _allowed's cache
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        ssm.extract(lr, cfg, generator=gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def test_flat_monochrome_and_zero_images_are_invalid():
