@@ -1,5 +1,6 @@
 """deploy/: both cluster-launcher variants pass Ray's own schema checks (the calls `ray up` makes) and carry
-what a sweep needs on a cluster; sweep.py stays uploadable on its own (`ray submit` sends only that file)."""
+what a sweep needs on a cluster, at constraints.txt's versions; sweep.py stays uploadable on its own (`ray submit`
+sends only that file)."""
 
 from __future__ import annotations
 
@@ -38,14 +39,22 @@ def test_validation_is_real_a_typo_is_rejected():
 def test_cluster_ships_the_package_and_runs_mlflow_on_the_head(name):
     config = _load(name)
     (remote,) = [dst for dst, src in config["file_mounts"].items() if src == "."]
-    assert f"pip install -q -e {remote}" in config["setup_commands"]
-    assert any("ray[default,tune,train]==2.60.0" in c for c in config["setup_commands"])
+    assert config["setup_commands"] == [f"pip install -q -c {remote}/constraints.txt -e {remote}"]  # the lock
     head = " ".join(config["head_start_ray_commands"])
     assert "ray start --head" in head and "mlflow server --backend-store-uri sqlite:///$HOME/" in head
     assert "--host 0.0.0.0" in head and "--workers 1" in head
     assert any("MLFLOW_TRACKING_URI=http://" in c for c in config["head_setup_commands"])
     assert any("$RAY_HEAD_IP:6379" in c for c in config["worker_start_ray_commands"])
     assert "**/.git" in config["rsync_exclude"]
+
+
+def test_nodes_run_the_locks_ray_and_python_and_the_image_bakes_the_lock():
+    ray_pin = next(line for line in (REPO / "constraints.txt").read_text().splitlines() if line.startswith("ray=="))
+    image = _load("cluster.yaml")["docker"]["image"]
+    assert image == f"rayproject/ray:{ray_pin.removeprefix('ray==')}-py311-gpu"
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert f"\nFROM {image}\n" in dockerfile and "pip install --no-cache-dir -r /tmp/constraints.txt" in dockerfile
+    assert (REPO / "deploy" / "Dockerfile.dockerignore").read_text().split() == ["*", "!constraints.txt"]
 
 
 def test_sweep_script_imports_only_the_installed_package():
