@@ -33,7 +33,49 @@ def test_default_store_is_absolute_and_user_uri_wins(tmp_path, monkeypatch):
     assert tracking.ui_command(None) == "srprior ui"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     assert tracking.user_tracking_uri() == "http://mlflow.example:5000"
-    assert tracking.ui_command("out") == "open http://mlflow.example:5000"
+    assert tracking.ui_command("out") == "http://mlflow.example:5000"
+
+
+def test_experiment_description_is_set_once_and_never_overwritten(tmp_path):
+    client = MlflowClient(tracking.default_tracking_uri(tmp_path))
+
+    def note(exp: str) -> str | None:
+        return client.get_experiment(exp).tags.get("mlflow.note.content")
+
+    exp = tracking.experiment_id(client, "srprior/table-4.2", description="Table 4.2: the prior on EDSR-T")
+    assert note(exp) == "Table 4.2: the prior on EDSR-T"  # what the UI shows as the description
+    plain = tracking.experiment_id(client, "srprior/search-edsr-t")
+    assert note(plain) is None
+    assert tracking.experiment_id(client, "srprior/search-edsr-t", description="Optuna TPE") == plain
+    assert note(plain) == "Optuna TPE"  # an existing experiment without one gets it
+    client.set_experiment_tag(exp, "mlflow.note.content", "edited in the UI")
+    assert tracking.experiment_id(client, "srprior/table-4.2", description="Table 4.2: the prior on EDSR-T") == exp
+    assert note(exp) == "edited in the UI"
+
+
+def test_ui_url_opens_the_training_runs_view():
+    assert tracking.ui_url("http://127.0.0.1:5000/", "7") == \
+        "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+
+
+def test_srprior_ui_refuses_a_missing_store_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    from srprior import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert cli.main(["ui"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert err.startswith(f"srprior ui: error: no MLflow store at {tmp_path}/outputs/mlflow.db")
+    assert "$MLFLOW_TRACKING_URI" in err and "<--output-dir>/mlflow.db" in err
+    assert err.endswith("make one: srprior sweep --table 4.2 --budget smoke\n")
+    assert cli.main(["ui", "--output-dir", "my runs"]) == 1
+    assert capsys.readouterr().err.endswith(
+        f"make one: srprior sweep --table 4.2 --budget smoke --output-dir '{tmp_path}/my runs'\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert cli.main(["ui"]) == 1
+    assert f"no MLflow store at {tmp_path}/elsewhere.db" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no empty mlflow.db, no log, no folder
 
 
 def test_get_or_create_run_by_key_and_checkpointed_id(tmp_path):
@@ -84,6 +126,8 @@ def _search(url: str) -> list[str]:
 def test_srprior_ui_serves_the_store_rest_api(tmp_path):
     client = MlflowClient(tracking.default_tracking_uri(tmp_path))
     tracking.experiment_id(client, "srprior/table-4.2")
+    newest = tracking.experiment_id(client, "srprior/table-4.3")
+    tracking.experiment_id(client, "not-srprior")
     port = tracking.free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.Popen([sys.executable, "-m", "srprior.cli", "ui", "--output-dir", str(tmp_path),
@@ -91,6 +135,8 @@ def test_srprior_ui_serves_the_store_rest_api(tmp_path):
     try:
         line = proc.stdout.readline()  # printed once the server answers
         assert line.startswith(f"MLflow UI: http://127.0.0.1:{port}"), line
+        url = f"http://127.0.0.1:{port}/#/experiments/{newest}/runs?workflowType=machine_learning"
+        assert proc.stdout.readline() == f"Runs of srprior/table-4.3 (newest): {url}\n"
         assert "srprior/table-4.2" in _search(f"http://127.0.0.1:{port}")
     finally:
         proc.send_signal(signal.SIGTERM)

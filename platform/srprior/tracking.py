@@ -17,7 +17,9 @@ Runs are keyed by tags, never by name, so a retried or resumed trial finds and c
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -162,20 +164,28 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def experiment_id(mlflow_client: Any, name: str) -> str:
-    """Get or create the experiment `name`; safe when several processes race to create it."""
+DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows (and edits) as the experiment's description
+
+
+def experiment_id(mlflow_client: Any, name: str, description: str | None = None) -> str:
+    """Get or create the experiment `name`; safe when several processes race to create it.
+
+    `description` becomes the experiment's description in the UI, set when creating it and when it has none;
+    one the researcher wrote (or edited in the UI) is never overwritten."""
     from mlflow.exceptions import MlflowException
 
+    tags = {DESCRIPTION_TAG: description} if description else None
     exp = mlflow_client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return mlflow_client.create_experiment(name)
-    except MlflowException:
-        exp = mlflow_client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        try:
+            return mlflow_client.create_experiment(name, tags=tags)
+        except MlflowException:
+            exp = mlflow_client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if description and not exp.tags.get(DESCRIPTION_TAG):
+        mlflow_client.set_experiment_tag(exp.experiment_id, DESCRIPTION_TAG, description)
+    return exp.experiment_id
 
 
 def find_runs(mlflow_client: Any, exp_id: str, tags: dict[str, str]) -> list[Any]:
@@ -233,13 +243,47 @@ def get_or_create_run(mlflow_client: Any, exp_id: str, key: dict[str, str], run_
 
 
 # ---------------------------------------------------------------------------------------------- srprior ui
+MAKE_STORE = "srprior sweep --table 4.2 --budget smoke"  # the smallest sweep: a store with one experiment
+
+
+def ui_url(base_url: str, experiment_id: str) -> str:
+    """The link that opens an experiment's training runs in the MLflow 3.17 UI.
+
+    The UI routes in the URL fragment, and a browser it has never seen starts in its GenAI view (traces,
+    evaluations), where training runs are not listed: `workflowType=machine_learning` selects the runs table."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def newest_experiment(url: str, timeout: float = 5.0) -> tuple[str, str] | None:
+    """(id, name) of the most recently created srprior experiment behind the server at `url`, None when there
+    is none or the server does not answer within `timeout` (REST, not MlflowClient: that retries for minutes)."""
+    body = {"max_results": 1, "filter": "name LIKE 'srprior/%'", "order_by": ["creation_time DESC"]}
+    req = urllib.request.Request(f"{url.rstrip('/')}/api/2.0/mlflow/experiments/search", method="POST",
+                                 data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            found = json.loads(resp.read()).get("experiments", [])
+    except (OSError, ValueError):
+        return None
+    return (found[0]["experiment_id"], found[0]["name"]) if found else None
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` store URI; None for other stores (and in-memory SQLite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path).expanduser().resolve() if path else None
+
+
 def ui_command(output: str | os.PathLike | None) -> str:
-    """The shell command that opens the UI on the store a sweep used (printed at the end of every sweep)."""
+    """What opens the UI on the store a sweep used (printed at the end of every sweep): the `srprior ui`
+    command for a local store, the server's address when the store is a remote one."""
     uri = user_tracking_uri()
     if uri and is_remote(uri):
-        return f"open {uri}"
+        return uri
     out = output_dir(output)
-    return "srprior ui" if out == output_dir(None) else f"srprior ui --output-dir {out}"
+    return "srprior ui" if out == output_dir(None) else f"srprior ui --output-dir {shlex.quote(str(out))}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -250,14 +294,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_ui)
 
 
+def _print_newest(url: str) -> None:
+    newest = newest_experiment(url)
+    if newest is not None:
+        print(f"Runs of {newest[1]} (newest): {ui_url(url, newest[0])}", flush=True)
+
+
 def run_ui(args: argparse.Namespace) -> int:
     uri = user_tracking_uri()
     if uri and is_remote(uri):  # a server already holds the store: nothing to start
         print(f"MLflow UI: {uri} (from MLFLOW_TRACKING_URI)", flush=True)
+        if uri.startswith("http"):
+            _print_newest(uri)
         return 0
     out = output_dir(args.output_dir)
-    server = TrackingServer(uri or default_tracking_uri(out), artifacts_dir(out), args.host, args.port,
-                            log=out / "mlflow-ui.log")
+    backend = uri or default_tracking_uri(out)
+    db = sqlite_path(backend)
+    if db is not None and not db.is_file():  # the server would create an empty store and show nothing
+        make = MAKE_STORE if uri or out == output_dir(None) else f"{MAKE_STORE} --output-dir {shlex.quote(str(out))}"
+        print(f"srprior ui: error: no MLflow store at {db} (srprior ui looks in $MLFLOW_TRACKING_URI when set, "
+              f"else in <--output-dir>/mlflow.db, default ./outputs/mlflow.db); make one: {make}", file=sys.stderr)
+        return 1
+    server = TrackingServer(backend, artifacts_dir(out), args.host, args.port, log=out / "mlflow-ui.log")
 
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -270,6 +328,7 @@ def run_ui(args: argparse.Namespace) -> int:
         return 1
     try:
         print(f"MLflow UI: {server.url}  (store {server.backend_uri}; Ctrl-C to stop)", flush=True)
+        _print_newest(server.url)
         server.proc.wait()
         print(f"srprior ui: the MLflow server exited with code {server.proc.returncode}; log {server.log}",
               file=sys.stderr)
