@@ -164,17 +164,14 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows (and edits) as the experiment's description
-
-
 def experiment_id(mlflow_client: Any, name: str, description: str | None = None) -> str:
     """Get or create the experiment `name`; safe when several processes race to create it.
 
-    `description` becomes the experiment's description in the UI, set when creating it and when it has none;
-    one the researcher wrote (or edited in the UI) is never overwritten."""
+    `description` becomes the experiment's description in the UI (the `mlflow.note.content` tag), set when
+    creating it and when it has none; one the researcher wrote (or edited in the UI) is never overwritten."""
     from mlflow.exceptions import MlflowException
 
-    tags = {DESCRIPTION_TAG: description} if description else None
+    tags = {contracts.NOTE: description} if description else None
     exp = mlflow_client.get_experiment_by_name(name)
     if exp is None:
         try:
@@ -183,8 +180,8 @@ def experiment_id(mlflow_client: Any, name: str, description: str | None = None)
             exp = mlflow_client.get_experiment_by_name(name)
             if exp is None:
                 raise
-    if description and not exp.tags.get(DESCRIPTION_TAG):
-        mlflow_client.set_experiment_tag(exp.experiment_id, DESCRIPTION_TAG, description)
+    if description and not exp.tags.get(contracts.NOTE):
+        mlflow_client.set_experiment_tag(exp.experiment_id, contracts.NOTE, description)
     return exp.experiment_id
 
 
@@ -257,7 +254,8 @@ def ui_url(base_url: str, experiment_id: str) -> str:
 def newest_experiment(url: str, timeout: float = 5.0) -> tuple[str, str] | None:
     """(id, name) of the most recently created srprior experiment behind the server at `url`, None when there
     is none or the server does not answer within `timeout` (REST, not MlflowClient: that retries for minutes)."""
-    body = {"max_results": 1, "filter": "name LIKE 'srprior/%'", "order_by": ["creation_time DESC"]}
+    body = {"max_results": 1, "filter": f"name LIKE '{contracts.EXPERIMENT_PREFIX}%'",
+            "order_by": ["creation_time DESC"]}
     req = urllib.request.Request(f"{url.rstrip('/')}/api/2.0/mlflow/experiments/search", method="POST",
                                  data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     try:
@@ -266,14 +264,6 @@ def newest_experiment(url: str, timeout: float = 5.0) -> tuple[str, str] | None:
     except (OSError, ValueError):
         return None
     return (found[0]["experiment_id"], found[0]["name"]) if found else None
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` store URI; None for other stores (and in-memory SQLite)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
-    return Path(path).expanduser().resolve() if path else None
 
 
 def ui_command(output: str | os.PathLike | None) -> str:
@@ -309,8 +299,8 @@ def run_ui(args: argparse.Namespace) -> int:
         return 0
     out = output_dir(args.output_dir)
     backend = uri or default_tracking_uri(out)
-    db = sqlite_path(backend)
-    if db is not None and not db.is_file():  # the server would create an empty store and show nothing
+    if not store_exists(backend):  # the server would create an empty store and show nothing
+        db = Path(backend.removeprefix("sqlite:///")).resolve()
         make = MAKE_STORE if uri or out == output_dir(None) else f"{MAKE_STORE} --output-dir {shlex.quote(str(out))}"
         print(f"srprior ui: error: no MLflow store at {db} (srprior ui looks in $MLFLOW_TRACKING_URI when set, "
               f"else in <--output-dir>/mlflow.db, default ./outputs/mlflow.db); make one: {make}", file=sys.stderr)
