@@ -67,8 +67,8 @@ def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, options: 
 
 
 def report_of(table: str, uri: str, sweep: str = "latest"):
-    cells, sweep_id, parent = sweep_cells(table, uri, sweep)
-    return build_report(get_table(table), uri, cells, sweep_id, parent)
+    cells, sweep_id, parent, readings = sweep_cells(table, uri, sweep)
+    return build_report(get_table(table), uri, cells, sweep_id, parent, readings)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +140,8 @@ def test_markdown_csv_and_html_content(store):
     assert cells[11] == "— (28.26 ± 0.0342)"  # HardCases PSNR: never logged
     assert cells[13].startswith("**13.25 ± 1.0607** [MDE ") and cells[13].endswith("] (—)")  # DI: p ≈ 0.1
     assert "| Group | Row | n | Set5 PSNR | Set5 SSIM |" in md and "sweep `s1`" in md
+    assert "Readings in force: select_n=5 · local_geometry=window · similarity=clamp · l1_reduction=mean · " \
+           "di_channels=abs-of-sum · extra_shave=0" in md
 
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))
     assert len(rows) == 2 * len(SMOKE.metrics)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from srprior.plan import ALL_TABLES, make_plan
+from srprior.plan import make_plan
 from srprior.schema import RunContext, Trial, trial_config
 from srprior.schema_fields import ConfigError
 from srprior.search_spaces import get_table
@@ -212,8 +212,35 @@ def test_fused_group_equals_separate_trials_and_isolates_a_diverging_member():
         train_group(good, [ctx] * 2, LocalSession(checkpoint=session.checkpoint))
 
 
+def test_readings_reach_the_trial_through_set_and_the_readings_spec():
+    """Each readings row differs from the defaults row in exactly its reading; --set reaches every reading;
+    with λ_AP = 0 the extractor readings change nothing (bit-exact weights: the plain step never extracts)."""
+    from srprior.schema import READINGS
+
+    spec = get_table("readings")
+    base = trial_config(**spec.row("edsr-t/defaults").overrides, **spec.defaults).flat()
+    for row in spec.rows[2:]:
+        flat = trial_config(**{**spec.defaults, **row.overrides}).flat()
+        assert {k for k in flat if flat[k] != base[k]} == set(row.overrides) - {"preset"}, row.id
+    sets = ["select_n=1", "local_geometry=ring", "similarity=affine", "l1_reduction=sum",
+            "di_channels=sum-of-abs", "extra_shave=6"]
+    config = make_plan({"table": "smoke", "set": sets}).trials[0].trial.config.flat()
+    assert {k: str(config[k]) for k in READINGS} == dict(s.split("=") for s in sets)
+    ctx = RunContext(ckpt_every=2, log_every=1, figures=False)
+    plain = LocalSession()
+    train_trial(_micro_trial(steps=2, val_every=2, di=False, lambda_ap=0.0), ctx, plain)
+    for reading in ("select_n=1", "local_geometry=ring", "similarity=affine"):
+        key, value = reading.split("=")
+        other = LocalSession()
+        train_trial(_micro_trial(steps=2, val_every=2, di=False, lambda_ap=0.0, **{key: value}), ctx, other)
+        for name, tensor in plain.checkpoint["model"].items():
+            assert torch.equal(tensor, other.checkpoint["model"][name]), (reading, name)
+
+
 def _table_trials() -> list[Trial]:
-    plan = make_plan({"table": ",".join((*ALL_TABLES, "smoke")), "budget": "smoke", "seeds": 1,
+    from srprior.search_spaces import TABLES
+
+    plan = make_plan({"table": ",".join(TABLES), "budget": "smoke", "seeds": 1,
                       "set": ["steps=2", "val_every=1", "di=false"]})
     return [t.trial for t in plan.trials]
 

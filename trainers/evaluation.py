@@ -120,6 +120,11 @@ def lam_config(preset: str, images: list[np.ndarray]):
     return LAMConfig(chunk=int(min(LAMConfig.chunk, max(1, LAM_MEMORY // (24 * n * n)))))
 
 
+def shave(cfg: TrialConfig) -> int:
+    """Border pixels cropped before PSNR/SSIM: the scale (the SR literature's scripts) + the extra reading."""
+    return cfg.model.scale + cfg.data.extra_shave
+
+
 def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: torch.device,
                   figure_dir: Path | None) -> tuple[dict[str, float], dict[str, str], list[Path]]:
     """(metrics, tags, figure files) of the trained `model` (rank 0 only; no DDP wrapper)."""
@@ -132,7 +137,7 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
     metrics, figures = {}, []
     sets = eval_sets(cfg, val)
     for name, pairs in sets.items():
-        scores = evaluate(model, pairs, scale, device)
+        scores = evaluate(model, pairs, scale, device, shave=shave(cfg))
         metrics[f"psnr_{name}"], metrics[f"ssim_{name}"] = scores["psnr"], scores["ssim"]
     region_name, region_pairs = region_set(sets, scale)
     region = region_evaluation(model, region_pairs, scale, device=device)
@@ -140,7 +145,7 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
     di_lrs = di_inputs(cfg, val)
     lam_cfg = lam_config(cfg.model.preset, di_lrs)
     if cfg.data.di:
-        metrics["di"] = mean_di(model, di_lrs, scale, lam_cfg)
+        metrics["di"] = mean_di(model, di_lrs, scale, lam_cfg, channels=cfg.data.di_channels)
     if figure_dir is not None:
         from PIL import Image
 
@@ -153,6 +158,6 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
         figures += [sample, ssm_figure(to_tensor(lr, device), ext, 0, figure_dir / "ssm.png")]
         di_lr = di_lrs[0]
         window = di_windows(di_lr.shape, scale)[0]
-        figures.append(lam_figure(di_lr, lam(model, di_lr, window, lam_cfg), window, figure_dir / "lam.png",
-                                  scale))
+        attribution = lam(model, di_lr, window, lam_cfg, channels=cfg.data.di_channels)
+        figures.append(lam_figure(di_lr, attribution, window, figure_dir / "lam.png", scale))
     return metrics, {REGION_SET: region_name}, figures

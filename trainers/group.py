@@ -34,7 +34,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
     from srprior.data.datasets import PatchSampler
     from srprior.evaluate import evaluate
     from srprior.method.fused import FusedTrainStep
-    from srprior.trainers.evaluation import training_data
+    from srprior.trainers.evaluation import shave, training_data
 
     if session.world != 1:
         raise ValueError("fused groups train in one worker (no DDP); use --fuse 1 with --workers N")
@@ -51,7 +51,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
     samplers = [PatchSampler(train, scale, sched.lr_patch, sched.batch, seed=t.seed * 1000) for t in trials]
     fused = FusedTrainStep(models, [t.config.prior for t in trials], scale, lr=cfg.optim.learning_rate,
                            weight_decay=cfg.optim.weight_decay, generators=None if ctx.cuda_graph else generators,
-                           bf16=cfg.model.bf16, cuda_graph=ctx.cuda_graph)
+                           bf16=cfg.model.bf16, cuda_graph=ctx.cuda_graph, l1_reduction=cfg.optim.l1_reduction)
     k = len(trials)
     step, run_ids, val_psnr, steps_s = 0, [None] * k, [math.nan] * k, 0.0
     best = [Best() for _ in trials]
@@ -103,7 +103,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
         for i in range(k):
             if i not in failed:
                 member = fused.member_model(i)
-                val_psnr[i] = evaluate(member, val, scale, device)["psnr"]
+                val_psnr[i] = evaluate(member, val, scale, device, shave=shave(cfg))["psnr"]
                 best[i].update(step, val_psnr[i], member.state_dict)
                 if loggers[i]:
                     loggers[i].add(step, {contracts.OBJECTIVE: val_psnr[i]})

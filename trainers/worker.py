@@ -288,7 +288,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     from srprior.data.datasets import PatchSampler
     from srprior.evaluate import evaluate
     from srprior.method.step import TrainStep, make_optimizer
-    from srprior.trainers.evaluation import training_data
+    from srprior.trainers.evaluation import shave, training_data
 
     cfg, rank, world, device = trial.config, session.rank, session.world, session.device
     scale, sched = cfg.model.scale, cfg.schedule
@@ -302,7 +302,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     optimizer = make_optimizer(model, cfg.optim.learning_rate, cfg.optim.weight_decay)
     generator = torch.Generator(device=device).manual_seed(trial.seed * 1000 + rank)
     train_step = TrainStep(model, optimizer, cfg.prior, scale, bf16=cfg.model.bf16, cuda_graph=ctx.cuda_graph,
-                           generator=None if ctx.cuda_graph else generator)
+                           generator=None if ctx.cuda_graph else generator, l1_reduction=cfg.optim.l1_reduction)
     sampler = PatchSampler(train, scale, sched.lr_patch, sched.batch, seed=trial.seed * 1000 + rank)
 
     step, run_id, val_psnr, steps_s, best = 0, None, math.nan, 0.0, Best()
@@ -343,7 +343,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         if not (is_ckpt or step % sched.val_every == 0):
             continue
         if rank == 0:
-            val_psnr = evaluate(net, val, scale, device)["psnr"]
+            val_psnr = evaluate(net, val, scale, device, shave=shave(cfg))["psnr"]
             best.update(step, val_psnr, net.state_dict)
         metrics = {"step": step, contracts.OBJECTIVE: val_psnr, "train/loss": out.total.item()}
         if logger:

@@ -19,6 +19,7 @@ import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -88,6 +89,7 @@ class Report:
     rows: tuple[RowResult, ...]
     claims: tuple = ()  # srprior.search_spaces.claims.ClaimResult of this table's thesis claims
     claims_on: str | None = None  # the metric standing in for HardCases PSNR in the claims (None: HardCases)
+    readings: tuple[tuple[str, str], ...] = ()  # the thesis readings in force (srprior.schema.READINGS)
     reused: int = 0  # cells answered by runs another sweep trained (content-addressed reuse)
     failed: int = 0  # cells whose run ended FAILED (shown as missing, never as a value)
     missing: int = 0  # cells without a finished run
@@ -171,8 +173,10 @@ def reported_metrics(logged: dict[str, float]) -> dict[str, float]:
 
 
 def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]],
-                 sweep_id: str | None = None, parent_run_id: str | None = None) -> Report:
-    """The table `spec` over the planned `cells` (row id, seed, trial key) of a sweep or a budget."""
+                 sweep_id: str | None = None, parent_run_id: str | None = None,
+                 readings: dict[str, str] | None = None) -> Report:
+    """The table `spec` over the planned `cells` (row id, seed, trial key) of a sweep or a budget; `readings`
+    (srprior.schema.readings_in_force of its trials) go into the header."""
     values, counts = collect(spec, tracking_uri, cells, sweep_id)
     spec = with_logged_benchmarks(spec, values)
     expected = {row.id: sum(1 for r, _, _ in cells if r == row.id) for row in spec.rows}
@@ -182,7 +186,7 @@ def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int,
     claim_values, stand_in = _claim_values(values)
     claims = evaluate_claims(CLAIMS_BY_TABLE.get(spec.name, ()), claim_values)
     return Report(spec, tracking_uri, sweep_id, parent_run_id, summarize(spec, values, expected), claims,
-                  stand_in, **counts)
+                  stand_in, tuple((readings or {}).items()), **counts)
 
 
 def _claim_values(values: dict[str, dict[int, dict[str, float]]]) -> tuple[dict, str | None]:
@@ -266,8 +270,10 @@ def _legend(report: Report) -> list[str]:
 def to_markdown(report: Report) -> str:
     spec = report.spec
     head = ["Group", "Row", "n", *map(column_name, spec.metrics)]
-    lines = [f"## Table {spec.name}: {spec.title}", "", spec.description, "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"## Table {spec.name}: {spec.title}", "", spec.description, ""]
+    if report.readings:
+        lines += [f"Readings in force: {_readings(report)} (README: The method).", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for result in report.rows:
         cells = []
         for metric in spec.metrics:
@@ -291,6 +297,10 @@ def to_markdown(report: Report) -> str:
                       f"{column_name(report.claims_on)}.", ""]
         lines.append(claims_markdown(report.claims).rstrip())
     return "\n".join([*lines, "", *_legend(report)]) + "\n"
+
+
+def _readings(report: Report) -> str:
+    return " · ".join(f"{k}={v}" for k, v in report.readings)
 
 
 def to_csv(report: Report) -> str:
@@ -368,7 +378,8 @@ def to_html(report: Report) -> str:
                    f"<tbody>{''.join(rows_c)}</tbody></table>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{_CSS}</style></head><body><h2>{title}</h2><p>{e(spec.description)}</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{legend}</body></html>\n")
+            + (f'<p class="legend">Readings in force: {e(_readings(report))}</p>' if report.readings else "")
+            + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{legend}</body></html>\n")
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -413,8 +424,8 @@ def resolve_tracking_uri(cli_value: str | None, output_dir: str) -> str:
     return cli_value or user_tracking_uri() or default_tracking_uri(output_dir)
 
 
-def sweep_cells(table: str, tracking_uri: str, sweep: str = "latest") -> tuple[list, str | None, str | None]:
-    """(cells, sweep id, parent run id) of table `table` in sweep `sweep` ('latest': the newest sweep that
+def sweep_cells(table: str, tracking_uri: str, sweep: str = "latest") -> tuple[list, str | None, str | None, dict]:
+    """(cells, sweep id, parent run id, readings) of table `table` in sweep `sweep` ('latest': the newest sweep that
     covered it): the sweep's stored options rebuild its plan (srprior.plan), so the report asks for exactly the
     trials that sweep planned."""
     from srprior.plan import make_plan
@@ -434,7 +445,15 @@ def sweep_cells(table: str, tracking_uri: str, sweep: str = "latest") -> tuple[l
                           "runs a budget would use")
     parent = parents[0]
     plan = make_plan(json.loads(parent.data.tags[OPTIONS_TAG]))
-    return plan.cells[table], parent.data.tags.get(contracts.SWEEP_ID), parent.info.run_id
+    return plan.cells[table], parent.data.tags.get(contracts.SWEEP_ID), parent.info.run_id, plan_readings(plan, table)
+
+
+def plan_readings(plan: Any, table: str) -> dict[str, str]:
+    """The readings in force over one table's trials of a plan (srprior.schema.readings_in_force)."""
+    from srprior.schema import readings_in_force
+
+    configs = {t.key: t.trial.config for t in plan.trials}
+    return readings_in_force([configs[key] for _, _, key in plan.cells[table]])
 
 
 def budget_cells(table: str, budget: str, seeds: int | None, sets: list[str] | None) -> list:
@@ -555,10 +574,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             spec = get_table(args.table)
             if args.budget:
-                cells, sweep, parent = budget_cells(spec.name, args.budget, args.seeds, args.set), None, None
+                from srprior.plan import make_plan
+
+                plan = make_plan({"table": spec.name, "budget": args.budget, "seeds": args.seeds, "set": args.set})
+                cells, sweep, parent = plan.cells[spec.name], None, None
+                readings = plan_readings(plan, spec.name)
             else:
-                cells, sweep, parent = sweep_cells(spec.name, tracking_uri, args.sweep)
-            report = build_report(spec, tracking_uri, cells, sweep, parent)
+                cells, sweep, parent, readings = sweep_cells(spec.name, tracking_uri, args.sweep)
+            report = build_report(spec, tracking_uri, cells, sweep, parent, readings)
     except (KeyError, ReportError, PlanError, ConfigError) as exc:
         print(f"srprior report: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from srprior.contracts import BENCHMARK_DIRS, BENCHMARKS
+from srprior.method.lam import DI_CHANNELS
 from srprior.method.prior import PriorConfig
+from srprior.method.step import L1_REDUCTIONS
 from srprior.schema_fields import (ConfigError, Validated, boolean, build, flatten, integer, is_int, leaf_names,
                                    number, one_of, option, to_bool, to_float, to_int)
 
@@ -83,6 +85,8 @@ class OptimConfig(Validated):
                                                  "(thesis §4.1: none, the rate stays fixed)")
     lr_gamma: float = option(0.5, number(0.0, 1.0, low_open=True), parse=to_float,
                              help="factor at each milestone (EDSR: halved)")
+    l1_reduction: str = option("mean", one_of(L1_REDUCTIONS), thesis="L1 of Eq. 3.10",
+                               help="mean: |SR-HR| averaged over elements (EDSR/RCAN code); sum: per-image l1 norm")
 
     def rate(self, step: int) -> float:
         """The learning rate of training step `step` (1-based): MultiStepLR's rule."""
@@ -108,6 +112,10 @@ class DataConfig(Validated):
     val_images: int = option(0, integer(0, 10**6), parse=to_int, help="validation images (0: all)")
     eval_crop: int = option(0, integer(0, 4096), parse=to_int, help="evaluate LR centre crops of this side (0: whole)")
     di: bool = option(True, boolean, parse=to_bool, help="LAM diffusion index (50 backward passes per image)")
+    di_channels: str = option(DI_CHANNELS[0], one_of(DI_CHANNELS), thesis="DI (§4.3, LAM [23])",
+                              help="abs-of-sum: |sum over RGB| as LAM's code; sum-of-abs: sum of |.| over RGB")
+    extra_shave: int = option(0, integer(0, 64), parse=to_int, thesis="6 + scale (§4.3)",
+                              help="border pixels shaved beyond the scale before PSNR/SSIM (§4.3 literal: 6)")
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,8 @@ class TrialConfig(Validated):
 
 SCIENCE_KEYS = tuple(leaf_names(TrialConfig))
 """Every name `--set`, table rows and Optuna may set (unique leaf names of TrialConfig)."""
+READINGS = ("select_n", "local_geometry", "similarity", "l1_reduction", "di_channels", "extra_shave")
+"""Where the thesis leaves a choice open or the code had to pick (issue "Fidelity"; README: The method)."""
 
 
 def trial_config(where: str = "", **flat: Any) -> TrialConfig:
@@ -223,3 +233,12 @@ class RunContext:
     def replace(self, **changes: Any) -> RunContext:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         return RunContext(**{**values, **changes})
+
+
+def readings_in_force(configs: list[TrialConfig]) -> dict[str, str]:
+    """The value of every READINGS field across `configs` ("varies by row" when they differ): report headers."""
+    out = {}
+    for name in READINGS:
+        values = {str(c.flat()[name]) for c in configs}
+        out[name] = values.pop() if len(values) == 1 else "varies by row"
+    return out

@@ -236,7 +236,7 @@ def _parent_runs(plan: SweepPlan, sweep_id: str, uri: str, opts: dict[str, Any])
 
 
 def _reports(plan: SweepPlan, sweep_id: str, uri: str, output: Path, parents: dict[str, str]) -> str:
-    from srprior.report import ReportError, build_report, search_report, to_markdown, write_report
+    from srprior.report import ReportError, build_report, plan_readings, search_report, to_markdown, write_report
     from srprior.search_spaces import get_table
 
     if plan.mode == "search":
@@ -246,7 +246,8 @@ def _reports(plan: SweepPlan, sweep_id: str, uri: str, output: Path, parents: di
     texts = []
     for name in plan.names:
         try:
-            report = build_report(get_table(name), uri, plan.cells[name], sweep_id, parents.get(name))
+            report = build_report(get_table(name), uri, plan.cells[name], sweep_id, parents.get(name),
+                                  plan_readings(plan, name))
         except ReportError as exc:
             texts.append(f"no report for table {name}: {exc}")
             continue

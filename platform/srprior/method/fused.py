@@ -34,7 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from srprior.method.prior import PriorConfig, attribution, prior_loss
 from srprior.method.ssm import Extraction, extract
-from srprior.method.step import StepOutput, make_optimizer
+from srprior.method.step import L1_REDUCTIONS, StepOutput, make_optimizer
 
 _SIM = PriorConfig(w="sim")  # prior_loss reads per-sample targets from Extraction.sim (constant w filled in)
 REASONS = {1: "non-finite loss", 2: "non-finite gradient", 3: "non-finite parameters or Adam state"}
@@ -59,6 +59,7 @@ class FusedTrainStep:
         generators: Sequence[torch.Generator | None] | None = None,
         bf16: bool = False,
         cuda_graph: bool = False,
+        l1_reduction: str = "mean",
     ):
         k = len(models)
         if k < 1 or len(priors) != k or (generators is not None and len(generators) != k):
@@ -72,6 +73,9 @@ class FusedTrainStep:
         if cuda_graph and any(g is not None for g in generators or []):
             raise ValueError("FusedTrainStep(cuda_graph=True) replays the default CUDA generator; pass generators=None")
         make_optimizer(models[0], lr, weight_decay)  # the same argument checks as the unfused trial
+        if l1_reduction not in L1_REDUCTIONS:
+            raise ValueError(f"FusedTrainStep(l1_reduction={l1_reduction!r}): use one of {', '.join(L1_REDUCTIONS)}")
+        self.l1_reduction = l1_reduction
         self.k, self.scale, self.bf16, self.lr, self.weight_decay = k, scale, bf16, lr, weight_decay
         self.cuda_graph, self._graph = cuda_graph, None  # (key, graph, static lr, static hr, static outputs)
         self.priors, self.generators = list(priors), list(generators or [None] * k)
@@ -106,14 +110,14 @@ class FusedTrainStep:
     def _eager(self, lr: torch.Tensor, hr: torch.Tensor) -> StepOutput:
         if not self._prior:
             sr = self._forward(lr)
-            l1 = (sr - hr).abs().flatten(1).mean(1)
+            l1 = self._l1(sr, hr)
             l_ap = n_valid = torch.zeros_like(l1)
             total = l1
         else:
             ext = self._extract(lr)
             x = lr.detach().requires_grad_(True)
             sr = self._forward(x)
-            l1 = (sr - hr).abs().flatten(1).mean(1)
+            l1 = self._l1(sr, hr)
             attr = attribution(sr.flatten(0, 1), x, ext, self.scale, create_graph=True)
             l_ap, n_valid = self._prior_loss(attr, ext, lr.shape[:2])
             prior = self._lambda > 0  # plain members of a mixed group report 0, as TrainStep does
@@ -122,6 +126,11 @@ class FusedTrainStep:
         torch.autograd.backward(total.sum(), inputs=[self.flat])
         self._adam(total.detach())
         return StepOutput(l1.detach(), l_ap.detach(), total.detach(), n_valid.to(l1.dtype))
+
+    def _l1(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """(K,) L1 of Eq. 3.10 per member, reduced as TrainStep does ("mean" or per-image "sum")."""
+        err = (sr - hr).abs()
+        return err.flatten(1).mean(1) if self.l1_reduction == "mean" else err.flatten(2).sum(2).mean(1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """All members' SR outputs ``(K, B, 3, H, W)``; bf16 autocast as in TrainStep (losses stay fp32)."""
