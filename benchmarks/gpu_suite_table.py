@@ -4,7 +4,7 @@ store, prints Markdown (| part | case | plain | prior | notes |) and writes it t
     python benchmarks/gpu_suite_table.py OUT MLFLOW_URI
 
 OUT holds header.txt, parts.txt (name, exit status, seconds per part) and one log per part (PARTS); MLFLOW_URI
-is the sweep's store (trial runs carry time/train_steps_s, time/trial_wall_s, time/to_first_step_s and the
+is the sweep's store (trial runs carry system/train_steps_s, system/trial_wall_s, system/to_first_step_s and the
 train/loss curve, trainers/worker.py).
 """
 
@@ -64,21 +64,21 @@ def sweep_rows(uri: str, wall: str) -> list[list[str]]:
     client = MlflowClient(uri)
     runs = [r for e in client.search_experiments()
             for r in client.search_runs([e.experiment_id], "tags.`srprior.role` = 'trial'")]
-    runs = [r for r in runs if "time/train_steps_s" in r.data.metrics]
+    runs = [r for r in runs if "system/train_steps_s" in r.data.metrics]
     if not runs:
         return [[PARTS["sweep"], "-", "-", "-", f"no finished trial run in {uri}"]]
     rate, first, last = {}, [], []
     for r in runs:
         steps = int(r.data.params["steps"])
-        rate[r.info.run_id] = steps / r.data.metrics["time/train_steps_s"]
+        rate[r.info.run_id] = steps / r.data.metrics["system/train_steps_s"]
         stamps = [m.timestamp for m in client.get_metric_history(r.info.run_id, "train/loss")]
         first.append(min(stamps, default=0) / 1e3)
         last.append(max(stamps, default=0) / 1e3)
     total_steps = sum(int(r.data.params["steps"]) for r in runs)
     by_prior = {flag: [rate[r.info.run_id] for r in runs if (float(r.data.params.get("lambda_ap", 0)) > 0) == flag]
                 for flag in (False, True)}
-    startup = [r.data.metrics.get("time/to_first_step_s", float("nan")) for r in runs]
-    trial_wall = [r.data.metrics.get("time/trial_wall_s", float("nan")) for r in runs]
+    startup = [r.data.metrics.get("system/to_first_step_s", float("nan")) for r in runs]
+    trial_wall = [r.data.metrics.get("system/trial_wall_s", float("nan")) for r in runs]
     p = runs[0].data.params
 
     def mean(xs: list[float]) -> str:

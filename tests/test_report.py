@@ -347,3 +347,27 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
                        "address": "local"}) == 0
     plan_out = capsys.readouterr().out
     assert f"to train: {2 * (seeds + 1) - 4} · reused (FINISHED in MLflow): 4" in plan_out
+
+
+def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_runs):
+    """The console view: ≤ 120 columns, the bicubic reference of the same crops (checked against
+    srprior.evaluate on the embedded validation crop), and INCOMPLETE with the resume command when runs are
+    missing (here: the full smoke plan of Table 4.2, of which only two rows ran)."""
+    from srprior.data.embedded import default_split
+    from srprior.evaluate import bicubic_baseline
+    from srprior.plan import make_plan
+    from srprior.report import to_terminal
+    from srprior.trainers.evaluation import _crop
+
+    uri, _, _, _ = micro_runs
+    plan = make_plan({"table": "4.2", "budget": "smoke", "set": ["di=false"]})
+    report = build_report(get_table("4.2"), uri, plan.cells["4.2"])
+    text = to_terminal(report, {"html": Path("report.html")}, resume="srprior sweep --resume s")
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 120 and "INCOMPLETE: 0 failed, 28 missing of 32 planned runs; resume: " \
+        "srprior sweep --resume s" in text and lines[-1] == "with the thesis's numbers: report.html"
+    crop = [_crop(default_split(2)[1][0], 48)]
+    expected = bicubic_baseline(crop, 2)["psnr"]
+    bicubic = next(line for line in lines if line.startswith("Bicubic (same crops)"))
+    assert f"{expected:.2f}" in bicubic.split()[3]
+    assert dict(report.bicubic)["psnr_embedded"] == pytest.approx(expected, abs=1e-9)

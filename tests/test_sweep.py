@@ -114,7 +114,7 @@ def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
     plan_keys = {t.key for t in make_plan({"table": "smoke", "seeds": 2, "data_root": os.environ["SRPRIOR_DATA"],
                                            "benchmarks": "set5"}).trials}
     assert {r.data.tags[contracts.RUN_KEY] for r in runs} == plan_keys
-    assert {r.data.metrics["time/fused_members"] for r in runs} == {2.0}
+    assert {r.data.metrics["system/fused_members"] for r in runs} == {2.0}
     assert len(list((smoke_sweep / "ray" / "train").glob("train-group-*"))) == 2
     client = MlflowClient(uri)
     parent = tracking.find_runs(client, runs[0].info.experiment_id, {"srprior.role": "sweep"})

@@ -68,10 +68,10 @@ def test_srprior_ui_refuses_a_missing_store_and_creates_nothing(tmp_path, monkey
     assert err.count("\n") == 1  # one line, no traceback
     assert err.startswith(f"srprior ui: error: no MLflow store at {tmp_path}/outputs/mlflow.db")
     assert "$MLFLOW_TRACKING_URI" in err and "<--output-dir>/mlflow.db" in err
-    assert err.endswith("make one: srprior sweep --table 4.2 --budget smoke\n")
+    make = tracking.command("sweep", "--table", "4.2", "--budget", "smoke")  # runnable as printed, venv or not
+    assert err.endswith(f"make one: {make}\n")
     assert cli.main(["ui", "--output-dir", "my runs"]) == 1
-    assert capsys.readouterr().err.endswith(
-        f"make one: srprior sweep --table 4.2 --budget smoke --output-dir '{tmp_path}/my runs'\n")
+    assert capsys.readouterr().err.endswith(f"make one: {make} --output-dir '{tmp_path}/my runs'\n")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     assert cli.main(["ui"]) == 1
     assert f"no MLflow store at {tmp_path}/elsewhere.db" in capsys.readouterr().err
@@ -157,3 +157,15 @@ def test_busy_port_is_refused_and_a_dead_server_is_reported(tmp_path):
     with pytest.raises(RuntimeError, match=r"exited with code 1; log .*broken.log:\n(.|\n)*bogus://store"):
         broken.start(timeout=120)  # unsupported store: the server dies and its log tail is shown
     assert time.monotonic() - start < 120
+
+
+def test_printed_commands_run_as_printed_without_an_activated_venv(tmp_path, monkeypatch):
+    """Hints (`srprior ui`, resume) name this installation's script when `srprior` is not on PATH."""
+    import shlex
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # as after `python3 -m venv .venv && .venv/bin/pip install ...`
+    monkeypatch.chdir(tmp_path)
+    cmd = tracking.command("ui", "--help")
+    assert not cmd.startswith("srprior ")
+    done = subprocess.run(shlex.split(cmd), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--output-dir" in done.stdout

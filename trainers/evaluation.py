@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srprior.contracts import BENCHMARK_DIRS, OPTIONAL_BENCHMARKS, REGION_METRICS, REGION_SET
+from srprior.contracts import BENCHMARK_DIRS, BICUBIC, OPTIONAL_BENCHMARKS, REGION_METRICS, REGION_SET
 from srprior.schema import TrialConfig
 
 REGION_CROP = 256  # HR side of a HardCases image
@@ -123,6 +123,18 @@ def lam_config(preset: str, images: list[np.ndarray]):
 def shave(cfg: TrialConfig) -> int:
     """Border pixels cropped before PSNR/SSIM: the scale (the SR literature's scripts) + the extra reading."""
     return cfg.model.scale + cfg.data.extra_shave
+
+
+def bicubic_metrics(cfg: TrialConfig, val: list) -> dict[str, float]:
+    """MATLAB-bicubic PSNR/SSIM on the trial's own evaluation sets (same crops, same shave): the reference row
+    every report prints under the models (bicubic/psnr_<set>, bicubic/ssim_<set>)."""
+    from srprior.evaluate import bicubic_baseline
+
+    out = {}
+    for name, pairs in eval_sets(cfg, val).items():
+        scores = bicubic_baseline(pairs, cfg.model.scale, shave=shave(cfg))
+        out[f"{BICUBIC}psnr_{name}"], out[f"{BICUBIC}ssim_{name}"] = scores["psnr"], scores["ssim"]
+    return out
 
 
 def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: torch.device,

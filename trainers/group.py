@@ -133,11 +133,11 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
         with _figure_dir(c.figures) as figures:
             metrics, tags, files = selected_metrics(fused.member_model(i), best[i], t.config, val, device, figures,
                                                     step)
-            timing = {"time/train_steps_s": steps_s, "time/fused_members": float(k)}
+            timing = {"system/train_steps_s": steps_s, "system/fused_members": float(k)}
             if c.trial_started_at:
-                timing["time/trial_wall_s"] = time.time() - c.trial_started_at
+                timing["system/trial_wall_s"] = time.time() - c.trial_started_at
                 if first_step_at:
-                    timing["time/to_first_step_s"] = first_step_at - c.trial_started_at
+                    timing["system/to_first_step_s"] = first_step_at - c.trial_started_at
             if loggers[i]:
                 loggers[i].finish(step, {**metrics, **timing}, tags, files)
             finals.append({**metrics, **timing})
@@ -146,6 +146,6 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
     if alive:
         summary[contracts.OBJECTIVE] = sum(alive) / len(alive)
     if first_step_at:
-        summary.update({"time/first_step_unix": first_step_at, "time/last_step_unix": last_step_at})
+        summary.update({"system/first_step_unix": first_step_at, "system/last_step_unix": last_step_at})
     session.report(summary, None)
     return finals

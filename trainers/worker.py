@@ -203,7 +203,7 @@ def selected_metrics(net: torch.nn.Module, best: Best, cfg: Any, val: list, devi
     (final/…), plus best_step; one evaluation when they are the same weights."""
     import copy
 
-    from srprior.trainers.evaluation import final_metrics
+    from srprior.trainers.evaluation import bicubic_metrics, final_metrics
 
     if best.model is None or best.step == step:
         chosen, tags, files = final_metrics(net, cfg, val, device, figures)
@@ -215,7 +215,7 @@ def selected_metrics(net: torch.nn.Module, best: Best, cfg: Any, val: list, devi
         last, _, _ = final_metrics(net, cfg, val, device, None)
     metrics = {**{f"{contracts.SELECTED}{k}": v for k, v in chosen.items()},
                **{f"{contracts.LAST}{k}": v for k, v in last.items()},
-               contracts.BEST_STEP: float(best.step if best.model is not None else step)}
+               contracts.BEST_STEP: float(best.step if best.model is not None else step), **bicubic_metrics(cfg, val)}
     return metrics, tags, files
 
 
@@ -363,16 +363,16 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     if rank == 0:
         with _figure_dir(ctx.figures) as figures:
             metrics, tags, files = selected_metrics(net, best, cfg, val, device, figures, step)
-            timing = {"time/train_steps_s": steps_s}  # overhead = trial wall - this (benchmarks/)
+            timing = {"system/train_steps_s": steps_s}  # overhead = trial wall - this (benchmarks/)
             if ctx.trial_started_at:
-                timing["time/trial_wall_s"] = time.time() - ctx.trial_started_at
+                timing["system/trial_wall_s"] = time.time() - ctx.trial_started_at
                 if first_step_at:
-                    timing["time/to_first_step_s"] = first_step_at - ctx.trial_started_at
+                    timing["system/to_first_step_s"] = first_step_at - ctx.trial_started_at
             if logger:
                 logger.finish(step, {**metrics, **timing}, tags, files)
             final.update(metrics, **timing)
             if first_step_at:  # this attempt's training window, for aggregate throughput across trials
-                final.update({"time/first_step_unix": first_step_at, "time/last_step_unix": last_step_at})
+                final.update({"system/first_step_unix": first_step_at, "system/last_step_unix": last_step_at})
     session.report(final, None)
     return final if rank == 0 else {}
 

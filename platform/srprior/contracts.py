@@ -24,9 +24,12 @@ EMBEDDED_METRICS = ("psnr_embedded", "ssim_embedded")  # sweeps without benchmar
 FINAL_METRICS = (*BENCH_METRICS, "di", *REGION_METRICS, *EMBEDDED_METRICS, *REBUILT_METRICS)
 """Final metrics a trial logs; every table column is one of them."""
 CURVES = ("train/l1", "train/l_ap", "train/loss", "val/psnr")
+BICUBIC = "bicubic/"  # the same evaluation of MATLAB-bicubic upscaling: every report's reference row
 SELECTED, LAST = "best/", "final/"  # final metrics of the best-validation weights (reported) and of the last step
 BEST_STEP = "best_step"
 OBJECTIVE = "val/psnr"  # what Tune/Optuna optimise (mean over seeds in a search)
+# Timings of a trial (start-up, training steps, wall) live under system/, so MLflow shows them with the system
+# metrics instead of before the training curves.
 
 # -------------------------------------------------------------------------------------------- tags
 ROLE = "srprior.role"  # "trial" | "sweep"

@@ -90,6 +90,7 @@ class Report:
     claims: tuple = ()  # srprior.search_spaces.claims.ClaimResult of this table's thesis claims
     claims_on: str | None = None  # the metric standing in for HardCases PSNR in the claims (None: HardCases)
     readings: tuple[tuple[str, str], ...] = ()  # the thesis readings in force (srprior.schema.READINGS)
+    bicubic: tuple[tuple[str, float], ...] = ()  # metric -> MATLAB-bicubic value on the same evaluation sets
     reused: int = 0  # cells answered by runs another sweep trained (content-addressed reuse)
     failed: int = 0  # cells whose run ended FAILED (shown as missing, never as a value)
     missing: int = 0  # cells without a finished run
@@ -97,9 +98,10 @@ class Report:
 
 # ---------------------------------------------------------------------------------------------- reading MLflow
 def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]],
-            sweep_id: str | None = None) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, int]]:
-    """Per row and seed the final metrics of the FINISHED run with the cell's key, and counts of reused, failed
-    and missing cells. Runs are found by content, in any srprior experiment of the store."""
+            sweep_id: str | None = None) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, Any]]:
+    """Per row and seed the final metrics of the FINISHED run with the cell's key; counts of reused, failed
+    and missing cells and the bicubic reference the runs logged. Runs are found by content, in any srprior
+    experiment of the store."""
     if not tracking.store_exists(tracking_uri):
         # MLflow would create an empty store there; a report must not.
         raise ReportError(f"no MLflow store at {tracking_uri} (file missing): run the sweep first "
@@ -107,7 +109,8 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
                           f"MLFLOW_TRACKING_URI or --output-dir")
     runs = tracking.runs_by_key(tracking_uri, {key for _, _, key in cells})
     values: dict[str, dict[int, dict[str, float]]] = {row.id: {} for row in spec.rows}
-    counts = {"reused": 0, "failed": 0, "missing": 0}
+    counts: dict[str, Any] = {"reused": 0, "failed": 0, "missing": 0}
+    bicubic: dict[str, list[float]] = {}
     for row_id, seed, key in cells:
         run = runs.get(key)
         if run is None or run.info.status != "FINISHED":
@@ -116,6 +119,10 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
         if sweep_id is not None and run.data.tags.get(contracts.SWEEP_ID) != sweep_id:
             counts["reused"] += 1
         values[row_id][seed] = reported_metrics(run.data.metrics)
+        for m, v in run.data.metrics.items():
+            if m.startswith(contracts.BICUBIC):
+                bicubic.setdefault(m.removeprefix(contracts.BICUBIC), []).append(float(v))
+    counts["bicubic"] = tuple((m, math.fsum(v) / len(v)) for m, v in bicubic.items())
     if not any(values.values()):
         raise ReportError(f"no finished trial runs for table {spec.name} at tracking URI {tracking_uri} "
                           f"({counts['failed']} failed, {counts['missing']} not run of {len(cells)} planned). "
@@ -286,6 +293,10 @@ def to_markdown(report: Report) -> str:
                 extra += f" [MDE {cell.mde:.{_decimals(metric)}f}]"
             cells.append(f"{ours}{cell.mark}{extra} ({_thesis(metric, cell.thesis)})")
         lines.append("| " + " | ".join([result.row.group, result.row.label, _count(result), *cells]) + " |")
+    bicubic = dict(report.bicubic)
+    if bicubic:
+        cells = [f"{bicubic[m]:.{_decimals(m)}f}" if m in bicubic else DASH for m in spec.metrics]
+        lines.append("| Reference | Bicubic (same crops) | — | " + " | ".join(cells) + " |")
     for ref in spec.references:
         cells = [f"{DASH} ({ref.values[m]:.{_decimals(m)}f})" if m in ref.values else f"{DASH} ({DASH})"
                  for m in spec.metrics]
@@ -301,6 +312,63 @@ def to_markdown(report: Report) -> str:
 
 def _readings(report: Report) -> str:
     return " · ".join(f"{k}={v}" for k, v in report.readings)
+
+
+TERMINAL_WIDTH = 120
+
+
+def _short(metric: str, mean: float | None, std: float | None, mark: str) -> str:
+    if mean is None:
+        return DASH
+    d = _decimals(metric)
+    return f"{mean:.{d}f}±{std:.{d}f}{mark}" if std is not None else f"{mean:.{d}f}{mark}"
+
+
+def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: str | None = None) -> str:
+    """The table as a terminal shows it: ≤ 120 columns, our numbers only (mean ± std over seeds with † ‡), the
+    bicubic reference, the claims' verdicts in one line; the thesis's numbers and every column stay in the
+    Markdown/CSV/HTML files. Columns without any value are left out; when they do not fit, SSIM goes first."""
+    spec, bicubic = report.spec, dict(report.bicubic)
+    metrics = [m for m in spec.metrics if any(r.cells[m].n for r in report.rows)]
+    label_w = min(34, max([len(f"{r.row.group} {r.row.label}") for r in report.rows] + [len("Bicubic (same crops)")]))
+    col_w = 15
+
+    def fits(ms: list[str]) -> bool:
+        return label_w + 6 + len(ms) * (col_w + 1) <= TERMINAL_WIDTH
+
+    if not fits(metrics):
+        metrics = [m for m in metrics if not m.startswith("ssim")]
+    while not fits(metrics):
+        metrics.pop()
+    head = f"{'':{label_w}} {'n':>4} " + " ".join(f"{column_name(m)[:col_w]:>{col_w}}" for m in metrics)
+    out = [f"Table {spec.name}: {spec.title}"[:TERMINAL_WIDTH]]
+    if report.readings:
+        import textwrap
+
+        out += textwrap.wrap(f"readings: {_readings(report)}", TERMINAL_WIDTH, subsequent_indent="  ")
+    out += [head, "-" * len(head)]
+    for r in report.rows:
+        label = f"{r.row.group} {r.row.label}"[:label_w]
+        cells = [_short(m, r.cells[m].mean, r.cells[m].std, r.cells[m].mark) for m in metrics]
+        out.append(f"{label:{label_w}} {len(r.seeds)}/{r.expected:<2} " + " ".join(f"{c:>{col_w}}" for c in cells))
+    if bicubic:
+        cells = [f"{bicubic[m]:.{_decimals(m)}f}" if m in bicubic else "" for m in metrics]
+        out.append(f"{'Bicubic (same crops)':{label_w}} {'':4} " + " ".join(f"{c:>{col_w}}" for c in cells))
+    out.append("mean±std over seeds of each run's best-validation checkpoint; † p<0.05, ‡ p<0.01 vs the group's "
+               "baseline (Welch)."[:TERMINAL_WIDTH])
+    if report.claims:
+        verdicts: dict[str, int] = {}
+        for c in report.claims:
+            key = c.verdict.split(" at ")[0]
+            verdicts[key] = verdicts.get(key, 0) + 1
+        where = f" on {column_name(report.claims_on)}" if report.claims_on else ""
+        out.append(f"thesis claims{where}: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
+    if report.failed or report.missing:
+        out.append(f"INCOMPLETE: {report.failed} failed, {report.missing} missing of "
+                   f"{sum(r.expected for r in report.rows)} planned runs" + (f"; resume: {resume}" if resume else ""))
+    if files:
+        out.append(f"with the thesis's numbers: {files.get('html') or next(iter(files.values()))}")
+    return "\n".join(out) + "\n"
 
 
 def to_csv(report: Report) -> str:
@@ -383,8 +451,10 @@ def to_html(report: Report) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- output
-def write_report(report: Report, out_dir: str | Path, log_artifacts: bool = True) -> dict[str, Path]:
-    """Write table-<name>.{md,csv,html} into `out_dir`; log them to the sweep's parent run when there is one."""
+def write_report(report: Report, out_dir: str | Path, log_artifacts: bool = True,
+                 tracking_uri: str | None = None) -> dict[str, Path]:
+    """Write table-<name>.{md,csv,html} into `out_dir`; log them to the sweep's parent run when there is one
+    (through `tracking_uri`, e.g. the sweep's live server, when the report names the store by its path)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"table-{report.spec.name}"
@@ -393,7 +463,7 @@ def write_report(report: Report, out_dir: str | Path, log_artifacts: bool = True
         paths[ext] = out / f"{stem}.{ext}"
         paths[ext].write_text(render(report), encoding="utf-8")
     if log_artifacts and report.parent_run_id:
-        _log_artifacts(report.tracking_uri, report.parent_run_id, list(paths.values()))
+        _log_artifacts(tracking_uri or report.tracking_uri, report.parent_run_id, list(paths.values()))
     return paths
 
 

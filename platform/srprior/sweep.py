@@ -33,7 +33,7 @@ STATE_FILE = "srprior-sweep.json"  # in <storage>/<sweep id>/: what --resume nee
 # instead of 2 s (seconds per trial when trials last tens of seconds).
 LOCAL_ENV = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 RUNTIME_OPTIONS = ("resume", "max_concurrent", "address", "num_cpus", "max_failures", "output_dir", "plan",
-                   "retrain", "seeds_for_power")
+                   "retrain", "seeds_for_power", "verbose")
 OPTIONS_TAG = "srprior.options"  # the sweep's options (JSON) on its parent run: reports rebuild the plan
 
 
@@ -171,7 +171,8 @@ def _search_space(trial: Any, search: Any) -> dict[str, Any]:
 
 
 def _tuner(plan: SweepPlan, sweep_id: str, storage: str, groups: list[list], context: Any,
-           parents: dict[str, str], existing: dict[str, Any], restore: bool, max_failures: int, max_concurrent: int):
+           parents: dict[str, str], existing: dict[str, Any], restore: bool, max_failures: int, max_concurrent: int,
+           callbacks: list, verbose: bool):
     import ray.tune
     from ray.tune.search import Repeater
 
@@ -214,7 +215,8 @@ def _tuner(plan: SweepPlan, sweep_id: str, storage: str, groups: list[list], con
                                         search_alg=search_alg, scheduler=scheduler,
                                         max_concurrent_trials=max_concurrent,
                                         trial_dirname_creator=trial_dirname),
-        run_config=ray.tune.RunConfig(name=name, storage_path=storage, verbose=1,
+        run_config=ray.tune.RunConfig(name=name, storage_path=storage, verbose=1 if verbose else 0,
+                                      callbacks=callbacks,
                                       failure_config=ray.tune.FailureConfig(max_failures=1)))
 
 
@@ -226,7 +228,7 @@ def _parent_runs(plan: SweepPlan, sweep_id: str, uri: str, opts: dict[str, Any])
     stored = {k: v for k, v in opts.items() if v is not None and k not in RUNTIME_OPTIONS}
     parents = {}
     for name in plan.names:
-        exp = tracking.experiment_id(client, _experiment(plan, name))
+        exp = tracking.experiment_id(client, _experiment(plan, name), description=_description(plan, name))
         key = {contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep_id}
         run_id = tracking.get_or_create_run(client, exp, key, sweep_id, {plan.mode: name, "budget": plan.budget})
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in stored.items()],
@@ -235,24 +237,40 @@ def _parent_runs(plan: SweepPlan, sweep_id: str, uri: str, opts: dict[str, Any])
     return parents
 
 
-def _reports(plan: SweepPlan, sweep_id: str, uri: str, output: Path, parents: dict[str, str]) -> str:
-    from srprior.report import ReportError, build_report, plan_readings, search_report, to_markdown, write_report
+def _description(plan: SweepPlan, name: str) -> str:
+    """The MLflow experiment's description: what the table is and where the thesis has it."""
+    if plan.mode == "search":
+        return (f"Optuna search {name}: λ_AP, w, N_SSR and the scenario of the attribution prior, each "
+                "configuration over several seeds; objective: mean validation PSNR.")
     from srprior.search_spaces import get_table
 
-    if plan.mode == "search":
-        report = replace(search_report(plan.names[0], uri, sweep_id), parent_run_id=parents[plan.names[0]])
-        paths = write_report(report, output / "reports" / sweep_id)
-        return to_markdown(report) + f"\nReport files: {', '.join(str(p) for p in paths.values())}\n"
+    spec = get_table(name)
+    where = f"Thesis Table {spec.name}" if spec.name[0].isdigit() else f"srprior table '{spec.name}'"
+    return (f"{where}: {spec.title}. {spec.description} One run per (science config, seed), found by its key "
+            "(srprior.run_key); the report of each sweep is an artifact of its parent run.")
+
+
+def _reports(plan: SweepPlan, sweep_id: str, uri: str, store: str, output: Path, parents: dict[str, str],
+             resume: str | None) -> str:
+    """Every table's report: files written and logged to its parent run (with a summary plot); the terminal
+    view of each returned."""
+    from srprior.report import ReportError, build_report, plan_readings, search_report, to_terminal, write_report
+    from srprior.search_spaces import get_table
+
     texts = []
     for name in plan.names:
         try:
-            report = build_report(get_table(name), uri, plan.cells[name], sweep_id, parents.get(name),
-                                  plan_readings(plan, name))
+            if plan.mode == "search":
+                report = replace(search_report(name, uri, sweep_id), parent_run_id=parents[name])
+            else:
+                report = build_report(get_table(name), uri, plan.cells[name], sweep_id, parents.get(name),
+                                      plan_readings(plan, name))
         except ReportError as exc:
-            texts.append(f"no report for table {name}: {exc}")
+            texts.append(f"no report for {plan.mode} {name}: {exc}")
             continue
-        paths = write_report(report, output / "reports" / sweep_id)
-        texts.append(to_markdown(report) + f"\nReport files: {', '.join(str(p) for p in paths.values())}\n")
+        paths = write_report(replace(report, tracking_uri=store), output / "reports" / sweep_id,
+                             tracking_uri=uri)
+        texts.append(to_terminal(report, paths, resume))
     return "\n".join(texts)
 
 
@@ -278,18 +296,21 @@ def _print_seed_plan(plan: SweepPlan, opts: dict[str, Any], uri: str) -> int:
     if all(needed):
         others = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in opts.items()
                           if k in ("budget", "output_dir", "data_root", "train_root") and v)
-        print(f"run: srprior sweep --table {','.join(plan.names)} {others} --seeds {max(needed)}"
+        print(f"run: {tracking.command('sweep', '--table', ','.join(plan.names))} {others} --seeds {max(needed)}"
               "   (runs already finished are reused: only the added seeds train)")
     return 0
 
 
-def start_local_ray(num_cpus: int) -> None:
-    """A local Ray with the dashboard on (Train V2's cleanup needs the State API) and LOCAL_ENV inherited."""
+def start_local_ray(num_cpus: int, verbose: bool = True) -> None:
+    """A local Ray with the dashboard on (Train V2's cleanup needs the State API) and LOCAL_ENV inherited;
+    quiet (srprior.progress.quiet_ray) unless verbose."""
     import ray
+
+    from srprior.progress import quiet_ray
 
     for key, value in LOCAL_ENV.items():
         os.environ.setdefault(key, value)
-    ray.init(num_cpus=num_cpus, include_dashboard=True)
+    ray.init(num_cpus=num_cpus, include_dashboard=True, **({} if verbose else quiet_ray(num_cpus)))
 
 
 def run_sweep(opts: dict[str, Any]) -> int:
@@ -340,15 +361,19 @@ def run_sweep(opts: dict[str, Any]) -> int:
         state.write_text(json.dumps(opts, indent=1, default=str))
 
     uri, server, unfinished, n_run = user_uri, None, 0, 0
+    verbose = bool(opts.get("verbose"))
+    resume_cmd = tracking.command("sweep", "--resume", sweep_id, "--output-dir", str(output))
     if uri is None:  # the platform's store, behind a server so concurrent trials never lock SQLite
         server = tracking.TrackingServer(tracking.default_tracking_uri(output), tracking.artifacts_dir(output),
                                          host="127.0.0.1" if address is None else "0.0.0.0",
                                          log=output / "mlflow-server.log").launch()
     try:
         if needs_ray and owns_ray and address is None:
-            start_local_ray(local_cpus)
+            start_local_ray(local_cpus, verbose)
         elif needs_ray and owns_ray:
-            ray.init(address=address)
+            from srprior.progress import quiet_ray
+
+            ray.init(address=address, **({} if verbose else quiet_ray()))
         if needs_ray and (not owns_ray or address is not None):
             total = ray.cluster_resources()
             res = _resources(plan, to_train, opts, total.get("CPU", 0), total.get("GPU", 0), len(groups))
@@ -357,6 +382,7 @@ def run_sweep(opts: dict[str, Any]) -> int:
             uri = server.url if address is None else f"http://{ray.util.get_node_ip_address()}:{server.port}"
         parents = _parent_runs(plan, sweep_id, uri, opts)
         print(format_plan(plan, existing, to_train, res, device, retrain, groups), flush=True)
+        progress = None
         if needs_ray:
             context = plan.context.replace(
                 tracking_uri=uri, experiment=_experiment(plan), sweep_id=sweep_id, retrain=retrain,
@@ -364,10 +390,23 @@ def run_sweep(opts: dict[str, Any]) -> int:
                 gpus_per_worker=res.gpus_per_worker, use_gpu=res.gpus_per_worker > 0)
             max_failures = 3 if opts.get("max_failures") is None else opts["max_failures"]
             n_run = plan.n_trials if plan.mode == "search" else len(groups)
-            results = _tuner(plan, sweep_id, storage, groups, context, parents, existing, resume,
-                             max_failures, res.max_concurrent).fit()
+            callbacks = []
+            if not verbose:
+                from srprior.progress import SweepProgress
+
+                runs = ([(len(g), g[0].trial.config.schedule.steps) for g in groups] if plan.mode == "table" else
+                        [(1, int(plan.science.get("steps", 0)))] * plan.n_trials)
+                progress = SweepProgress(runs, len(plan.trials) - len(to_train))
+                callbacks.append(progress)
+            try:
+                results = _tuner(plan, sweep_id, storage, groups, context, parents, existing, resume,
+                                 max_failures, res.max_concurrent, callbacks, verbose).fit()
+            finally:
+                if progress is not None:
+                    progress.close()
             unfinished = n_run - results.num_terminated  # errored, or stopped by Ctrl-C
-        print(_reports(plan, sweep_id, uri, output, parents))
+        store = uri if server is None else server.backend_uri
+        print(_reports(plan, sweep_id, uri, store, output, parents, resume_cmd if unfinished else None))
         client = tracking.client(uri)
         for run_id in parents.values():
             client.set_terminated(run_id, "FAILED" if unfinished else "FINISHED")
@@ -377,8 +416,7 @@ def run_sweep(opts: dict[str, Any]) -> int:
         if server is not None:
             server.stop()
     if unfinished:
-        print(f"{unfinished} of {n_run} Ray Train run(s) did not finish; resume with: srprior sweep --resume "
-              f"{sweep_id} --output-dir {output}", file=sys.stderr)
+        print(f"INCOMPLETE: {unfinished} of {n_run} Ray Train run(s) did not finish; resume with: {resume_cmd}")
     print(f"Open the MLflow UI: {tracking.ui_command(output)}")
     return 1 if unfinished else 0
 
@@ -431,6 +469,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS or a running `ray start`; "
                                      "'local': always start a private Ray)")
     p.add_argument("--max-failures", type=int, help="worker restarts per trial from its checkpoint (default 3)")
+    p.add_argument("--verbose", action="store_true", help="show Ray's own output (trial tables, worker logs) "
+                                                          "instead of srprior's progress line")
     p.add_argument("--fault-kill-at-step", type=int, help=argparse.SUPPRESS)  # tests: kill a worker once
 
 

@@ -240,7 +240,7 @@ def get_or_create_run(mlflow_client: Any, exp_id: str, key: dict[str, str], run_
 
 
 # ---------------------------------------------------------------------------------------------- srprior ui
-MAKE_STORE = "srprior sweep --table 4.2 --budget smoke"  # the smallest sweep: a store with one experiment
+MAKE_STORE = ("sweep", "--table", "4.2", "--budget", "smoke")  # the smallest sweep: a store with one experiment
 
 
 def ui_url(base_url: str, experiment_id: str) -> str:
@@ -266,6 +266,25 @@ def newest_experiment(url: str, timeout: float = 5.0) -> tuple[str, str] | None:
     return (found[0]["experiment_id"], found[0]["name"]) if found else None
 
 
+def command(*args: str) -> str:
+    """A `srprior ...` command that runs as printed from this shell: `srprior` when it is the one on PATH,
+    else this installation's script (e.g. `.venv/bin/srprior` when the venv is not activated)."""
+    import shutil
+
+    script = Path(sys.executable).with_name("srprior")
+    found = shutil.which("srprior")
+    if found and Path(found).resolve() == script.resolve():
+        prefix = "srprior"
+    elif script.exists():
+        try:
+            prefix = str(script.relative_to(Path.cwd()))
+        except ValueError:
+            prefix = str(script)
+    else:
+        prefix = f"{shlex.quote(sys.executable)} -m srprior.cli"
+    return " ".join([prefix, *(shlex.quote(a) for a in args)])
+
+
 def ui_command(output: str | os.PathLike | None) -> str:
     """What opens the UI on the store a sweep used (printed at the end of every sweep): the `srprior ui`
     command for a local store, the server's address when the store is a remote one."""
@@ -273,7 +292,7 @@ def ui_command(output: str | os.PathLike | None) -> str:
     if uri and is_remote(uri):
         return uri
     out = output_dir(output)
-    return "srprior ui" if out == output_dir(None) else f"srprior ui --output-dir {shlex.quote(str(out))}"
+    return command("ui") if out == output_dir(None) else command("ui", "--output-dir", str(out))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -301,7 +320,8 @@ def run_ui(args: argparse.Namespace) -> int:
     backend = uri or default_tracking_uri(out)
     if not store_exists(backend):  # the server would create an empty store and show nothing
         db = Path(backend.removeprefix("sqlite:///")).resolve()
-        make = MAKE_STORE if uri or out == output_dir(None) else f"{MAKE_STORE} --output-dir {shlex.quote(str(out))}"
+        make = command(*MAKE_STORE) if uri or out == output_dir(None) else \
+            command(*MAKE_STORE, "--output-dir", str(out))
         print(f"srprior ui: error: no MLflow store at {db} (srprior ui looks in $MLFLOW_TRACKING_URI when set, "
               f"else in <--output-dir>/mlflow.db, default ./outputs/mlflow.db); make one: {make}", file=sys.stderr)
         return 1

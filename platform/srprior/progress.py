@@ -1,0 +1,84 @@
+"""What a sweep shows while it runs: one progress line of our own instead of Ray's per-trial boxes and logs.
+
+`SweepProgress` is a Ray Tune callback (it runs in the driver): a tqdm bar over the training steps of every
+Ray Train run, with the trials done / running / failed / reused and an ETA. `quiet_ray()` silences Ray's own
+output at the source (log forwarding, Tune's tables, auto loggers); `--verbose` keeps all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from ray.tune import Callback
+
+QUIET_ENV = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/JSON/TensorBoard loggers, no TensorBoard hint
+    "RAY_AIR_NEW_OUTPUT": "0",  # Tune's classic reporter honours verbose=0 (the new one prints its config box)
+}
+
+
+def quiet_ray(num_cpus: int | None = None) -> dict[str, Any]:
+    """Environment set before Ray starts and the ray.init arguments that keep the console ours. A sweep starts
+    several small actors per trial (driver 0.1 CPU, controller, workers): the raylet's warning about more
+    worker start-ups than cores is expected, so the start-up concurrency is raised to what a sweep uses."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if num_cpus:
+        os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(4 * num_cpus))
+    for name in ("ray", "ray.tune", "ray.train", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return {"log_to_driver": False, "logging_level": logging.ERROR}
+
+
+class SweepProgress(Callback):
+    """tqdm over all training steps of the sweep's Ray Train runs; counts members (trials), not runs."""
+
+    def __init__(self, runs: list[tuple[int, int]], reused: int, desc: str = "training"):
+        """runs: (members, steps) of every Ray Train run Tune will start, in order."""
+        from tqdm import tqdm
+
+        self.runs, self.reused = runs, reused
+        self.total_trials = sum(m for m, _ in runs)
+        self.done = self.failed = 0
+        self.steps: dict[str, int] = {}
+        self.members: dict[str, int] = {}
+        self.bar = tqdm(total=sum(s for _, s in runs), unit="step", desc=desc, dynamic_ncols=True,
+                        mininterval=1 if sys.stderr.isatty() else 30, file=sys.stderr,
+                        bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} steps "
+                                   "[{elapsed}<{remaining}]{postfix}")
+        self._postfix()
+
+    def _postfix(self) -> None:
+        running = sum(self.members.values())
+        self.bar.set_postfix_str(f"trials {self.done}/{self.total_trials} done · {running} running · "
+                                 f"{self.failed} failed · {self.reused} reused", refresh=True)
+
+    def _members(self, trial: Any) -> int:
+        members = trial.config.get("trial", {}).get("members") if isinstance(trial.config, dict) else None
+        return len(members) if members else 1
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.members[trial.trial_id] = self._members(trial)
+        self._postfix()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        step = int(result.get("step", 0) or 0)
+        self.bar.update(max(0, step - self.steps.get(trial.trial_id, 0)))
+        self.steps[trial.trial_id] = max(step, self.steps.get(trial.trial_id, 0))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        members = self.members.pop(trial.trial_id, self._members(trial))
+        failed = int((trial.last_result or {}).get("members_failed", 0) or 0)
+        self.done += members - failed
+        self.failed += failed
+        self._postfix()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed += self.members.pop(trial.trial_id, self._members(trial))
+        self._postfix()
+
+    def close(self) -> None:
+        self.bar.close()
