@@ -60,6 +60,12 @@ def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunCo
     name = train_name(trials, context)
     ctxs = [context.replace(**changes, trial_started_at=started, storage_dir=os.path.join(storage_path, name))
             for _, changes in members]
+    if context.tracking_uri:  # open the runs now: their MLflow duration is the trial's, start-up included
+        from srprior import tracking
+        from srprior.trainers.worker import open_run
+
+        client = tracking.client(context.tracking_uri)
+        ctxs = [c.replace(resume_run_id=open_run(client, t, c, c.resume_run_id)) for t, c in zip(trials, ctxs)]
     ctx = ctxs[0]
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if ctx.use_gpu else {})}
     TorchTrainer(

@@ -39,6 +39,23 @@ MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
 WATERMARK_CURVES = ("train/loss", "val/psnr")  # their last logged step is the resume watermark
 
 
+def open_run(client: Any, trial: Trial, ctx: RunContext, run_id: str | None = None) -> str:
+    """The MLflow run of `trial`: `run_id` (a checkpoint's or the planner's), else the run with its key (a new
+    one under --retrain), created when missing. The Tune driver opens it when the trial starts, so the run's
+    duration is the trial's."""
+    from srprior import tracking
+
+    exp = tracking.experiment_id(client, ctx.experiment or "srprior/adhoc")
+    key = {contracts.ROLE: "trial", contracts.RUN_KEY: trial.key}
+    if ctx.retrain:
+        key[contracts.RETRAIN] = ctx.sweep_id
+    table, row = ctx.labels[0] if ctx.labels else ("adhoc", "default")
+    extra = {contracts.SWEEP_ID: ctx.sweep_id, contracts.CONFIG_HASH: trial.config.hash,
+             contracts.TABLE: table, contracts.ROW: row, contracts.SEED: str(trial.seed),
+             **({contracts.PARENT: ctx.parent_run_id} if ctx.parent_run_id else {})}
+    return tracking.get_or_create_run(client, exp, key, f"{row}/seed-{trial.seed}", extra, run_id)
+
+
 class RunLogger:
     """Rank 0's MLflow run, found by content (run key) or created; buffered curves, final metrics."""
 
@@ -48,15 +65,7 @@ class RunLogger:
         from srprior import tracking
 
         self.client = tracking.client(ctx.tracking_uri)
-        exp = tracking.experiment_id(self.client, ctx.experiment or "srprior/adhoc")
-        key = {contracts.ROLE: "trial", contracts.RUN_KEY: trial.key}
-        if ctx.retrain:
-            key[contracts.RETRAIN] = ctx.sweep_id
-        table, row = ctx.labels[0] if ctx.labels else ("adhoc", "default")
-        extra = {contracts.SWEEP_ID: ctx.sweep_id, contracts.CONFIG_HASH: trial.config.hash,
-                 contracts.TABLE: table, contracts.ROW: row, contracts.SEED: str(trial.seed),
-                 **({contracts.PARENT: ctx.parent_run_id} if ctx.parent_run_id else {})}
-        self.run_id = tracking.get_or_create_run(self.client, exp, key, f"{row}/seed-{trial.seed}", extra, run_id)
+        self.run_id = open_run(self.client, trial, ctx, run_id)
         tags = [RunTag(contracts.RESUMED_AT, str(resumed_at))] if resumed_at else []
         params = {**trial.config.params(), "seed": str(trial.seed)}
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()], tags=tags)
