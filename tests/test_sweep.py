@@ -62,7 +62,7 @@ def test_plan_all_tables_deduplicates_without_ray(tmp_path, capsys):
     assert "to train: 170 · reused (FINISHED in MLflow): 0" in out
     assert "4.2:edsr-t/baseline = 4.3:edsr-t/baseline = 4.4:edsr-t/baseline = 4.5:edsr-t/baseline = " \
            "4.6:edsr-t/baseline = 4.7:edsr-t/baseline · seeds 0,1,2,3" in out
-    assert "estimated cost (cpu" in out and "estimated cost (gpu" in out
+    assert "estimated cost (cpu, here)" in out and "estimated cost (gpu, one H100" in out
     assert not ray.is_initialized() and list(tmp_path.iterdir()) == []  # nothing started, nothing written
 
 

@@ -124,7 +124,7 @@ def _micro_trial(seed_: int = 0, **flat) -> Trial:
 def test_final_metrics_on_the_embedded_default(tmp_path):
     cfg = _micro_trial().config
     train, val = training_data(cfg)
-    assert len(val) == 1 and val[0].lr.shape == (48, 48, 3) and val[0].hr.shape == (96, 96, 3)
+    assert len(val) == 1 and val[0].lr.shape == (32, 32, 3) and val[0].hr.shape == (64, 64, 3)
     torch.manual_seed(0)
     from srprior.archs import build_model
 

@@ -148,8 +148,8 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
             cost = estimate(to_train, dev, res.max_concurrent if res and dev == device else 1,
                             len(groups) if groups and dev == device else None)
             where = "here" if dev == device else "one H100, one trial at a time"
-            out.append(f"  estimated cost ({dev}, {where}; srprior.plan.STEP_SECONDS): {hours(cost.compute_s)} of "
-                       f"training steps + {hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)}")
+            out.append(f"  estimated cost ({dev}, {where}): {hours(cost.compute_s)} of training steps + "
+                       f"{hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)} + final evaluations")
     return "\n".join(out)
 
 
