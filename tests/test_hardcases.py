@@ -169,8 +169,16 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
 
     bench_root = tmp_path / "bench"
     bench_root.mkdir()
-    (bench_root / "HardCases").symlink_to(out)
-    assert len(benchmark(bench_root, "HardCases", 2)) == 4  # the trainer's loader reads it as is
+    (bench_root / "HardCases-R").symlink_to(out)
+    (bench_root / "Set5").symlink_to(data_root / "Set5")
+    assert len(benchmark(bench_root, "HardCases-R", 2)) == 4  # the trainer's loader reads it as is
+    # a trial evaluates it under its own name (never as HardCases) and Table 4.7 measures its regions
+    from srprior.schema import trial_config
+    from srprior.trainers.evaluation import eval_sets, region_set
+
+    cfg = trial_config(data_root=str(bench_root), benchmarks="set5,hardcases_r", max_eval_images=1, eval_crop=32)
+    sets = eval_sets(cfg, [])
+    assert list(sets) == ["set5", "hardcases_r"] and region_set(sets, 2)[0] == "hardcases_r"
 
     again = tmp_path / "again"
     build(root, again, [checkpoints["root"]], count=4, max_candidates=8)
