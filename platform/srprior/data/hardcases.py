@@ -37,6 +37,7 @@ PROTOCOL = "hardcases-r/1"
 CROP, COUNT = 256, 150
 DEFAULT_OUT = Path("outputs/data/HardCases-R")
 STATE_FILE = "state.pt"  # trainers/worker.py: torch.save({"model": ..., "trial": ..., ...}) per checkpoint
+CPU_ARCHS = ("edsr", "rcan")  # RNAN's all-pairs attention makes 1000 candidates hours of CPU time
 GET_CHECKPOINTS = ("train baseline models of two architectures first, e.g. `srprior sweep --table 4.2 --rows "
                    "edsr-t/baseline,rcan-t/baseline` (--budget smoke trains their micro versions on a CPU), "
                    "then pass --checkpoints outputs (or checkpoint_* folders / state.pt files)")
@@ -99,7 +100,13 @@ def find_checkpoints(output_dir: str | Path) -> list[Path]:
 
 def load_checkpoint_model(path: str | Path):
     """(model in eval mode, Trial) from a checkpoint's ``state.pt``: build_model(trial's preset and scale)
-    + its state_dict, read with torch.load(weights_only=True)."""
+    + its state_dict, read with torch.load(weights_only=True). A fused group's checkpoint (trainers.group)
+    gives its first member; `load_checkpoint_models` gives them all."""
+    return load_checkpoint_models(path)[0]
+
+
+def load_checkpoint_models(path: str | Path) -> list:
+    """[(model in eval mode, Trial)] of a checkpoint: one, or every member of a fused group."""
     import torch
 
     from srprior.archs import build_model
@@ -109,23 +116,26 @@ def load_checkpoint_model(path: str | Path):
     path = Path(path)
     try:
         state = load_state(path, torch.device("cpu"))
-        trial = Trial.from_dict(state["trial"])
-        model = build_model(trial.config.model.preset, trial.config.model.scale)
-        model.load_state_dict(state["model"])
+        out = []
+        for member in state.get("members", [state]):
+            trial = Trial.from_dict(member["trial"])
+            model = build_model(trial.config.model.preset, trial.config.model.scale)
+            model.load_state_dict(member["model"])
+            out.append((model.eval(), trial))
     except (KeyError, TypeError) as exc:
         raise HardCasesError(f"{path}: checkpoint lacks {exc} (needs 'model' and 'trial', as the platform's "
                              "training workers write them); re-train with this srprior version") from None
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise HardCasesError(f"{path}: not a loadable srprior checkpoint ({str(exc).splitlines()[0]}); "
                              "pass state.pt files written by the platform's training workers") from None
-    return model.eval(), trial
+    return out
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def methods(paths: Iterable[str | Path], scale: int) -> list[dict]:
+def methods(paths: Iterable[str | Path], scale: int, archs: Sequence[str] | None = None) -> list[dict]:
     """One baseline model per preset at `scale` from checkpoint files/folders/output folders (first in path
     order); errors unless they span two architectures."""
     from srprior.archs.presets import PRESETS
@@ -142,9 +152,10 @@ def methods(paths: Iterable[str | Path], scale: int) -> list[dict]:
             raise HardCasesError(f"--checkpoints {p}: no such file or folder; {GET_CHECKPOINTS}")
     chosen: dict[str, dict] = {}
     skipped = []
-    for path in sorted(set(files)):
-        model, trial = load_checkpoint_model(path)
+    for path, (model, trial) in ((p, m) for p in sorted(set(files)) for m in load_checkpoint_models(p)):
         preset, lambda_ap = trial.config.model.preset, trial.config.prior.lambda_ap
+        if archs is not None and PRESETS[preset]["arch"] not in archs:
+            continue
         if trial.config.model.scale != scale or lambda_ap > 0:
             skipped.append(f"{path} (x{trial.config.model.scale}, λ_AP={lambda_ap:g})")
         elif preset not in chosen:
@@ -226,9 +237,10 @@ def _replace(tmp: Path, out: Path) -> None:
 
 def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], scale: int = 2,
           count: int = COUNT, max_candidates: int = 0, device: str = "cpu", threads: int = 1,
-          progress: bool = False) -> dict:
+          progress: bool = False, archs: Sequence[str] | None = None) -> dict:
     """Build HardCases-R from the images under `root` into `out`; returns the manifest.
 
+    archs: the architectures whose baselines score (None: every one found).
     threads: torch CPU threads while scoring. One by default: a 128×128 crop through a micro model is too little
     work to split, and on a busy 2-core machine two threads ran 7× slower than one (they wait on each other).
     """
@@ -239,7 +251,7 @@ def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], 
 
     root, out = Path(root), Path(out)
     _check_out(out)
-    models = methods(checkpoints, scale)
+    models = methods(checkpoints, scale, archs)
     pools = sources(root)
     candidates = _candidates(pools, max_candidates)
     names = [c["name"] for c in candidates]
@@ -291,9 +303,10 @@ def _main(args: argparse.Namespace) -> int:
     import torch
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    archs = args.archs.split(",") if args.archs else (CPU_ARCHS if device == "cpu" else None)
     try:
         manifest = build(args.root, args.out, args.checkpoints, args.scale, args.count, args.max_candidates,
-                         device, args.threads, progress=not args.no_progress)
+                         device, args.threads, progress=not args.no_progress, archs=archs)
     except (HardCasesError, OSError, ValueError) as exc:  # ImageError / DatasetError are ValueErrors
         print(f"srprior data hardcases: error: {exc}", file=sys.stderr)
         return 1
@@ -320,6 +333,8 @@ def register(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoints", nargs="+", default=[DEFAULT_OUTPUT],
                    help="state.pt files, checkpoint folders or platform output folders (default: outputs)")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
+    p.add_argument("--archs", help="comma-separated architectures whose baselines score (default: all; on a CPU "
+                                   f"{','.join(CPU_ARCHS)}: RNAN's non-local blocks take ~23 s per crop there)")
     p.add_argument("--count", type=int, default=COUNT, help="crops to keep (default 150)")
     p.add_argument("--max-candidates", type=int, default=0, help="score at most N candidates, evenly spread (0: all)")
     p.add_argument("--device", default="auto", help="torch device for the models (default: cuda if available)")
