@@ -123,6 +123,16 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
             if m.startswith(contracts.BICUBIC):
                 bicubic.setdefault(m.removeprefix(contracts.BICUBIC), []).append(float(v))
     counts["bicubic"] = tuple((m, math.fsum(v) / len(v)) for m, v in bicubic.items())
+    if not any(values.values()) and sweep_id is not None:
+        client = tracking.client(tracking_uri)
+        exps = [e.experiment_id for e in contracts.srprior_experiments(client)]
+        trained = contracts.search_all(client, exps, contracts.tag_filter({contracts.ROLE: "trial",
+                                                                           contracts.SWEEP_ID: sweep_id}))
+        if trained:
+            raise ReportError(f"sweep {sweep_id} trained {len(trained)} run(s), but none has a key this version "
+                              f"plans for table {spec.name}: the trial schema or a budget changed since (a changed "
+                              "default re-keys runs, README: Content-addressed runs); rerun the sweep to train "
+                              "them under this version, or report with the srprior version that ran it")
     if not any(values.values()):
         raise ReportError(f"no finished trial runs for table {spec.name} at tracking URI {tracking_uri} "
                           f"({counts['failed']} failed, {counts['missing']} not run of {len(cells)} planned). "
