@@ -366,7 +366,9 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
     lines = text.splitlines()
     assert max(map(len, lines)) <= 120 and "INCOMPLETE: 0 failed, 28 missing of 32 planned runs; resume: " \
         "srprior sweep --resume s" in text and lines[-1] == "with the thesis's numbers: report.html"
-    crop = [_crop(default_split(2)[1][0], 48)]
+    from srprior.trainers.budgets import get_budget
+
+    crop = [_crop(default_split(2)[1][0], get_budget("smoke").science["eval_crop"])]
     expected = bicubic_baseline(crop, 2)["psnr"]
     bicubic = next(line for line in lines if line.startswith("Bicubic (same crops)"))
     assert f"{expected:.2f}" in bicubic.split()[3]
