@@ -241,6 +241,6 @@ def test_ssm_figure_writes_png_with_outlines(tmp_path):
     import matplotlib.image as mpimg
 
     img = mpimg.imread(path)
-    assert img.shape[0] == 400 and img.shape[1] == 840
+    assert img.shape[1] >= 2 * 48 * 3 and img.shape[0] >= 48 * 3  # two panels, LR pixels shown at >= 3x
     red = (img[..., 0] > 0.9) & (img[..., 1] < 0.1) & (img[..., 2] < 0.1)
     assert red.sum() > 50  # the PoI outline is drawn

@@ -186,7 +186,7 @@ def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
     client = MlflowClient(uri)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [5, 10, 15, 20]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/psnr")] == [10, 20]
-    assert _artifacts(tmp_path, run.info.run_id, "figures") == {"ssm.png", "lam.png", "sr_embedded-crop256_0.png"}
+    assert _artifacts(tmp_path, run.info.run_id, "figures") == {"ssm.png", "lam.png", "sr_comparison.png"}
     import torch
 
     (last,) = sorted(p for p in train_dirs[0].glob("checkpoint_*") if p.is_dir())[-1:]

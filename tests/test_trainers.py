@@ -139,7 +139,7 @@ def test_final_metrics_on_the_embedded_default(tmp_path):
     assert all(metrics[k] == region[k] for k in ("psnr_total", "psnr_ssr", "psnr_poi"))  # the one implementation
     assert all(np.isfinite(v) for v in metrics.values()) and 0 < metrics["di"] < 100
     assert tags == {"srprior.region_set": "embedded-crop256"}
-    assert sorted(p.name for p in files) == ["lam.png", "sr_embedded-crop256_0.png", "ssm.png"]
+    assert sorted(p.name for p in files) == ["lam.png", "sr_comparison.png", "ssm.png"]
     assert all(p.stat().st_size > 1000 for p in files)
 
 

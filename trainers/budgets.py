@@ -57,9 +57,9 @@ def micro_preset(preset: str) -> str:
 
 BUDGETS: dict[str, Budget] = {b.name: b for b in (
     Budget("smoke", "CPU, minutes: micro models, 24×24 patches, 20 steps, 2 seeds per row (real ± and tests), "
-           "one 32×32 LR crop per eval set, no figures",
+           "one 32×32 LR crop per eval set, figures (about 1 s per trial)",
            science=dict(steps=20, batch=4, lr_patch=24, val_every=10, max_eval_images=1, val_images=1, eval_crop=32),
-           context=dict(ckpt_every=10, log_every=5, figures=False), seeds=2, micro=True),
+           context=dict(ckpt_every=10, log_every=5, figures=True), seeds=2, micro=True),
     Budget("short", "one GPU, ~10 min per trial: thesis models and crops, 5,000 steps (100 epochs)",
            science=dict(steps=100 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=500, val_images=10),
            context=dict(ckpt_every=500, log_every=50)),

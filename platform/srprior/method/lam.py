@@ -203,43 +203,58 @@ def di_images(root: str | Path, scale: int) -> list[np.ndarray]:
     return [bicubic_lr(read_image(Path(root) / rel), scale) for rel in DI_IMAGES]
 
 
-def mean_di(model: nn.Module, images: list[np.ndarray], scale: int, cfg: LAMConfig = LAMConfig(),
-            channels: str = DI_CHANNELS[0]) -> float:
-    """Mean DI over the `di_windows` of each LR image (uint8 (H,W,3) or objects with an `.lr` field)."""
-    values = []
+def di_maps(model: nn.Module, images: list[np.ndarray], scale: int, cfg: LAMConfig = LAMConfig(),
+            channels: str = DI_CHANNELS[0]) -> list[tuple[np.ndarray, Window, np.ndarray]]:
+    """(LR image, window, LAM map) for the `di_windows` of each LR image (uint8 (H,W,3) or objects with an `.lr`
+    field): what `mean_di` averages and the LAM figure draws, computed once for both."""
+    maps = []
     for img in images:
         lr = getattr(img, "lr", img)
-        values += [diffusion_index(lam(model, lr, win, cfg, channels)) for win in di_windows(lr.shape, scale)]
-    if not values:
-        raise ValueError("mean_di needs at least one image")
-    return float(np.mean(values))
+        maps += [(lr, win, lam(model, lr, win, cfg, channels)) for win in di_windows(lr.shape, scale)]
+    if not maps:
+        raise ValueError("DI needs at least one image")
+    return maps
+
+
+def mean_di(model: nn.Module, images: list[np.ndarray], scale: int, cfg: LAMConfig = LAMConfig(),
+            channels: str = DI_CHANNELS[0]) -> float:
+    """Mean DI over the `di_maps` of the LR images."""
+    return float(np.mean([diffusion_index(m) for _, _, m in di_maps(model, images, scale, cfg, channels)]))
 
 
 def lam_figure(lr: np.ndarray, attr: np.ndarray, window: Window, path: str | Path, scale: int,
                title: str | None = None) -> Path:
-    """PNG like thesis Fig. 4.3: input with the window (red), the LAM map, and the map blended on the input."""
-    from matplotlib.figure import Figure  # no pyplot: the Agg canvas, no global backend state
-    from matplotlib.patches import Rectangle
+    """PNG like thesis Fig. 4.3: the input with the window, the LAM map (colourbar) and the map on the input.
+
+    The map is drawn with a square-root colour scale, so the faint far-away contributions that DI counts stay
+    visible next to the peak; the colourbar keeps the true values."""
+    from matplotlib.colors import PowerNorm
+    from matplotlib.lines import Line2D
+
+    from srprior.method.figures import POI_COLOR, HALO, bare, box, canvas, save, zoom
 
     h, w = lr.shape[:2]
-    extent = (0, w * scale, h * scale, 0)  # draw in HR coordinates so the window needs no conversion
+    extent = (0, w * scale, h * scale, 0)  # HR coordinates: the window needs no conversion
     heat = channel_map(attr)
     heat = heat / heat.max() if heat.max() > 0 else heat
-    fig = Figure(figsize=(9, 3.3))
+    k = zoom(max(h, w))
+    fig = canvas(3 * w * k + 200, h * k + 150)
     axes = fig.subplots(1, 3)
-    axes[0].imshow(lr, extent=extent, interpolation="bicubic")
-    axes[1].imshow(heat, extent=extent, cmap="magma", interpolation="nearest")
-    axes[2].imshow(lr, extent=extent, interpolation="bicubic")
-    axes[2].imshow(heat, extent=extent, cmap="jet", alpha=0.5, interpolation="bilinear")
-    for ax, name in zip(axes, ("input + window", "LAM", f"DI = {diffusion_index(attr):.2f}")):
-        y, x, size = window
-        ax.add_patch(Rectangle((x, y), size, size, fill=False, edgecolor="red", linewidth=1.5))
-        ax.set_title(name)
-        ax.axis("off")
+    axes[0].imshow(lr, extent=extent, interpolation="nearest")
+    shown = axes[1].imshow(heat, extent=extent, cmap="magma", norm=PowerNorm(0.5, 0, 1), interpolation="nearest")
+    fig.colorbar(shown, ax=axes[1], shrink=0.9, label="attribution / max")
+    axes[2].imshow(lr, extent=extent, interpolation="nearest")
+    axes[2].imshow(heat, extent=extent, cmap="magma", norm=PowerNorm(0.5, 0, 1), alpha=0.6, interpolation="nearest")
+    y, x, size = window
+    for ax, name in zip(axes, (f"LR input ({w}×{h})", "LAM attribution", f"overlay · DI = {diffusion_index(attr):.2f}")):
+        box(ax, y, x, size, POI_COLOR)
+        ax.set_title(name, fontsize=10)
+        bare(ax)
+    window_key = Line2D([], [], color=POI_COLOR, linewidth=2.5, path_effects=HALO,
+                        label=f"window: the {size}×{size} SR pixels whose output is explained")
+    fig.legend(handles=[window_key], loc="outside lower center", fontsize=9, facecolor="#f2f2f2",
+               title="bright: input pixels that change it most · DI: higher = more pixels involved (0-100)",
+               title_fontsize=9)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+        fig.suptitle(title, fontsize=10)
+    return save(fig, path)
