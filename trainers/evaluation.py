@@ -5,7 +5,7 @@ exists); without one, the embedded validation split, logged as psnr_embedded / s
 keeps the first n images of every set and `eval_crop` > 0 evaluates LR centre crops of that side (smoke budgets:
 RNAN's all-pairs attention makes whole images cost minutes on a CPU).
 
-DI (metric `di`): srprior.method.lam.mean_di on the documented LAM protocol images (LAM_demo under the data
+DI (metric `di`): the mean DI of srprior.method.lam.di_maps on the documented LAM protocol images (LAM_demo under the data
 root, 256×256 HR) or, without a data root, on 64×64-LR centre crops of the embedded validation images; one
 centred 16×16 window per image. RNAN's non-local blocks keep N×N affinities per path point for the backward
 (N = LR pixels), so its LAM batches only as many path points as fit LAM_MEMORY (LAMConfig.chunk: same result).
@@ -16,6 +16,9 @@ a 17×17 PoI (analysis.TABLE_4_7) and PSNR is measured on the SSRs and the PoI; 
 extraction or not; "Total" is the mean of SSR and PoI PSNR, as the thesis's printed rows show. The set is HardCases (256×256 HR sub-images) when present; otherwise 256×256 HR centre crops of the last
 evaluated set (Urban100 with the full list: HardCases was cut from Urban100 and DIV2K; or the embedded images),
 recorded in the tag srprior.region_set. Crops keep the extractor's O(N_P·H·W) memory small.
+
+Figures (`figure_dir`): sr_comparison.png (bicubic | SR | HR of the first region image), ssm.png (the trial's own
+extractor on its LR crop) and lam.png (the first DI window's LAM map, the one DI measured: no second LAM).
 """
 
 from __future__ import annotations
