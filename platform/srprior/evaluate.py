@@ -123,7 +123,7 @@ def _run_bicubic(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """`srprior eval bicubic --data DIR --scale 2 [3 4]`: the bicubic baseline table."""
-    ev = subparsers.add_parser("eval", help="evaluate on the SR benchmarks")
+    ev = subparsers.add_parser("eval", help="the bicubic baseline's PSNR/SSIM on the SR benchmarks")
     sub = ev.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     bic = sub.add_parser("bicubic", help="PSNR/SSIM of MATLAB-bicubic upscaling (Markdown table on stdout)")
     bic.add_argument("--data", default=os.environ.get("SRPRIOR_DATA"),

@@ -11,15 +11,39 @@ import time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("smoke", help="train a micro model on the embedded default and print PSNR (no Ray)")
-    p.add_argument("--preset", default="edsr-t-micro")
-    p.add_argument("--scale", type=int, default=2)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--patch", type=int, default=32, help="LR patch size")
-    p.add_argument("--lambda-ap", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
+    from srprior.archs.presets import PRESETS
+
+    p = sub.add_parser("smoke", help="check an install in about a minute: train a micro model, print its PSNR "
+                                     "next to bicubic (no Ray, no MLflow)",
+                       description="Train one model on the embedded default images in this process and print its "
+                                   "validation PSNR/SSIM next to bicubic upscaling. A check that the install works, "
+                                   "not a result: the tables come from `srprior sweep`.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="edsr-t-micro", choices=sorted(PRESETS), metavar="NAME",
+                   help="model preset of Table 4.1 (edsr-t, rcan-t, rnan-t, edsr-b, ...); the -micro versions "
+                        "are made for CPUs")
+    p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4), help="upscaling factor")
+    p.add_argument("--steps", type=int, default=200, help="training steps (Adam, learning rate 1e-4)")
+    p.add_argument("--batch", type=int, default=16, help="patches per step")
+    p.add_argument("--patch", type=int, default=32, help="LR patch side in pixels")
+    p.add_argument("--lambda-ap", type=float, default=1e-4, help="weight λ_AP of the attribution prior (0: off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the patch sampler")
     p.set_defaults(func=run)
+
+
+def verdict(ours: float, bicubic: float, preset: str, steps: int) -> str:
+    """What the two PSNRs mean: a smoke run is an install check, and a micro model this short stays below
+    bicubic, which a first-time user must not mistake for a broken prior."""
+    import textwrap
+
+    gap = ours - bicubic
+    if gap >= 0:
+        return f"{preset} is {gap:.2f} dB above bicubic after {steps} steps."
+    return textwrap.fill(
+        f"{preset} is {-gap:.2f} dB below bicubic: expected for a micro model after {steps} steps on a CPU (an "
+        "install check, not a result). Real models close the gap: the thesis's EDSR-T is about 4 dB above bicubic "
+        "on Set5 after 50,000 steps; run `srprior sweep --table 4.2 --budget short` (GPU, real presets) or "
+        "--budget thesis.", width=100)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,4 +74,5 @@ def run(args: argparse.Namespace) -> int:
           f"embedded validation ({len(val)} images):")
     print(f"  bicubic  PSNR {bicubic['psnr']:.2f} dB  SSIM {bicubic['ssim']:.4f}")
     print(f"  {args.preset}  PSNR {ours['psnr']:.2f} dB  SSIM {ours['ssim']:.4f}")
+    print(verdict(ours["psnr"], bicubic["psnr"], args.preset, args.steps))
     return 0

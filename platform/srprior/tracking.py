@@ -296,7 +296,7 @@ def ui_command(output: str | os.PathLike | None) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ui", help="serve the MLflow UI on the platform's store and print its URL")
+    p = sub.add_parser("ui", help="open the MLflow UI on this project's runs (127.0.0.1) and print its URL")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="platform output folder holding mlflow.db")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=5000)

@@ -237,7 +237,8 @@ def _main(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``srprior data download ...`` and ``srprior data hardcases ...``."""
-    data = subparsers.add_parser("data", help="dataset utilities", description="Dataset utilities.")
+    data = subparsers.add_parser("data", help="download and verify DIV2K and the SR benchmarks; rebuild HardCases",
+                                 description="Datasets: download DIV2K and the SR benchmarks, rebuild HardCases.")
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     dl = actions.add_parser("download", help="fetch DIV2K or the SR benchmarks",
                              description="Download (resumable), verify size + SHA256 and unpack DIV2K or the EDSR "
