@@ -181,11 +181,13 @@ def test_files_written_and_logged_to_the_parent_run(store, tmp_path):
     uri, parent, _ = store
     report = report_of("smoke", uri, "s1")
     paths = write_report(report, tmp_path / "out")
-    assert sorted(p.name for p in paths.values()) == ["table-smoke.csv", "table-smoke.html", "table-smoke.md"]
+    assert sorted(p.name for p in paths.values()) == ["summary-smoke.png", "table-smoke.csv", "table-smoke.html",
+                                                      "table-smoke.md"]
     assert paths["md"].read_text(encoding="utf-8") == to_markdown(report)
     client = MlflowClient(uri)
     logged = sorted(a.path for a in client.list_artifacts(parent, "report"))
-    assert logged == ["report/table-smoke.csv", "report/table-smoke.html", "report/table-smoke.md"]
+    assert logged == ["report/summary-smoke.png", "report/table-smoke.csv", "report/table-smoke.html",
+                      "report/table-smoke.md"]
     local = client.download_artifacts(parent, "report/table-smoke.csv", str(tmp_path))
     assert open(local, encoding="utf-8").read() == paths["csv"].read_text(encoding="utf-8")
 
@@ -202,7 +204,7 @@ def test_artifacts_of_a_server_written_sweep_go_where_mlflow_server_serves_them(
     assert artifact_uri == f"mlflow-artifacts:/t46/{report.parent_run_id}/artifacts"
     served = artifacts_dir(Path(uri.removeprefix("sqlite:///")).parent) / "t46" / report.parent_run_id / "artifacts"
     assert sorted(p.name for p in (served / "report").iterdir()) == [
-        "table-4.6.csv", "table-4.6.html", "table-4.6.md"]
+        "summary-4.6.png", "table-4.6.csv", "table-4.6.html", "table-4.6.md"]
     assert (served / "report" / "table-4.6.md").read_text(encoding="utf-8") == paths["md"].read_text(encoding="utf-8")
 
 

@@ -134,7 +134,7 @@ def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
                            ("train/l_ap", [5, 10, 15, 20]), ("val/psnr", [10, 20])):
             assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == steps, key
     assert _artifacts(smoke_sweep, parent[0].info.run_id, "report") == \
-        {"table-smoke.md", "table-smoke.csv", "table-smoke.html"}
+        {"table-smoke.md", "table-smoke.csv", "table-smoke.html", "summary-smoke.png"}
     md = (smoke_sweep / "reports" / "acceptance" / "table-smoke.md").read_text()
     for label, thesis in (("| EDSR-T | Baseline | 2/2 |", "(37.42 ± 0.0553)"),
                           ("| EDSR-T | w/ ours, λ_AP=1e-4 | 2/2 |", "(37.44 ± 0.0257)")):

@@ -463,7 +463,8 @@ def to_html(report: Report) -> str:
 # ---------------------------------------------------------------------------------------------- output
 def write_report(report: Report, out_dir: str | Path, log_artifacts: bool = True,
                  tracking_uri: str | None = None) -> dict[str, Path]:
-    """Write table-<name>.{md,csv,html} into `out_dir`; log them to the sweep's parent run when there is one
+    """Write table-<name>.{md,csv,html} and summary-<name>.png into `out_dir`; log them to the sweep's parent
+    run when there is one
     (through `tracking_uri`, e.g. the sweep's live server, when the report names the store by its path)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -472,6 +473,12 @@ def write_report(report: Report, out_dir: str | Path, log_artifacts: bool = True
     for ext, render in (("md", to_markdown), ("csv", to_csv), ("html", to_html)):
         paths[ext] = out / f"{stem}.{ext}"
         paths[ext].write_text(render(report), encoding="utf-8")
+    from srprior.plots import summary_plot
+
+    try:  # PSNR and DI against λ_AP per model (or per row), every seed a dot
+        paths["png"] = summary_plot(report, out / f"summary-{report.spec.name}.png")
+    except ValueError:  # nothing to plot (no PSNR or DI values yet)
+        pass
     if log_artifacts and report.parent_run_id:
         _log_artifacts(tracking_uri or report.tracking_uri, report.parent_run_id, list(paths.values()))
     return paths

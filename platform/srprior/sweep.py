@@ -452,7 +452,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-eval-images", type=int, help="first N images per evaluation set (0: all)")
     p.add_argument("--no-di", action="store_true", help="skip the LAM diffusion index")
     p.add_argument("--figures", action=argparse.BooleanOptionalAction,
-                   help="SSM/LAM/SR-sample PNGs per trial (default: the budget's; smoke: off)")
+                   help="per-trial PNGs: bicubic | SR | HR, the extractor's PoI/SSRs on the SSM, the LAM map "
+                        "(default: the budget's; on in every budget, about 1 s per trial)")
     p.add_argument("--cuda-graph", action="store_true", help="capture each one-worker trial's step as a CUDA graph")
     p.add_argument("--output-dir", default=tracking.DEFAULT_OUTPUT, help="MLflow store, Ray results, reports "
                                                                          "(default: ./outputs)")
