@@ -30,14 +30,26 @@ from pathlib import Path
 from typing import Any
 
 from srprior import contracts
+from srprior.errors import int_in
 
 DEFAULT_OUTPUT = "outputs"
+OUTPUT_ENV = "SRPRIOR_OUTPUT"  # the output folder when --output-dir is not given (cluster configs export it)
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint of a Ray job
+JOB_OUTPUT = "srprior-outputs"  # under $HOME, where deploy/ puts the head's store
 SERVER_START_TIMEOUT_S = 180.0
+LOOPBACK = ("127.0.0.1", "localhost")
 
 
 def output_dir(path: str | os.PathLike | None = None) -> Path:
-    """The platform's output folder, absolute (default ./outputs)."""
-    return Path(path or DEFAULT_OUTPUT).expanduser().resolve()
+    """The platform's output folder, absolute: `path`, else $SRPRIOR_OUTPUT, else ~/srprior-outputs inside a Ray
+    job (`ray job submit` runs in a temporary copy of the working dir, which Ray deletes), else ./outputs."""
+    if path:
+        return Path(path).expanduser().resolve()
+    if os.environ.get(OUTPUT_ENV):
+        return Path(os.environ[OUTPUT_ENV]).expanduser().resolve()
+    if os.environ.get(RAY_JOB_ENV):
+        return Path.home() / JOB_OUTPUT
+    return Path(DEFAULT_OUTPUT).resolve()
 
 
 def default_tracking_uri(output: str | os.PathLike | None = None) -> str:
@@ -115,17 +127,30 @@ class TrackingServer:
             except OSError:
                 raise RuntimeError(f"port {self.port} on {self.host} is already in use; choose another "
                                    "(--port)") from None
+        from srprior.store import ensure_store
+
+        ensure_store(self.backend_uri)  # migrated once, before the server opens it
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend_uri,
                "--artifacts-destination", str(self.artifacts), "--host", self.host, "--port", str(self.port),
-               "--workers", str(self.workers)]
+               "--workers", str(self.workers), *self.security_options()]
         # No GenAI job runner: it would add 8 worker processes that a sweep never uses.
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, start_new_session=True, preexec_fn=_die_with_parent)
         return self
+
+    def security_options(self) -> list[str]:
+        """Bound to an interface other than loopback (a cluster's head), the server must accept the Host header
+        that clients on other nodes send — its own address, which MLflow's default allow-list (localhost and
+        RFC 1918 ranges) may refuse ("403 Invalid Host header") — and nothing else; browsers may call it from its
+        own origin only."""
+        if self.host in LOOPBACK or self.host in ("0.0.0.0", "::", ""):
+            return []
+        hosts = [self.host, f"{self.host}:{self.port}", *LOOPBACK, *(f"{h}:{self.port}" for h in LOOPBACK)]
+        return ["--allowed-hosts", ",".join(hosts), "--cors-allowed-origins", self.url]
 
     def wait(self, timeout: float = SERVER_START_TIMEOUT_S) -> TrackingServer:
         try:
@@ -159,8 +184,12 @@ class TrackingServer:
 
 # ---------------------------------------------------------------------------------------------- runs
 def client(uri: str):
+    """An MlflowClient; a SQLite store is created or migrated first, once, under its lock (srprior.store)."""
     from mlflow.tracking import MlflowClient
 
+    from srprior.store import ensure_store
+
+    ensure_store(uri)
     return MlflowClient(tracking_uri=uri)
 
 
@@ -234,6 +263,8 @@ def get_or_create_run(mlflow_client: Any, exp_id: str, key: dict[str, str], run_
     if existing is not None:
         if existing.info.status != "RUNNING":
             mlflow_client.update_run(existing.info.run_id, status="RUNNING")
+        if contracts.FAILURE in existing.data.tags:  # the earlier failure no longer describes the run
+            mlflow_client.delete_tag(existing.info.run_id, contracts.FAILURE)
         return existing.info.run_id
     tags = {**key, **(extra_tags or {})}
     return mlflow_client.create_run(exp_id, tags=tags, run_name=run_name).info.run_id
@@ -292,14 +323,14 @@ def ui_command(output: str | os.PathLike | None) -> str:
     if uri and is_remote(uri):
         return uri
     out = output_dir(output)
-    return command("ui") if out == output_dir(None) else command("ui", "--output-dir", str(out))
+    return command("ui") if out == Path(DEFAULT_OUTPUT).resolve() else command("ui", "--output-dir", str(out))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ui", help="open the MLflow UI on this project's runs (127.0.0.1) and print its URL")
-    p.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="platform output folder holding mlflow.db")
+    p.add_argument("--output-dir", help="platform output folder holding mlflow.db (default: as `srprior sweep`)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=int_in(1, 65535), default=5000)
     p.set_defaults(func=run_ui)
 
 
