@@ -143,8 +143,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
             finals.append({**metrics, **timing})
     summary: dict[str, Any] = {"step": step, "members_failed": len(failed)}
     alive = [v for i, v in enumerate(val_psnr) if i not in failed]
-    if alive:
-        summary[contracts.OBJECTIVE] = sum(alive) / len(alive)
+    summary[contracts.OBJECTIVE] = sum(alive) / len(alive) if alive else math.nan  # Tune requires it
     if first_step_at:
         summary.update({"system/first_step_unix": first_step_at, "system/last_step_unix": last_step_at})
     session.report(summary, None)

@@ -53,7 +53,10 @@ def open_run(client: Any, trial: Trial, ctx: RunContext, run_id: str | None = No
     extra = {contracts.SWEEP_ID: ctx.sweep_id, contracts.CONFIG_HASH: trial.config.hash,
              contracts.TABLE: table, contracts.ROW: row, contracts.SEED: str(trial.seed),
              **({contracts.PARENT: ctx.parent_run_id} if ctx.parent_run_id else {})}
-    return tracking.get_or_create_run(client, exp, key, f"{row}/seed-{trial.seed}", extra, run_id)
+    run_id = tracking.get_or_create_run(client, exp, key, f"{row}/seed-{trial.seed}", extra, run_id)
+    if ctx.sweep_id:  # the sweep whose lease tells whether this RUNNING run is live (srprior.locks)
+        client.set_tag(run_id, contracts.OWNER, ctx.sweep_id)
+    return run_id
 
 
 class RunLogger:
@@ -282,13 +285,19 @@ def _figure_dir(enabled: bool) -> Iterator[Path | None]:
 def train_fn_per_worker(config: dict) -> None:
     """Ray Train's entry point: {"trials": [Trial], "contexts": [RunContext]} built and validated by the
     driver; several trials are a fused group (srprior.trainers.group)."""
-    _quiet_reports()
-    if len(config["trials"]) == 1:
-        train_trial(config["trials"][0], config["contexts"][0], RaySession())
-    else:
-        from srprior.trainers.group import train_group
+    from srprior.trainers import health
 
-        train_group(config["trials"], config["contexts"], RaySession())
+    _quiet_reports()
+    session = RaySession()
+    try:
+        if len(config["trials"]) == 1:
+            train_trial(config["trials"][0], config["contexts"][0], session)
+        else:
+            from srprior.trainers.group import train_group
+
+            train_group(config["trials"], config["contexts"], session)
+    except health.non_retryable() as exc:  # it would repeat on every retry: FAILED runs, no Train error
+        health.end_failed(config["trials"], config["contexts"], session, exc)
 
 
 def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]:
@@ -298,6 +307,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     from srprior.evaluate import evaluate
     from srprior.method.step import TrainStep, make_optimizer
     from srprior.trainers.evaluation import shave, training_data
+    from srprior.trainers.health import Divergence, final_failure, report_failed
 
     cfg, rank, world, device = trial.config, session.rank, session.world, session.device
     scale, sched = cfg.model.scale, cfg.schedule
@@ -332,7 +342,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     logger = RunLogger(trial, ctx, run_id, step) if rank == 0 and ctx.tracking_uri else None
 
     first_step_at = last_step_at = None
-    out = None
+    out, failure, health = None, None, Divergence(device)
     while step < sched.steps:
         step += 1
         _maybe_fault(ctx, step, rank)
@@ -343,6 +353,9 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         t = time.time()
         first_step_at = first_step_at or t
         out = train_step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
+        health.track(step, out.total)
+        if step % ctx.log_every == 0 and (failure := health.check(session, step)):
+            break
         if step % ctx.log_every == 0 and logger:
             logger.add(step, {"train/l1": out.l1.item(), "train/l_ap": out.l_ap.item(),
                               "train/loss": out.total.item()})
@@ -351,6 +364,8 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         is_ckpt = step % ctx.ckpt_every == 0 or step == sched.steps
         if not (is_ckpt or step % sched.val_every == 0):
             continue
+        if failure := health.check(session, step, net):  # never validate, checkpoint or evaluate it
+            break
         if rank == 0:
             val_psnr = evaluate(net, val, scale, device, shave=shave(cfg))["psnr"]
             best.update(step, val_psnr, net.state_dict)
@@ -369,19 +384,25 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         session.report(metrics, saved)
 
     final: dict[str, Any] = {"step": step, contracts.OBJECTIVE: val_psnr}
-    if rank == 0:
+    if rank == 0 and failure is None:
         with _figure_dir(ctx.figures) as figures:
             metrics, tags, files = selected_metrics(net, best, cfg, val, device, figures, step)
             timing = {"system/train_steps_s": steps_s}  # overhead = trial wall - this (benchmarks/)
+            failure = final_failure(step, metrics)
             if ctx.trial_started_at:
                 timing["system/trial_wall_s"] = time.time() - ctx.trial_started_at
                 if first_step_at:
                     timing["system/to_first_step_s"] = first_step_at - ctx.trial_started_at
-            if logger:
+            if logger and failure is None:
                 logger.finish(step, {**metrics, **timing}, tags, files)
             final.update(metrics, **timing)
             if first_step_at:  # this attempt's training window, for aggregate throughput across trials
                 final.update({"system/first_step_unix": first_step_at, "system/last_step_unix": last_step_at})
+    if failure is not None:  # the run ends FAILED; Train and Tune see a finished run (nothing to retry)
+        if logger:
+            logger.fail(*failure)
+        report_failed(session, step, 1)
+        return {}
     session.report(final, None)
     return final if rank == 0 else {}
 

@@ -108,14 +108,8 @@ def _load_pair(hr_path: Path, k: int, lr_path: Path | None, cache_dir: Path | No
     return ImagePair(hr_path.stem, np.ascontiguousarray(hr), lr)
 
 
-def load_folder(hr_dir: str | Path, scale: int, lr_dir: str | Path | None = None,
-                cache_dir: str | Path | None = None) -> list[ImagePair]:
-    """Pair every HR image in ``hr_dir`` with its LR (same stem or stem+``x{scale}``) in ``lr_dir``.
-
-    HR is modcropped to a multiple of ``scale``; LR files must be exactly HR // scale. HR images
-    without an LR file get ``bicubic_lr(HR)``, cached as ``{stem}x{scale}.png`` in ``cache_dir``
-    when given. Images are decoded in a few threads (Pillow and numpy release the GIL).
-    """
+def _pair_files(hr_dir: str | Path, scale: int, lr_dir: str | Path | None) -> tuple[int, list]:
+    """(scale, [(HR file, its LR file or None)]) of a folder, validated as `load_folder` documents."""
     if not isinstance(scale, (int, np.integer)) or isinstance(scale, bool) or scale < 1:
         raise DatasetError(f"scale must be a positive integer, got {scale!r}")
     k = int(scale)
@@ -141,9 +135,42 @@ def load_folder(hr_dir: str | Path, scale: int, lr_dir: str | Path | None = None
         if len(matches) > 1:
             raise DatasetError(f"{hr_path}: several LR files match ({', '.join(m.name for m in matches)}); keep one")
         jobs.append((hr_path, matches[0] if matches else None))
+    return k, jobs
+
+
+def load_folder(hr_dir: str | Path, scale: int, lr_dir: str | Path | None = None,
+                cache_dir: str | Path | None = None) -> list[ImagePair]:
+    """Pair every HR image in ``hr_dir`` with its LR (same stem or stem+``x{scale}``) in ``lr_dir``.
+
+    HR is modcropped to a multiple of ``scale``; LR files must be exactly HR // scale. HR images
+    without an LR file get ``bicubic_lr(HR)``, cached as ``{stem}x{scale}.png`` in ``cache_dir``
+    when given. Images are decoded in a few threads (Pillow and numpy release the GIL).
+    """
+    k, jobs = _pair_files(hr_dir, scale, lr_dir)
     cache = Path(cache_dir) if cache_dir is not None else None
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         return list(pool.map(lambda job: _load_pair(job[0], k, job[1], cache), jobs))
+
+
+def check_folder(hr_dir: str | Path, scale: int, lr_dir: str | Path | None = None,
+                 cache_dir: str | Path | None = None, limit: int = 0, min_lr_side: int = 0) -> int:
+    """Read the first `limit` (0: all) pairs exactly as `load_folder` does, keeping none of them (so a whole
+    DIV2K fits in memory); a bad file raises here, naming it. Also refuses an LR side below `min_lr_side` (the
+    training patch, as PatchSampler would). Returns how many pairs were read."""
+    k, jobs = _pair_files(hr_dir, scale, lr_dir)
+    jobs = jobs[:limit] if limit else jobs
+    cache = Path(cache_dir) if cache_dir is not None else None
+
+    def one(job: tuple[Path, Path | None]) -> None:
+        pair = _load_pair(job[0], k, job[1], cache)
+        h, w = pair.lr.shape[:2]
+        if min(h, w) < min_lr_side:
+            raise DatasetError(f"{job[0]}: LR {w}x{h} is smaller than the {min_lr_side}x{min_lr_side} training "
+                               "patch; use a smaller patch (--set lr_patch=N) or remove the image")
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(one, jobs))
+    return len(jobs)
 
 
 def _find_dir(root: Path, name: str) -> Path:
@@ -167,11 +194,17 @@ def _cache_dir(folder: Path, k: int) -> Path:
     return cache_root() / "lr" / f"{folder.name}-{digest}" / f"X{k}"
 
 
-def benchmark(root: str | Path, name: str, scale: int) -> list[ImagePair]:
-    """EDSR benchmark layout ``root/NAME/HR`` + ``root/NAME/LR_bicubic/X{k}/{stem}x{k}.png``."""
+def benchmark_dirs(root: str | Path, name: str, scale: int) -> tuple[Path, Path | None, Path]:
+    """(HR folder, LR folder or None, LR cache) of benchmark `name` under `root` (EDSR layout)."""
     folder = _find_dir(Path(root), name)
     lr_dir = folder / "LR_bicubic" / f"X{scale}"
-    return load_folder(folder / "HR", scale, lr_dir if lr_dir.is_dir() else None, _cache_dir(folder, scale))
+    return folder / "HR", lr_dir if lr_dir.is_dir() else None, _cache_dir(folder, scale)
+
+
+def benchmark(root: str | Path, name: str, scale: int) -> list[ImagePair]:
+    """EDSR benchmark layout ``root/NAME/HR`` + ``root/NAME/LR_bicubic/X{k}/{stem}x{k}.png``."""
+    hr_dir, lr_dir, cache = benchmark_dirs(root, name, scale)
+    return load_folder(hr_dir, scale, lr_dir, cache)
 
 
 def div2k(root: str | Path, split: str = "train", scale: int = 2) -> list[ImagePair]:
@@ -179,6 +212,12 @@ def div2k(root: str | Path, split: str = "train", scale: int = 2) -> list[ImageP
 
     ``root`` may also be the parent of a ``DIV2K/`` folder (EDSR's layout).
     """
+    hr_dir, lr_dir, cache = div2k_dirs(root, split, scale)
+    return load_folder(hr_dir, scale, lr_dir, cache)
+
+
+def div2k_dirs(root: str | Path, split: str, scale: int) -> tuple[Path, Path | None, Path]:
+    """(HR folder, LR folder or None, LR cache) of a DIV2K split (see `div2k`)."""
     if split not in ("train", "valid"):
         raise DatasetError(f"DIV2K split must be 'train' or 'valid', got {split!r}")
     root = Path(root)
@@ -188,7 +227,7 @@ def div2k(root: str | Path, split: str = "train", scale: int = 2) -> list[ImageP
     if not hr_dir.is_dir():
         raise DatasetError(f"{hr_dir}: DIV2K folder missing; run `srprior data download div2k --root {root}`")
     lr_dir = root / f"DIV2K_{split}_LR_bicubic" / f"X{scale}"
-    return load_folder(hr_dir, scale, lr_dir if lr_dir.is_dir() else None, _cache_dir(hr_dir, scale))
+    return hr_dir, lr_dir if lr_dir.is_dir() else None, _cache_dir(hr_dir, scale)
 
 
 class PatchSampler:

@@ -42,8 +42,11 @@ class ImageError(ValueError):
     """An image file that cannot be used as an 8-bit RGB SR image; the message names the file and the fix."""
 
     def __init__(self, path: str | Path, problem: str, fix: str = _TO_RGB8):
-        self.path = Path(path)
+        self.path, self.problem, self.fix = Path(path), problem, fix
         super().__init__(f"{path}: {problem}; {fix}")
+
+    def __reduce__(self):  # pickle (Ray sends a worker's exception to the driver) rebuilds it from its parts
+        return type(self), (self.path, self.problem, self.fix)
 
 
 def _is_16bit(img: Image.Image) -> bool:
