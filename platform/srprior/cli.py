@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from srprior.errors import Parser, run_command
+
 # Modules that add a command. Imported lazily so `srprior --help` stays fast and a broken optional command
 # cannot take the others down.
 COMMAND_MODULES = (
@@ -41,8 +43,8 @@ a first hour:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="srprior", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="srprior", description=DESCRIPTION, epilog=EPILOG,  # commands inherit one-line errors
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in COMMAND_MODULES:
         try:
@@ -61,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:  # the README's main job
         print(MAIN_JOB_NOTE, file=sys.stderr, flush=True)
         args = parser.parse_args(MAIN_JOB)
-    return int(args.func(args) or 0)
+    prog = " ".join(filter(None, ("srprior", args.command, getattr(args, "eval_command", None),
+                                  getattr(args, "data_command", None))))
+    return run_command(prog, args.func, args)  # user errors: one line, exit 2
 
 
 if __name__ == "__main__":

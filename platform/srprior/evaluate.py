@@ -111,9 +111,10 @@ def markdown_table(results: dict, scales: Sequence[int], datasets: Sequence[str]
 def _run_bicubic(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from srprior.data.datasets import DatasetError
+
     if not args.data:
-        raise SystemExit("srprior eval bicubic: pass --data DIR (the folder holding Set5/, Set14/, ...) "
-                         "or set SRPRIOR_DATA")
+        raise DatasetError("pass --data DIR (the folder holding Set5/, Set14/, ...) or set SRPRIOR_DATA")
     results = bicubic_table(args.data, args.scale, args.datasets,
                             progress=lambda it, desc: tqdm(it, desc=desc, unit="img", file=sys.stderr),
                             extra_shave=args.extra_shave)

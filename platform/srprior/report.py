@@ -29,7 +29,9 @@ from srprior.search_spaces import get_table
 from srprior.search_spaces.claims import CLAIMS_BY_TABLE, evaluate_claims
 from srprior.search_spaces.claims import to_markdown as claims_markdown
 from srprior.search_spaces.spec import EMBEDDED_METRICS, REGION_METRICS, Row, TableSpec
-from srprior.tracking import DEFAULT_OUTPUT, artifacts_dir, default_tracking_uri, user_tracking_uri
+from srprior.errors import int_in
+from srprior.preflight import check_tracking_uri
+from srprior.tracking import artifacts_dir, default_tracking_uri, user_tracking_uri
 
 SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))  # strictest first
 DASH = "—"
@@ -640,11 +642,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--search", help="Optuna search name (edsr-t, rnan-t, smoke)")
     p.add_argument("--sweep", default="latest", help="sweep id, or 'latest' (default): the newest sweep of it")
     p.add_argument("--budget", help="instead of a sweep: the runs this budget's plan uses (smoke, short, thesis)")
-    p.add_argument("--seeds", type=int, help="with --budget: seeds per row")
+    p.add_argument("--seeds", type=int_in(1, 1000), help="with --budget: seeds per row")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="with --budget: science overrides")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow store (default: $MLFLOW_TRACKING_URI, else the store under --output-dir)")
-    p.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="platform output folder holding the default store")
+    p.add_argument("--output-dir", help="platform output folder holding the default store (default: as `srprior "
+                                        "sweep`)")
     p.add_argument("--out", default=None,
                    help="folder for the report files (default: <output-dir>/reports/<sweep id or budget>)")
     p.set_defaults(func=run)
@@ -656,6 +659,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         tracking_uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
+        check_tracking_uri(tracking_uri)  # a bad or unreachable URI: one line within seconds, not MLflow's retries
         if args.search:
             report = search_report(args.search, tracking_uri, args.sweep)
         else:
@@ -673,7 +677,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"srprior report: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     folder = report.sweep_id or (f"budget-{args.budget}" if args.budget else "search")
-    paths = write_report(report, args.out or Path(args.output_dir, "reports", folder))
+    paths = write_report(report, args.out or tracking.output_dir(args.output_dir) / "reports" / folder)
     print(to_markdown(report))
     where = f"logged to run {report.parent_run_id} under {ARTIFACT_DIR}/" if report.parent_run_id else \
         "no sweep parent run to log them to"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from srprior.errors import float_in, int_in
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from srprior.archs.presets import PRESETS
@@ -23,11 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model preset of Table 4.1 (edsr-t, rcan-t, rnan-t, edsr-b, ...); the -micro versions "
                         "are made for CPUs")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4), help="upscaling factor")
-    p.add_argument("--steps", type=int, default=200, help="training steps (Adam, learning rate 1e-4)")
-    p.add_argument("--batch", type=int, default=16, help="patches per step")
-    p.add_argument("--patch", type=int, default=32, help="LR patch side in pixels")
-    p.add_argument("--lambda-ap", type=float, default=1e-4, help="weight λ_AP of the attribution prior (0: off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the patch sampler")
+    p.add_argument("--steps", type=int_in(1, 10**6), default=200, help="training steps (Adam, learning rate 1e-4)")
+    p.add_argument("--batch", type=int_in(1, 4096), default=16, help="patches per step")
+    p.add_argument("--patch", type=int_in(8, 2048), default=32, help="LR patch side in pixels")
+    p.add_argument("--lambda-ap", type=float_in(0, 1e6), default=1e-4,
+                   help="weight λ_AP of the attribution prior (0: off)")
+    p.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="seed of the weights and the patch sampler")
     p.set_defaults(func=run)
 
 
@@ -57,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from srprior.method.prior import PriorConfig
     from srprior.method.step import TrainStep, make_optimizer
 
+    from srprior.archs.presets import PRESETS
+    from srprior.schema_fields import ConfigError
+
+    if args.preset not in PRESETS:
+        raise ConfigError(f"--preset {args.preset}: unknown; valid presets: {', '.join(sorted(PRESETS))}")
     torch.manual_seed(args.seed)
     train, val = default_split(scale=args.scale)
     sampler = PatchSampler(train, args.scale, patch=args.patch, batch=args.batch, seed=args.seed)

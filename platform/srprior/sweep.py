@@ -23,9 +23,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from srprior import contracts, tracking
-from srprior.plan import PlanError, SweepPlan, default_sweep_id, estimate, fuse_groups, hours, make_plan
-from srprior.schema_fields import ConfigError
+from srprior import contracts, exposure, locks, preflight, tracking
+from srprior.errors import Parser, float_in, int_in, run_command
+from srprior.plan import SweepPlan, default_sweep_id, estimate, fuse_groups, hours, make_plan
+from srprior.schema import trial_config
+from srprior.trainers.health import is_diverged
 from srprior.trainers.resources import DRIVER_CPU, Resources, SweepError, plan_resources
 
 STATE_FILE = "srprior-sweep.json"  # in <storage>/<sweep id>/: what --resume needs
@@ -33,11 +35,12 @@ STATE_FILE = "srprior-sweep.json"  # in <storage>/<sweep id>/: what --resume nee
 # instead of 2 s (seconds per trial when trials last tens of seconds).
 LOCAL_ENV = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 RUNTIME_OPTIONS = ("resume", "max_concurrent", "address", "num_cpus", "max_failures", "output_dir", "plan",
-                   "retrain", "seeds_for_power", "verbose")
+                   "retrain", "seeds_for_power", "verbose", "shared_storage")
 OPTIONS_TAG = "srprior.options"  # the sweep's options (JSON) on its parent run: reports rebuild the plan
 
 
 def _storage(value: str | None, output: Path) -> str:
+    preflight.check_storage(value)
     if value and "://" in value:
         return value.rstrip("/")
     return str(Path(value).expanduser().resolve() if value else output / "ray")
@@ -172,7 +175,7 @@ def _search_space(trial: Any, search: Any) -> dict[str, Any]:
 
 def _tuner(plan: SweepPlan, sweep_id: str, storage: str, groups: list[list], context: Any,
            parents: dict[str, str], existing: dict[str, Any], restore: bool, max_failures: int, max_concurrent: int,
-           callbacks: list, verbose: bool):
+           callbacks: list, verbose: bool, stopper: Any = None):
     import ray.tune
     from ray.tune.search import Repeater
 
@@ -216,7 +219,7 @@ def _tuner(plan: SweepPlan, sweep_id: str, storage: str, groups: list[list], con
                                         max_concurrent_trials=max_concurrent,
                                         trial_dirname_creator=trial_dirname),
         run_config=ray.tune.RunConfig(name=name, storage_path=storage, verbose=1 if verbose else 0,
-                                      callbacks=callbacks,
+                                      callbacks=callbacks, stop=stopper,
                                       failure_config=ray.tune.FailureConfig(max_failures=1)))
 
 
@@ -303,14 +306,32 @@ def _print_seed_plan(plan: SweepPlan, opts: dict[str, Any], uri: str) -> int:
 
 def start_local_ray(num_cpus: int, verbose: bool = True) -> None:
     """A local Ray with the dashboard on (Train V2's cleanup needs the State API) and LOCAL_ENV inherited;
-    quiet (srprior.progress.quiet_ray) unless verbose."""
+    quiet (srprior.progress.quiet_ray) unless verbose; every Ray port on 127.0.0.1 (srprior.exposure)."""
     import ray
 
     from srprior.progress import quiet_ray
 
     for key, value in LOCAL_ENV.items():
         os.environ.setdefault(key, value)
-    ray.init(num_cpus=num_cpus, include_dashboard=True, **({} if verbose else quiet_ray(num_cpus)))
+    exposure.loopback_ray()
+    ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+             **({} if verbose else quiet_ray(num_cpus)))
+    exposure.tighten_token()
+
+
+def _check_name(flag: str, name: str) -> str:
+    if len(name) > 120 or any(c in name for c in "'\"`/ \\"):
+        raise SweepError(f"{flag} {name[:40]!r}{'…' if len(name) > 40 else ''}: at most 120 characters, without "
+                         "quotes, slashes or spaces")
+    return name
+
+
+def _failed(uri: str, trials: list) -> list[str]:
+    """One line per trial of this sweep whose run ended FAILED (diverged, bad data): the report shows them as
+    failed, never as values."""
+    runs = tracking.runs_by_key(uri, {t.key for t in trials})
+    return [f"  {t.name} (run {runs[t.key].info.run_id[:12]}): {runs[t.key].data.tags.get(contracts.FAILURE, '?')}"
+            for t in trials if t.key in runs and runs[t.key].info.status == "FAILED"]
 
 
 def run_sweep(opts: dict[str, Any]) -> int:
@@ -319,22 +340,23 @@ def run_sweep(opts: dict[str, Any]) -> int:
 
     resume = bool(opts.get("resume"))
     if resume:
+        _check_name("--resume", opts["resume"])
         opts = _resume_options(opts)
     plan = make_plan(opts)
     for key, value in LOCAL_ENV.items():
         os.environ.setdefault(key, value)
-    sweep_id = opts.get("name") or default_sweep_id(opts)
-    if len(sweep_id) > 120 or any(c in sweep_id for c in "'\"`/ \\"):
-        raise SweepError(f"--name {sweep_id!r}: at most 120 characters, without quotes, slashes or spaces")
+    sweep_id = _check_name("--name", opts.get("name") or default_sweep_id(opts))
     opts = {**opts, "name": sweep_id}
     output = tracking.output_dir(opts.get("output_dir"))
     storage = _storage(opts.get("storage"), output)
     retrain = bool(opts.get("retrain"))
     user_uri = tracking.user_tracking_uri()
-    existing = tracking.runs_by_key(user_uri or tracking.default_tracking_uri(output),
-                                    {t.key for t in plan.trials}) if plan.mode == "table" else {}
-    to_train = [t for t in plan.trials
-                if retrain or t.key not in existing or existing[t.key].info.status != "FINISHED"]
+    store_uri = user_uri or tracking.default_tracking_uri(output)
+    existing = tracking.runs_by_key(store_uri, {t.key for t in plan.trials}) if plan.mode == "table" else {}
+    diverged = [] if retrain else [t for t in plan.trials if t.key in existing and existing[t.key].info.status ==
+                                   "FAILED" and is_diverged(existing[t.key].data.tags.get(contracts.FAILURE))]
+    to_train = [t for t in plan.trials if t not in diverged and
+                (retrain or t.key not in existing or existing[t.key].info.status != "FINISHED")]
     owns_ray = not ray.is_initialized()
     address = _cluster_address(opts) if owns_ray else None
     local_cpus = int(opts.get("num_cpus") or os.cpu_count() or 1)
@@ -351,22 +373,38 @@ def run_sweep(opts: dict[str, Any]) -> int:
         print(format_plan(plan, existing, to_train, res, device, retrain, groups))
         return 0
     if opts.get("seeds_for_power") is not None:
-        return _print_seed_plan(plan, opts, user_uri or tracking.default_tracking_uri(output))
+        return _print_seed_plan(plan, opts, store_uri)
+    folders = (output,) if "://" in storage else (output, Path(storage))
+    preflight.check_free_space(folders)
+    preflight.check_data([t.trial.config for t in to_train] if plan.mode == "table" else
+                         [trial_config("search", **plan.science)])
+    if not output.exists():
+        output.mkdir(mode=0o700, parents=True)  # the store, checkpoints and reports: the user's alone
+    with locks.sweep_lease(output, sweep_id):
+        if plan.mode == "table":
+            locks.mark_orphaned_runs(store_uri, list(existing.values()), output, sweep_id)
+        return _launch(plan, opts, sweep_id, output, storage, existing, to_train, diverged, groups, res, device,
+                       owns_ray, address, local_cpus, needs_ray, resume, retrain, user_uri, folders)
+
+
+def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, storage: str,
+            existing: dict[str, Any], to_train: list, diverged: list, groups: list, res: Resources | None,
+            device: str, owns_ray: bool, address: str | None, local_cpus: int, needs_ray: bool, resume: bool,
+            retrain: bool, user_uri: str | None, folders: tuple[Path, ...]) -> int:
+    """Servers, Ray, Tune and the reports of a checked sweep (run_sweep holds its lease)."""
+    import ray
+
+    from srprior.watchdog import Watchdog
 
     state = Path(storage) / sweep_id / STATE_FILE
-    if not resume and "://" not in storage:
-        if state.exists():
-            raise SweepError(f"sweep {sweep_id!r} exists under {storage}; use --resume {sweep_id} or another --name")
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps(opts, indent=1, default=str))
-
-    uri, server, unfinished, n_run = user_uri, None, 0, 0
+    if not resume and state.exists():
+        raise SweepError(f"sweep {sweep_id!r} exists under {storage}; use --resume {sweep_id} or another --name")
+    uri, server, unfinished, n_run, failed, stopped = user_uri, None, 0, 0, [], None
     verbose = bool(opts.get("verbose"))
     resume_cmd = tracking.command("sweep", "--resume", sweep_id, "--output-dir", str(output))
-    if uri is None:  # the platform's store, behind a server so concurrent trials never lock SQLite
-        server = tracking.TrackingServer(tracking.default_tracking_uri(output), tracking.artifacts_dir(output),
-                                         host="127.0.0.1" if address is None else "0.0.0.0",
-                                         log=output / "mlflow-server.log").launch()
+    backend, log = tracking.default_tracking_uri(output), output / "mlflow-server.log"
+    if uri is None and address is None:  # the platform's store, behind a server: concurrent trials never lock it
+        server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), log=log).launch()
     try:
         if needs_ray and owns_ray and address is None:
             start_local_ray(local_cpus, verbose)
@@ -377,11 +415,23 @@ def run_sweep(opts: dict[str, Any]) -> int:
         if needs_ray and (not owns_ray or address is not None):
             total = ray.cluster_resources()
             res = _resources(plan, to_train, opts, total.get("CPU", 0), total.get("GPU", 0), len(groups))
+            if res.cpus_per_worker >= 1:  # whole CPUs leave room for other sweeps' drivers (else each waits for
+                res = replace(res, cpus_per_worker=float(int(res.cpus_per_worker)))  # 3.9 of 4 CPUs: deadlock)
+            exposure.check_cluster_storage(storage, sum(n["Alive"] for n in ray.nodes()),
+                                           bool(opts.get("shared_storage")))
+        if not resume and "://" not in storage:  # what --resume needs, once the sweep can start
+            state.parent.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps(opts, indent=1, default=str))
+        if uri is None and server is None:  # joined a cluster: the server binds the head's node address
+            host = exposure.server_host(ray.util.get_node_ip_address())
+            server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), host=host, log=log).launch()
         if server is not None:
             server.wait()
-            uri = server.url if address is None else f"http://{ray.util.get_node_ip_address()}:{server.port}"
+            uri = server.url
         parents = _parent_runs(plan, sweep_id, uri, opts)
         print(format_plan(plan, existing, to_train, res, device, retrain, groups), flush=True)
+        if diverged:
+            print(f"  not trained again (diverged before; --retrain to try): {', '.join(t.name for t in diverged)}")
         progress = None
         if needs_ray:
             context = plan.context.replace(
@@ -399,26 +449,38 @@ def run_sweep(opts: dict[str, Any]) -> int:
                 progress = SweepProgress(runs, len(plan.trials) - len(to_train))
                 callbacks.append(progress)
             try:
-                results = _tuner(plan, sweep_id, storage, groups, context, parents, existing, resume,
-                                 max_failures, res.max_concurrent, callbacks, verbose).fit()
+                with Watchdog(uri if tracking.is_remote(uri) else None, server and server.proc, log,
+                              folders) as watch:
+                    results = _tuner(plan, sweep_id, storage, groups, context, parents, existing, resume,
+                                     max_failures, res.max_concurrent, callbacks, verbose, watch.stopper()).fit()
             finally:
                 if progress is not None:
                     progress.close()
+            stopped = watch.reason
             unfinished = n_run - results.num_terminated  # errored, or stopped by Ctrl-C
-        store = uri if server is None else server.backend_uri
-        print(_reports(plan, sweep_id, uri, store, output, parents, resume_cmd if unfinished else None))
-        client = tracking.client(uri)
-        for run_id in parents.values():
-            client.set_terminated(run_id, "FAILED" if unfinished else "FINISHED")
+        if stopped is None:
+            failed = _failed(uri, to_train + diverged) if plan.mode == "table" else []
+            store = uri if server is None else server.backend_uri
+            print(_reports(plan, sweep_id, uri, store, output, parents,
+                           resume_cmd if unfinished or failed else None))
+            client = tracking.client(uri)
+            for run_id in parents.values():
+                client.set_terminated(run_id, "FAILED" if unfinished or failed else "FINISHED")
     finally:
         if owns_ray and ray.is_initialized():
             ray.shutdown()
         if server is not None:
             server.stop()
+    if stopped is not None:
+        print(f"srprior sweep: error: {stopped}; the sweep stopped, resume with: {resume_cmd}", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"{len(failed)} trial(s) FAILED (in the report as failed, not as values):\n" + "\n".join(failed),
+              file=sys.stderr)
     if unfinished:
         print(f"INCOMPLETE: {unfinished} of {n_run} Ray Train run(s) did not finish; resume with: {resume_cmd}")
     print(f"Open the MLflow UI: {tracking.ui_command(output)}")
-    return 1 if unfinished else 0
+    return 1 if unfinished or failed else 0
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -435,44 +497,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                         "estimated cost) and exit: no Ray, nothing written")
     p.add_argument("--retrain", action="store_true", help="train every planned trial again into new runs "
                                                           "(default: reuse FINISHED runs with the same key)")
-    p.add_argument("--seeds", type=int, help="seeds per row / per sampled config (default: the budget's); more "
-                                             "seeds than a row has add new ones, and only those train")
-    p.add_argument("--seeds-for-power", type=float, metavar="EFFECT",
+    p.add_argument("--seeds", type=int_in(1, 1000),
+                   help="seeds per row / per sampled config (default: the budget's); more seeds than a row has add "
+                        "new ones, and only those train")
+    p.add_argument("--seeds-for-power", type=float_in(0, 100, low_open=True), metavar="EFFECT",
                    help="print the seeds per row each table needs to detect EFFECT (dB) with 80%% power, sized "
                         "from its finished runs (or the thesis's spread), and exit")
     p.add_argument("--rows", help="comma-separated row ids to run (default: all)")
-    p.add_argument("--samples", type=int, help="search: configurations to sample (default: the search's)")
+    p.add_argument("--samples", type=int_in(1, 10**5), help="search: configurations to sample (default: the search's)")
     p.add_argument("--asha", action="store_true", help="search: ASHA early stopping (not advised with seeds)")
-    p.add_argument("--steps", type=int, help="training steps per trial (default: the budget's)")
+    p.add_argument("--steps", type=int_in(1, 10**8), help="training steps per trial (default: the budget's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a science field of every trial, e.g. lambda_ap=1e-4, n_ssr=3, learning_rate=2e-4")
     p.add_argument("--data-root", help="benchmarks in the EDSR layout (default $SRPRIOR_DATA; smoke: embedded)")
     p.add_argument("--train-root", help="DIV2K root or HR image folder (default: the embedded images)")
     p.add_argument("--benchmarks", help="comma-separated subset of set5,set14,bsd100,urban100,hardcases")
-    p.add_argument("--max-eval-images", type=int, help="first N images per evaluation set (0: all)")
+    p.add_argument("--max-eval-images", type=int_in(0, 10**6), help="first N images per evaluation set (0: all)")
     p.add_argument("--no-di", action="store_true", help="skip the LAM diffusion index")
     p.add_argument("--figures", action=argparse.BooleanOptionalAction,
                    help="per-trial PNGs: bicubic | SR | HR, the extractor's PoI/SSRs on the SSM, the LAM map "
                         "(default: the budget's; on in every budget, about 1 s per trial)")
     p.add_argument("--cuda-graph", action="store_true", help="capture each one-worker trial's step as a CUDA graph")
-    p.add_argument("--output-dir", default=tracking.DEFAULT_OUTPUT, help="MLflow store, Ray results, reports "
-                                                                         "(default: ./outputs)")
+    p.add_argument("--output-dir", help="MLflow store, Ray results, reports (default: $SRPRIOR_OUTPUT, in a Ray "
+                                        "job ~/srprior-outputs, else ./outputs)")
     p.add_argument("--storage", help="Ray storage (default <output-dir>/ray; NFS path or s3:// on clusters)")
+    p.add_argument("--shared-storage", action="store_true", help="--storage is a folder mounted on every node "
+                                                                 "(NFS): allow it on a multi-node cluster")
     p.add_argument("--name", help="sweep id (default <table|search>-<name>-<budget>-<time>)")
     p.add_argument("--resume", nargs="?", const="latest", help="resume sweep NAME (default: the latest)")
-    p.add_argument("--workers", type=int, help="Ray Train workers (DDP ranks) per trial (default 1)")
-    p.add_argument("--fuse", type=int, help="train up to K trials of one architecture as one fused network in one "
-                                            "Ray Train run (default: 16/8 for small models on a GPU, 4 for micro "
-                                            "models on a CPU, else 1)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPU share per trial (default: from the model size)")
-    p.add_argument("--max-concurrent", type=int, help="trials at once (default: what the resources fit)")
-    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
-    p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS or a running `ray start`; "
-                                     "'local': always start a private Ray)")
-    p.add_argument("--max-failures", type=int, help="worker restarts per trial from its checkpoint (default 3)")
+    p.add_argument("--workers", type=int_in(1, 1024), help="Ray Train workers (DDP ranks) per trial (default 1)")
+    p.add_argument("--fuse", type=int_in(1, 256),
+                   help="train up to K trials of one architecture as one fused network in one Ray Train run "
+                        "(default: 16/8 for small models on a GPU, 4 for micro models on a CPU, else 1)")
+    p.add_argument("--gpus-per-trial", type=float_in(0, 1024),
+                   help="GPU share per trial (default: from the model size)")
+    p.add_argument("--max-concurrent", type=int_in(1, 10**4), help="trials at once (default: what the resources fit)")
+    p.add_argument("--num-cpus", type=int_in(1, 10**5), help="CPUs for a local Ray (default: all)")
+    p.add_argument("--address", type=_address, help="Ray cluster to join (default: $RAY_ADDRESS or a running "
+                                                    "`ray start`; 'local': always start a private Ray)")
+    p.add_argument("--max-failures", type=int_in(0, 100),
+                   help="worker restarts per trial from its checkpoint (default 3)")
     p.add_argument("--verbose", action="store_true", help="show Ray's own output (trial tables, worker logs) "
                                                           "instead of srprior's progress line")
-    p.add_argument("--fault-kill-at-step", type=int, help=argparse.SUPPRESS)  # tests: kill a worker once
+    p.add_argument("--fault-kill-at-step", type=int_in(0), help=argparse.SUPPRESS)  # tests: kill a worker once
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -481,16 +548,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: _run(vars(args)))
 
 
+def _address(text: str) -> str:
+    """--address: 'local', 'auto' or HOST:PORT (Ray's own parser raises a traceback on anything else)."""
+    host, sep, port = text.rpartition(":")
+    if text in ("local", "auto") or (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not 'local', 'auto' or HOST:PORT (e.g. 10.0.0.10:6379)")
+
+
 def _run(opts: dict[str, Any]) -> int:
     opts = {k: v for k, v in opts.items() if k not in ("func", "command")}
-    try:
-        return run_sweep(opts)
-    except (SweepError, PlanError, ConfigError, ValueError) as exc:
-        print(f"srprior sweep: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command("srprior sweep", run_sweep, opts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sweep.py", description=__doc__.splitlines()[0])
+    parser = Parser(prog="sweep.py", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return _run(vars(parser.parse_args(argv)))

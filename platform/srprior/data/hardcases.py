@@ -324,6 +324,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def register(actions: argparse._SubParsersAction) -> None:
     """Add ``srprior data hardcases`` to the ``data`` actions."""
+    from srprior.errors import int_in
     from srprior.tracking import DEFAULT_OUTPUT
 
     p = actions.add_parser("hardcases", help="rebuild the HardCases test set (Gu et al.'s protocol) as HardCases-R",
@@ -335,9 +336,10 @@ def register(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     p.add_argument("--archs", help="comma-separated architectures whose baselines score (default: all; on a CPU "
                                    f"{','.join(CPU_ARCHS)}: RNAN's non-local blocks take ~23 s per crop there)")
-    p.add_argument("--count", type=int, default=COUNT, help="crops to keep (default 150)")
-    p.add_argument("--max-candidates", type=int, default=0, help="score at most N candidates, evenly spread (0: all)")
+    p.add_argument("--count", type=int_in(1, 10**6), default=COUNT, help="crops to keep (default 150)")
+    p.add_argument("--max-candidates", type=int_in(0), default=0,
+                   help="score at most N candidates, evenly spread (0: all)")
     p.add_argument("--device", default="auto", help="torch device for the models (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while scoring (default 1)")
+    p.add_argument("--threads", type=int_in(1, 1024), default=1, help="torch CPU threads while scoring (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_main)

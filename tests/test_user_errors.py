@@ -1,0 +1,195 @@
+"""Malformed input, class by class: what the user sees. Every class prints exactly one line on stderr — the value
+or file, what is wrong and the fix — exits non-zero, and never prints a traceback. Each row below is one case of
+`test_user_error_is_one_line` (real commands, in-process, before anything starts).
+
+| malformed input | example | what the user sees (stderr, one line; exit 2) |
+|---|---|---|
+| unknown table / search | `sweep --table 9.9` | `srprior sweep: error: --table: unknown table '9.9' …` |
+| identity through --set | `sweep --set seed=3` (also `row=`, `table=`) | `… --set 'seed=3': expected KEY=VALUE with KEY one of … (seeds come from --seeds)` |
+| science value out of its range | `sweep --set learning_rate=1e30` | `… OptimConfig.learning_rate=1e+30: must be a finite number in (0, 1]` |
+| science value of the wrong type | `sweep --set n_ssr=two` | `… ExtractorConfig.n_ssr='two': must be an integer >= 1` |
+| numeric option out of range | `--seeds 0`, `--workers 0`, `--max-concurrent -1`, `--max-failures -1`, `--num-cpus 0`, `--steps 0`, `--fuse 0`, `--gpus-per-trial -1`, `ui --port 70000`, `smoke --steps 0` | `… argument --seeds: 0 is out of range: must be an integer >= 1 and <= 1000 (see … --help)` |
+| numeric option not a number | `--seeds two`, `--gpus-per-trial nan` | `… argument --seeds: 'two' is not an integer …` |
+| incompatible options | `--fuse 2 --workers 2` | `… --fuse K > 1 trains K trials in one worker: it cannot be combined with --workers > 1` |
+| sweep name too long or unsafe | `--name <300 chars>`, `--resume <300 chars>`, `--name a/b` | `… --name 'aaaa…': at most 120 characters, without quotes, slashes or spaces` |
+| nothing to resume | `sweep --resume` in a fresh folder | `… --resume: no sweep to resume under DIR/ray` |
+| storage that is neither folder nor URI | `--storage s3:/x` | `… --storage s3:/x: not a URI (scheme://...) nor a folder; did you mean s3://x?` |
+| Ray address malformed | `--address nonsense` | `… argument --address: 'nonsense' is not 'local', 'auto' or HOST:PORT …` |
+| missing data folder | `sweep --data-root /nonexistent`, `eval bicubic --data /nonexistent` | `… --data-root /nonexistent: no such folder` / `… DIR: data root does not exist; download with …` |
+| corrupt image in the data | a truncated `Set5/HR/*.png` (sweep: found before Ray) | `… data check before training: FILE: not a readable PNG/… image or truncated/corrupt (…); re-download or re-export the file` |
+| training image smaller than the patch | an 8×8 image in `--train-root` | `… data check before training: FILE: LR 4x4 is smaller than the 24x24 training patch; use a smaller patch …` |
+| no data given | `eval bicubic` without `--data` / SRPRIOR_DATA | `srprior eval bicubic: error: pass --data DIR (the folder holding Set5/, Set14/, ...) or set SRPRIOR_DATA` |
+| unknown model preset | `smoke --preset nope` | `srprior smoke: error: --preset nope: unknown; valid presets: …` |
+| disk full at start | `--output-dir` on a 1 MiB file system | `… DIR: only 1.0 MiB free on its disk (a sweep needs 200 MiB: SRPRIOR_MIN_FREE_MB); free space or …` |
+| tracking URI: bad scheme | `report --tracking-uri foo://x` | `srprior report: error: tracking URI 'foo://x': unsupported scheme; use sqlite:////ABS/PATH/mlflow.db or http://HOST:PORT` |
+| tracking URI: nothing listening | `report --tracking-uri http://127.0.0.1:PORT` | `… tracking URI http://127.0.0.1:PORT: not reachable ([Errno 111] Connection refused; timeout 10 s); start the server or fix the URI` |
+| tracking URI: server that never answers | a socket that accepts and stays silent | `… not reachable (timed out; timeout 10 s) …` after 10 s (MLflow's client retries for minutes) |
+| no store yet | `report --table 4.2` in a fresh folder | `srprior report: error: no MLflow store at sqlite:///DIR/mlflow.db (file missing): run `srprior sweep --table 4.2` first, …` (exit 1) |
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from srprior.cli import main
+
+DATA = Path("/work/shared/data")
+
+
+def _sweep(*args: str) -> list[str]:
+    return ["sweep", "--table", "smoke", "--address", "local", *args]
+
+
+def _corrupt_set5(tmp: Path) -> Path:
+    root = tmp / "data"
+    shutil.copytree(DATA / "Set5", root / "Set5")
+    good = (root / "Set5" / "HR" / "baby.png").read_bytes()
+    (root / "Set5" / "HR" / "aaa.png").write_bytes(good[: len(good) // 3])  # sorts first: the one read
+    return root
+
+
+def _tiny_train_root(tmp: Path) -> Path:
+    from PIL import Image
+
+    root = tmp / "train"
+    root.mkdir()
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(root / "big.png")
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(root / "small.png")
+    return root
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 1 MiB file system (tmpfs; needs root, as on CI), unmounted afterwards."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+CASES = {
+    "unknown-table": (["sweep", "--table", "9.9", "--address", "local"], "unknown table '9.9'"),
+    "set-seed": (_sweep("--set", "seed=3"), "(seeds come from --seeds)"),
+    "set-row": (_sweep("--set", "row=x"), "--set 'row=x': expected KEY=VALUE"),
+    "set-table": (_sweep("--set", "table=4.2"), "--set 'table=4.2': expected KEY=VALUE"),
+    "science-range": (_sweep("--set", "learning_rate=1e30"),
+                      "OptimConfig.learning_rate=1e+30: must be a finite number in (0, 1]"),
+    "science-type": (_sweep("--set", "n_ssr=two"), "ExtractorConfig.n_ssr='two': must be an integer >= 1"),
+    "seeds-0": (_sweep("--seeds", "0"), "argument --seeds: 0 is out of range: must be an integer >= 1 and <= 1000"),
+    "workers-0": (_sweep("--workers", "0"), "argument --workers: 0 is out of range: must be an integer >= 1"),
+    "max-concurrent-neg": (_sweep("--max-concurrent", "-1"), "argument --max-concurrent: -1 is out of range"),
+    "max-failures-neg": (_sweep("--max-failures", "-1"),
+                         "argument --max-failures: -1 is out of range: must be an integer >= 0 and <= 100"),
+    "num-cpus-0": (_sweep("--num-cpus", "0"), "argument --num-cpus: 0 is out of range"),
+    "steps-0": (_sweep("--steps", "0"), "argument --steps: 0 is out of range"),
+    "fuse-0": (_sweep("--fuse", "0"), "argument --fuse: 0 is out of range"),
+    "gpus-neg": (_sweep("--gpus-per-trial", "-1"), "argument --gpus-per-trial: -1 is out of range"),
+    "gpus-nan": (_sweep("--gpus-per-trial", "nan"), "argument --gpus-per-trial: nan is not a finite number"),
+    "seeds-text": (_sweep("--seeds", "two"), "argument --seeds: 'two' is not an integer"),
+    "ui-port": (["ui", "--port", "70000"], "argument --port: 70000 is out of range: must be an integer >= 1"),
+    "smoke-steps": (["smoke", "--steps", "0"], "argument --steps: 0 is out of range"),
+    "fuse-workers": (_sweep("--fuse", "2", "--workers", "2"), "--fuse K > 1 trains K trials in one worker"),
+    "name-long": (_sweep("--name", "a" * 300), "at most 120 characters, without quotes, slashes or spaces"),
+    "resume-long": (["sweep", "--resume", "a" * 300, "--address", "local"], "--resume 'aaaa"),
+    "name-slash": (_sweep("--name", "a/b"), "--name 'a/b': at most 120 characters"),
+    "storage": (_sweep("--storage", "s3:/x"), "--storage s3:/x: not a URI (scheme://...) nor a folder; did you "
+                                              "mean s3://x?"),
+    "address": (_sweep("--address", "nonsense"), "argument --address: 'nonsense' is not 'local', 'auto' or HOST:PORT"),
+    "data-root-missing": (_sweep("--data-root", "/nonexistent"), "--data-root /nonexistent: no such folder"),
+    "bicubic-missing": (["eval", "bicubic", "--data", "/nonexistent"], "/nonexistent: data root does not exist"),
+    "bicubic-no-data": (["eval", "bicubic"], "pass --data DIR (the folder holding Set5/, Set14/, ...) or set "
+                                             "SRPRIOR_DATA"),
+    "smoke-preset": (["smoke", "--preset", "nope"], "--preset nope: unknown; valid presets:"),
+    "report-scheme": (["report", "--table", "4.2", "--tracking-uri", "foo://x"],
+                      "tracking URI 'foo://x': unsupported scheme"),
+    "report-refused": (lambda tmp: ["report", "--table", "4.2", "--tracking-uri", f"http://127.0.0.1:{_closed_port()}"],
+                       "Connection refused; timeout 10 s); start the server or fix the URI"),
+}
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line(code: int, out: str, err: str, expected: str) -> None:
+    assert code not in (0, None), err
+    assert "Traceback" not in err and out == ""
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert expected in err, err
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_user_error_is_one_line(case, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # defaults (./outputs) land in the test's folder
+    monkeypatch.delenv("SRPRIOR_DATA", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    argv, expected = CASES[case]
+    argv = argv(tmp_path) if callable(argv) else argv
+    _assert_one_line(*_run(argv, capsys), expected)
+    assert not (tmp_path / "outputs").exists() or case == "resume-long"  # nothing written before the error
+
+
+def test_nothing_to_resume_and_no_store_yet(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _assert_one_line(*_run(["sweep", "--resume", "--output-dir", str(tmp_path), "--address", "local"], capsys),
+                     f"--resume: no sweep to resume under {tmp_path / 'ray'}")
+    _assert_one_line(*_run(["report", "--table", "4.2", "--output-dir", str(tmp_path)], capsys),
+                     f"no MLflow store at sqlite:///{tmp_path / 'mlflow.db'} (file missing): run `srprior sweep")
+
+
+@pytest.mark.skipif(not (DATA / "Set5").is_dir(), reason="needs the shared benchmark data")
+def test_bad_data_is_one_line_before_ray(tmp_path, capsys):
+    import ray
+
+    root = _corrupt_set5(tmp_path)
+    bad = root / "Set5" / "HR" / "aaa.png"
+    args = _sweep("--data-root", str(root), "--benchmarks", "set5", "--no-di", "--output-dir", str(tmp_path / "o"))
+    _assert_one_line(*_run(args, capsys), f"data check before training: {bad}: not a readable")
+    _assert_one_line(*_run(["eval", "bicubic", "--data", str(root), "--datasets", "Set5"], capsys),
+                     f"{bad}: not a readable")
+    train = _tiny_train_root(tmp_path)
+    args = _sweep("--train-root", str(train), "--output-dir", str(tmp_path / "o"))
+    _assert_one_line(*_run(args, capsys), f"{train / 'small.png'}: LR 4x4 is smaller than the 24x24 training patch")
+    assert not ray.is_initialized() and not (tmp_path / "o").exists()
+
+
+def test_disk_full_at_start_is_one_line(tiny_fs, capsys):
+    _assert_one_line(*_run(_sweep("--output-dir", str(tiny_fs / "out")), capsys),
+                     f"{tiny_fs / 'out'}: only 1.0 MiB free on its disk")
+    assert list(tiny_fs.iterdir()) == []
+
+
+def test_a_silent_tracking_server_times_out_in_seconds(silent_server, capsys):
+    start = time.monotonic()
+    _assert_one_line(*_run(["report", "--table", "4.2", "--tracking-uri", silent_server], capsys),
+                     f"tracking URI {silent_server}: not reachable (timed out; timeout 10 s)")
+    assert time.monotonic() - start < 20
