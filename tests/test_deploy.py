@@ -41,9 +41,13 @@ def test_cluster_ships_the_package_and_runs_mlflow_on_the_head(name):
     (remote,) = [dst for dst, src in config["file_mounts"].items() if src == "."]
     assert config["setup_commands"] == [f"pip install -q -c {remote}/constraints.txt -e {remote}"]  # the lock
     head = " ".join(config["head_start_ray_commands"])
-    assert "ray start --head" in head and "mlflow server --backend-store-uri sqlite:///$HOME/" in head
-    assert "--host 0.0.0.0" in head and "--workers 1" in head
+    assert "ray start --head" in head and "0.0.0.0" not in head  # dashboard and MLflow off the public interfaces
+    # the store's server (srprior ui: migrated under its lock, one worker, this Host header allowed) on the
+    # head's private address
+    assert "ensure_store('sqlite:///' + os.path.expanduser('~/srprior-outputs/mlflow.db'))" in head  # made once
+    assert "srprior ui --output-dir ~/srprior-outputs --host $(hostname -I | awk '{print $1}') --port 5000" in head
     assert any("MLFLOW_TRACKING_URI=http://" in c for c in config["head_setup_commands"])
+    assert any("SRPRIOR_OUTPUT=$HOME/srprior-outputs" in c for c in config["head_setup_commands"])
     assert any("$RAY_HEAD_IP:6379" in c for c in config["worker_start_ray_commands"])
     assert "**/.git" in config["rsync_exclude"]
 

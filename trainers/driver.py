@@ -1,7 +1,7 @@
-"""The Tune trainable: a small driver that turns one Tune config into a typed Trial and runs a TorchTrainer.
+"""The Tune trainable: a small driver that turns one Tune config into a typed Trial and runs a Ray Train run.
 
-Ray 2.60 Train V2 no longer accepts `Tuner(TorchTrainer)`: each Tune trial is this function, which launches the
-TorchTrainer and returns; TuneReportCallback forwards rank 0's reports to Tune. The Train run is named after the
+Ray 2.60 Train V2 no longer accepts `Tuner(TorchTrainer)`: each Tune trial is this function, which launches a
+DataParallelTrainer (with TorchConfig's process group when the trial is DDP) and returns; TuneReportCallback forwards rank 0's reports to Tune. The Train run is named after the
 trial's content address (`train-<key>`, or a digest of a fused group's keys, in a folder shared by every sweep of the output folder), so any sweep
 that needs an unfinished trial — a restarted Tune trial, `--resume`, or another table with the same row —
 resumes it from its last checkpoint; FailureConfig restarts dead workers from that checkpoint within the trial.
@@ -50,7 +50,8 @@ def train_name(trials: list[Trial], ctx: RunContext) -> str:
 def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunContext, storage_path: str,
                  max_failures: int) -> None:
     import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from srprior.trainers.worker import train_fn_per_worker
@@ -68,12 +69,15 @@ def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunCo
         ctxs = [c.replace(resume_run_id=open_run(client, t, c, c.resume_run_id)) for t, c in zip(trials, ctxs)]
     ctx = ctxs[0]
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if ctx.use_gpu else {})}
-    TorchTrainer(
+    # A torch process group only for DDP: one rank has no peer, and the group's TCPStore would listen on every
+    # interface (torch binds it to the wildcard address).
+    ddp = {"backend_config": TorchConfig(backend="nccl" if ctx.use_gpu else "gloo")} if ctx.num_workers > 1 else {}
+    DataParallelTrainer(
         train_fn_per_worker,
         train_loop_config={"trials": trials, "contexts": ctxs},
         scaling_config=ray.train.ScalingConfig(num_workers=ctx.num_workers, use_gpu=ctx.use_gpu,
                                                resources_per_worker=resources),
-        torch_config=TorchConfig(backend="nccl" if ctx.use_gpu else "gloo"),
+        **ddp,
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage_path, callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),

@@ -73,6 +73,11 @@ def ensure_store(uri: str) -> None:
                         f"{', '.join(leftovers) or 'none'}) holding {runs} runs; restore its backup "
                         f"({path.name}.bak-* next to it) or drop the leftover tables and run "
                         f"`mlflow db upgrade {uri}`")
+                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                stale = SqlAlchemyStore._engine_map.pop(uri, None)  # pooled connections to the old file
+                if stale is not None:
+                    stale.dispose()
                 path.unlink()  # a failed cold start: no run to lose
                 _create(uri, path)
             elif revision != head:

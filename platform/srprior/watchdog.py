@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ray.tune.stopper import Stopper
 
-POLL_S = 2.0
-UNHEALTHY_S = 20.0
+POLL_S = 5.0
+UNHEALTHY_S = 30.0
 _RUNNING: dict[str, Watchdog] = {}  # by id: the stopper Tune pickles holds only the id
 
 
