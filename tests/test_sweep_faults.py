@@ -236,7 +236,12 @@ def test_three_sweeps_at_once_through_a_two_node_cluster(two_nodes, tmp_path):
     procs = {name: subprocess.Popen([*cmd, "--shared-storage", "--name", name, *extra], env=shared,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name, extra in runs.items()}
-    results = {name: proc.communicate(timeout=600) for name, proc in procs.items()}
+    try:
+        results = {name: proc.communicate(timeout=600) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
     for name, proc in procs.items():
         assert proc.returncode == 0, f"{name}:\n{results[name][1][-3000:]}"
         assert f"Open the MLflow UI: srprior ui --output-dir {out}" in results[name][0]

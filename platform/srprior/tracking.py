@@ -164,10 +164,10 @@ class TrackingServer:
         return self.launch().wait(timeout)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the server's own session: uvicorn and its workers
+        try:  # the server's own session: uvicorn and its workers, also when the server process itself died
+            os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
