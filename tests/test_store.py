@@ -173,7 +173,8 @@ def test_output_dir_follows_the_environment_and_ray_jobs(tmp_path, monkeypatch):
     assert tracking.output_dir(None) == tmp_path / "outputs"
     monkeypatch.setenv(tracking.RAY_JOB_ENV, "{}")  # `ray job submit`: the cwd is Ray's temporary copy
     assert tracking.output_dir(None) == tracking.Path.home() / "srprior-outputs"
-    assert tracking.ui_command(None) == f"srprior ui --output-dir {tracking.Path.home() / 'srprior-outputs'}"
+    assert tracking.ui_command(None) == tracking.command("ui", "--output-dir",
+                                                        str(tracking.Path.home() / "srprior-outputs"))
     monkeypatch.setenv(tracking.OUTPUT_ENV, str(tmp_path / "shared"))
     assert tracking.output_dir(None) == tmp_path / "shared"
     assert tracking.output_dir("explicit") == tmp_path / "explicit"

@@ -244,7 +244,7 @@ def test_three_sweeps_at_once_through_a_two_node_cluster(two_nodes, tmp_path):
                 proc.kill()
     for name, proc in procs.items():
         assert proc.returncode == 0, f"{name}:\n{results[name][1][-3000:]}"
-        assert f"Open the MLflow UI: srprior ui --output-dir {out}" in results[name][0]
+        assert f"ui --output-dir {out}" in results[name][0]  # the UI hint points at SRPRIOR_OUTPUT
         assert (out / "reports" / name / "table-smoke.md").is_file()
     db = out / "mlflow.db"
     with sqlite3.connect(db) as conn:
