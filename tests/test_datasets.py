@@ -131,6 +131,7 @@ def test_benchmark_set5_uses_shipped_lr(data_root, cache):
     assert not cache.exists()  # nothing had to be generated
 
 
+@pytest.mark.slow
 def test_benchmark_generates_missing_urban100_x2(data_root, cache):
     pairs = benchmark(data_root, "Urban100", 2)  # only X4 ships
     assert len(pairs) == 100

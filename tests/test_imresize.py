@@ -94,6 +94,7 @@ def test_rejects_non_uint8():
         imresize(np.zeros((8, 8, 3), np.float32), 0.5)
 
 
+@pytest.mark.slow
 def test_reproduces_every_shipped_lr_file(data_root: Path):
     """All 457 LR_bicubic files (Set5/Set14/BSD100 x2-x4, Urban100 x4) equal bicubic_lr(HR) bit for bit."""
     lr_files = sorted(data_root.glob("*/LR_bicubic/X*/*.png"))

@@ -29,8 +29,8 @@ def test_default_store_is_absolute_and_user_uri_wins(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.default_tracking_uri("out") == f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}"
     assert tracking.default_tracking_uri(None) == f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
-    assert tracking.ui_command("out") == f"srprior ui --output-dir {tmp_path / 'out'}"
-    assert tracking.ui_command(None) == "srprior ui"
+    assert tracking.ui_command("out") == tracking.command("ui", "--output-dir", str(tmp_path / "out"))
+    assert tracking.ui_command(None) == tracking.command("ui")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     assert tracking.user_tracking_uri() == "http://mlflow.example:5000"
     assert tracking.ui_command("out") == "http://mlflow.example:5000"

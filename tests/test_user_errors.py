@@ -19,7 +19,7 @@ or file, what is wrong and the fix — exits non-zero, and never prints a traceb
 | corrupt image in the data | a truncated `Set5/HR/*.png` (sweep: found before Ray) | `… data check before training: FILE: not a readable PNG/… image or truncated/corrupt (…); re-download or re-export the file` |
 | training image smaller than the patch | an 8×8 image in `--train-root` | `… data check before training: FILE: LR 4x4 is smaller than the 24x24 training patch; use a smaller patch …` |
 | no data given | `eval bicubic` without `--data` / SRPRIOR_DATA | `srprior eval bicubic: error: pass --data DIR (the folder holding Set5/, Set14/, ...) or set SRPRIOR_DATA` |
-| unknown model preset | `smoke --preset nope` | `srprior smoke: error: --preset nope: unknown; valid presets: …` |
+| unknown model preset | `smoke --preset nope` | `srprior smoke: error: argument --preset: invalid choice: 'nope' (choose from …) (see srprior smoke --help)` |
 | disk full at start | `--output-dir` on a 1 MiB file system | `… DIR: only 1.0 MiB free on its disk (a sweep needs 200 MiB: SRPRIOR_MIN_FREE_MB); free space or …` |
 | tracking URI: bad scheme | `report --tracking-uri foo://x` | `srprior report: error: tracking URI 'foo://x': unsupported scheme; use sqlite:////ABS/PATH/mlflow.db or http://HOST:PORT` |
 | tracking URI: nothing listening | `report --tracking-uri http://127.0.0.1:PORT` | `… tracking URI http://127.0.0.1:PORT: not reachable ([Errno 111] Connection refused; timeout 10 s); start the server or fix the URI` |
@@ -123,7 +123,7 @@ CASES = {
     "bicubic-missing": (["eval", "bicubic", "--data", "/nonexistent"], "/nonexistent: data root does not exist"),
     "bicubic-no-data": (["eval", "bicubic"], "pass --data DIR (the folder holding Set5/, Set14/, ...) or set "
                                              "SRPRIOR_DATA"),
-    "smoke-preset": (["smoke", "--preset", "nope"], "--preset nope: unknown; valid presets:"),
+    "smoke-preset": (["smoke", "--preset", "nope"], "argument --preset: invalid choice: 'nope' (choose from"),
     "report-scheme": (["report", "--table", "4.2", "--tracking-uri", "foo://x"],
                       "tracking URI 'foo://x': unsupported scheme"),
     "report-refused": (lambda tmp: ["report", "--table", "4.2", "--tracking-uri", f"http://127.0.0.1:{_closed_port()}"],
@@ -188,6 +188,7 @@ def test_disk_full_at_start_is_one_line(tiny_fs, capsys):
     assert list(tiny_fs.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_silent_tracking_server_times_out_in_seconds(silent_server, capsys):
     start = time.monotonic()
     _assert_one_line(*_run(["report", "--table", "4.2", "--tracking-uri", silent_server], capsys),
