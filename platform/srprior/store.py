@@ -45,7 +45,11 @@ def _inspect(path: Path) -> tuple[str | None, list[str], int]:
 
 
 def _create(uri: str, path: Path) -> None:
+    import logging
+
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial ... tables" x2
 
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite keeps the mode of an existing file
     SqlAlchemyStore(uri, "mlflow-artifacts:/").engine.dispose()
