@@ -63,6 +63,7 @@ def test_plan_all_tables_deduplicates_without_ray(tmp_path, capsys):
     assert "4.2:edsr-t/baseline = 4.3:edsr-t/baseline = 4.4:edsr-t/baseline = 4.5:edsr-t/baseline = " \
            "4.6:edsr-t/baseline = 4.7:edsr-t/baseline · seeds 0,1,2,3" in out
     assert "estimated cost (cpu, here)" in out and "estimated cost (gpu, one H100" in out
+    assert "fused:" not in out and "+ 45.3 min start-up" in out  # tiny models do not fuse on a CPU: 170 × 16 s
     assert not ray.is_initialized() and list(tmp_path.iterdir()) == []  # nothing started, nothing written
 
 

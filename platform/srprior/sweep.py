@@ -124,14 +124,14 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
                 f" · resumed (unfinished run continues): {len(resumed)}",
                 f"  models: {', '.join(f'{p} (x{s})' for p, s in models)}"]
         if shared:
-            groups: dict[tuple, list[int]] = {}
+            by_config: dict[tuple, list[int]] = {}
             for t in shared:
-                groups.setdefault((t.trial.config.hash, t.labels), []).append(t.trial.seed)
+                by_config.setdefault((t.trial.config.hash, t.labels), []).append(t.trial.seed)
             out.append(f"  shared by several table rows (trained once): {len(shared)} trials")
             out += [f"    {' = '.join(f'{tb}:{row}' for tb, row in labels)} · seeds {','.join(map(str, seeds))}"
-                    for (_, labels), seeds in list(groups.items())[:12]]
-            if len(groups) > 12:
-                out.append(f"    … and {len(groups) - 12} more configurations")
+                    for (_, labels), seeds in list(by_config.items())[:12]]
+            if len(by_config) > 12:
+                out.append(f"    … and {len(by_config) - 12} more configurations")
         if finished and not retrain:
             out.append(f"  reused from earlier sweeps: {len(finished)}")
             out += [f"    {t.name} ← run {existing[t.key].info.run_id[:12]} "
