@@ -164,3 +164,33 @@ def test_watchdog_reports_a_dead_server_and_a_full_disk(tmp_path):
     finally:
         subprocess.run(["umount", str(mount)], check=True)
     assert not StopOnFailure("gone").stop_all()
+
+
+class _Payload:
+    """A pickle that runs code when loaded: what a tampered checkpoint on shared storage could hold."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoints_load_without_running_code(tmp_path):
+    """trainers.worker.load_state reads with weights_only=True: a real checkpoint (model, Adam, numpy RNG state)
+    loads; one carrying a code-running pickle is refused and its code never runs."""
+    import torch
+
+    from srprior.trainers.worker import STATE_FILE, load_state
+
+    trial, _ = _smoke_trial(steps=2, val_every=2)
+    session = LocalSession()
+    train_trial(trial, RunContext(ckpt_every=2, log_every=1, figures=False), session)
+    torch.save(session.checkpoint, tmp_path / STATE_FILE)
+    state = load_state(tmp_path / STATE_FILE, torch.device("cpu"))
+    assert state["step"] == 2 and state["trial"] == trial.to_dict()
+    marker = tmp_path / "code-ran"
+    torch.save({**session.checkpoint, "extra": _Payload(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        load_state(tmp_path / "evil.pt", torch.device("cpu"))
+    assert not marker.exists()

@@ -74,53 +74,18 @@ def _trial_runs(uri: str) -> list:
     return contracts.search_all(client, exps, contracts.tag_filter({contracts.ROLE: "trial"}))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def local_ray():
+    """One local Ray (as a sweep starts it: loopback only) for the tests of a class, gone before the cluster's."""
     sweep.start_local_ray(2)
     yield
     ray.shutdown()
 
 
 def _opts(tmp: Path, **extra) -> dict:
-    return {"table": "smoke", "budget": "smoke", "seeds": 1, "output_dir": str(tmp), "address": None, **extra}
-
-
-def test_local_sweep_listens_on_loopback_only_and_a_diverging_trial_fails(local_ray, tmp_path, capsys):
-    """`ss -ltn` over the whole process tree during a local sweep (Ray's GCS, raylet, agents, workers, the MLflow
-    server): nothing outside 127.0.0.0/8. The sweep's trial diverges (λ_AP = 1e39: inf loss at step 1): its run
-    ends FAILED, Tune saw no error (no retry), the report says INCOMPLETE and the exit code is 1; `--resume`
-    does not train it again."""
-    seen: dict[str, str] = {}
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.5):
-            seen.update(_listeners(os.getpid()))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        assert sweep.run_sweep(_opts(tmp_path, name="nan", rows=ROWS[1], set=["lambda_ap=1e39"])) == 1
-    finally:
-        done.set()
-        sampler.join()
-    names = set(seen.values())
-    assert {"gcs_server", "raylet", "python"} <= names, seen  # the MLflow server is a python process
-    outside = {a: n for a, n in seen.items() if not _host(a).is_loopback}
-    assert outside == {}, f"listening outside 127.0.0.0/8: {outside}"
-    err = capsys.readouterr().err
-    assert "1 trial(s) FAILED" in err and ": step 1: non-finite loss" in err
-    (run,) = _trial_runs(tracking.default_tracking_uri(tmp_path))
-    assert (run.info.status, run.data.tags[contracts.FAILURE]) == ("FAILED", "step 1: non-finite loss")
-    state = sorted((tmp_path / "ray" / "nan").glob("experiment_state-*.json"))[-1]
-    (trial,) = json.loads(state.read_text())["trial_data"]
-    assert json.loads(trial[0])["status"] == "TERMINATED" and json.loads(trial[1])["num_failures"] == 0
-    md = (tmp_path / "reports" / "nan" / "table-smoke.md")
-    assert not md.exists() or "INCOMPLETE" in md.read_text()  # one cell, failed: no table at all
-    assert sweep.run_sweep({"resume": "nan", "output_dir": str(tmp_path), "address": None}) == 1
-    out = capsys.readouterr()
-    assert "not trained again (diverged before; --retrain to try)" in out.out and "to train: 0" in out.out
-    assert [r.info.run_id for r in _trial_runs(tracking.default_tracking_uri(tmp_path))] == [run.info.run_id]
+    """In-process sweeps: verbose (Tune pickles the progress bar's stream, which pytest's capture cannot)."""
+    return {"table": "smoke", "budget": "smoke", "seeds": 1, "output_dir": str(tmp), "address": None,
+            "verbose": True, **extra}
 
 
 def _running_trials(db: Path) -> int:
@@ -143,44 +108,88 @@ def _mlflow_server(root: int, folder: Path) -> int:
     raise AssertionError(f"no MLflow server of {folder}")
 
 
-def test_dead_tracking_server_ends_the_sweep_within_a_minute_and_resume_finishes(local_ray, tmp_path):
-    """The sweep process (its own Ray, as from the command line) loses its MLflow server while a trial trains:
-    it exits 1 within a minute with the reason and the resume command; `--resume` marks the runs the dead sweep
-    left RUNNING as KILLED, continues them, and ends with one FINISHED run per (config, seed), every curve point
-    logged once."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    cmd = [sys.executable, str(REPO / "sweep.py"), "--table", "smoke", "--rows", ROWS[0], "--seeds", "2",
-           "--name", "dead-server", "--output-dir", str(tmp_path), "--address", "local", "--num-cpus", "2"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not _running_trials(tmp_path / "mlflow.db"):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
-            time.sleep(0.5)
-        os.killpg(_mlflow_server(proc.pid, tmp_path), signal.SIGKILL)  # its own session: uvicorn too
-        killed_at = time.monotonic()
-        err = proc.communicate(timeout=120)[1]
-        ended = time.monotonic()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err[-3000:]
-    assert ended - killed_at < 60, f"the sweep took {ended - killed_at:.0f} s to end"
-    assert "srprior sweep: error: the MLflow tracking server (pid" in err and "exited with code -9" in err
-    assert f"resume with: srprior sweep --resume dead-server --output-dir {tmp_path}" in err
-    # the sweep's own output has no traceback (Ray forwards its actors' logs, prefixed "(Actor pid=…)")
-    assert not [line for line in err.splitlines() if "Traceback" in line and "pid=" not in line], err[-3000:]
-    print(f"sweep ended {ended - killed_at:.1f} s after its tracking server was killed")
-    assert _running_trials(tmp_path / "mlflow.db") == 2  # left RUNNING by the dead sweep
-    assert sweep.run_sweep({"resume": "dead-server", "output_dir": str(tmp_path), "address": None}) == 0
-    uri = tracking.default_tracking_uri(tmp_path)
-    runs = _trial_runs(uri)
-    assert sorted((r.data.tags["row"], r.data.tags["seed"], r.info.status) for r in runs) == \
-        [(ROWS[0], "0", "FINISHED"), (ROWS[0], "1", "FINISHED")]
-    client = tracking.client(uri)
-    for run in runs:  # every curve point exactly once across the two sweeps
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [5, 10, 15, 20]
-        assert contracts.FAILURE not in run.data.tags
+class TestLocalSweeps:
+    """A local Ray as a sweep starts it; torn down before the cluster test starts its nodes."""
+
+    def test_local_sweep_listens_on_loopback_only_and_a_diverging_trial_fails(self, local_ray, tmp_path, capsys):
+        """`ss -ltn` over the whole process tree during a local sweep (Ray's GCS, raylet, agents, workers, the MLflow
+        server): nothing outside 127.0.0.0/8. The sweep's trial diverges (λ_AP = 1e39: inf loss at step 1): its run
+        ends FAILED, Tune saw no error (no retry), the report says INCOMPLETE and the exit code is 1; `--resume`
+        does not train it again."""
+        seen: dict[str, str] = {}
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                seen.update(_listeners(os.getpid()))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            assert sweep.run_sweep(_opts(tmp_path, name="nan", rows=ROWS[1], set=["lambda_ap=1e39"])) == 1
+        finally:
+            done.set()
+            sampler.join()
+        names = set(seen.values())
+        assert {"gcs_server", "raylet", "python"} <= names, seen  # the MLflow server is a python process
+        outside = {a: n for a, n in seen.items() if not _host(a).is_loopback}
+        assert outside == {}, f"listening outside 127.0.0.0/8: {outside}"
+        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+        assert not token.exists() or oct(token.stat().st_mode & 0o777) == "0o600"  # Ray writes it 0644
+        err = capsys.readouterr().err
+        assert "1 trial(s) FAILED" in err and ": step 1: non-finite loss" in err
+        (run,) = _trial_runs(tracking.default_tracking_uri(tmp_path))
+        assert (run.info.status, run.data.tags[contracts.FAILURE]) == ("FAILED", "step 1: non-finite loss")
+        state = sorted((tmp_path / "ray" / "nan").glob("experiment_state-*.json"))[-1]
+        (trial,) = json.loads(state.read_text())["trial_data"]
+        assert json.loads(trial[0])["status"] == "TERMINATED" and json.loads(trial[1])["num_failures"] == 0
+        md = (tmp_path / "reports" / "nan" / "table-smoke.md")
+        assert not md.exists() or "INCOMPLETE" in md.read_text()  # one cell, failed: no table at all
+        assert sweep.run_sweep({"resume": "nan", "output_dir": str(tmp_path), "address": None, "verbose": True}) == 1
+        out = capsys.readouterr()
+        assert "not trained again (diverged before; --retrain to try)" in out.out and "to train: 0" in out.out
+        assert [r.info.run_id for r in _trial_runs(tracking.default_tracking_uri(tmp_path))] == [run.info.run_id]
+
+    def test_dead_tracking_server_ends_the_sweep_within_a_minute_and_resume_finishes(self, local_ray, tmp_path):
+        """The sweep process (its own Ray, as from the command line) loses its MLflow server while a trial trains:
+        it exits 1 within a minute with the reason and the resume command; `--resume` marks the runs the dead sweep
+        left RUNNING as KILLED, continues them, and ends with one FINISHED run per (config, seed), every curve point
+        logged once."""
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        cmd = [sys.executable, str(REPO / "sweep.py"), "--table", "smoke", "--rows", ROWS[0], "--seeds", "2",
+               "--name", "dead-server", "--output-dir", str(tmp_path), "--address", "local", "--num-cpus", "2"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not _running_trials(tmp_path / "mlflow.db"):
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
+                time.sleep(0.5)
+            os.killpg(_mlflow_server(proc.pid, tmp_path), signal.SIGKILL)  # its own session: uvicorn too
+            killed_at = time.monotonic()
+            err = proc.communicate(timeout=120)[1]
+            ended = time.monotonic()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 1, err[-3000:]
+        assert ended - killed_at < 60, f"the sweep took {ended - killed_at:.0f} s to end"
+        assert "srprior sweep: error: the MLflow tracking server (pid" in err and "exited with code -9" in err
+        assert f"resume with: {tracking.command('sweep', '--resume', 'dead-server', '--output-dir', str(tmp_path))}" \
+            in err
+        # the sweep's own output has no traceback (Ray forwards its actors' logs, prefixed "(Actor pid=…)")
+        assert not [line for line in err.splitlines() if "Traceback" in line and "pid=" not in line], err[-3000:]
+        print(f"sweep ended {ended - killed_at:.1f} s after its tracking server was killed")
+        assert _running_trials(tmp_path / "mlflow.db") == 2  # left RUNNING by the dead sweep
+        assert sweep.run_sweep({"resume": "dead-server", "output_dir": str(tmp_path), "address": None,
+                                "verbose": True}) == 0
+        uri = tracking.default_tracking_uri(tmp_path)
+        runs = _trial_runs(uri)
+        assert sorted((r.data.tags["row"], r.data.tags["seed"], r.info.status) for r in runs) == \
+            [(ROWS[0], "0", "FINISHED"), (ROWS[0], "1", "FINISHED")]
+        client = tracking.client(uri)
+        for run in runs:  # every curve point exactly once across the two sweeps
+            assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [5, 10, 15, 20]
+            assert contracts.FAILURE not in run.data.tags
 
 
 # ---------------------------------------------------------------------------------------------- cluster
@@ -188,37 +197,68 @@ def _free_port(host: str) -> int:
     return tracking.free_port(host)
 
 
+def _start_cluster(tmp: Path, env: dict) -> tuple[str, list[subprocess.Popen]]:
+    """A head on 127.0.0.2 (no CPUs: every trial runs on the other node) and a worker node on 127.0.0.3, each a
+    `ray start --block` in its own session; raises when a node does not come up or dies while settling."""
+    port = _free_port("127.0.0.2")
+    start = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", f"--temp-dir={tmp / 'ray'}",
+             "--disable-usage-stats", f"--ray-client-server-port={_free_port('127.0.0.2')}"]
+    # fixed runtime-env agent ports: else the head's client server waits for the raylet's, and gives up after
+    # 30 s on a loaded machine (taking the head down)
+    nodes = [("head", ["--head", "--node-ip-address=127.0.0.2", f"--port={port}", "--num-cpus=0",
+                       "--dashboard-host=127.0.0.2", f"--dashboard-port={_free_port('127.0.0.2')}",
+                       f"--runtime-env-agent-port={_free_port('127.0.0.2')}"]),
+             ("worker", [f"--address=127.0.0.2:{port}", "--node-ip-address=127.0.0.3", "--num-cpus=4",
+                         f"--runtime-env-agent-port={_free_port('127.0.0.3')}"])]
+    procs: list[subprocess.Popen] = []
+    try:
+        for name, args in nodes:
+            log = tmp / f"{name}.log"
+            with open(log, "w") as out:
+                procs.append(subprocess.Popen(
+                    [*start, *args, f"--dashboard-agent-listen-port={_free_port('127.0.0.1')}"], env=env,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+            deadline = time.monotonic() + 180
+            while "Ray runtime started" not in log.read_text():
+                if time.monotonic() > deadline or procs[-1].poll() is not None:
+                    raise RuntimeError(f"{name} did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(1)
+        time.sleep(5)
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a node died while settling:\n" + (tmp / "head.log").read_text()[-2000:])
+        return f"127.0.0.2:{port}", procs
+    except BaseException:
+        _stop(procs)
+        raise
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
-    """A head on 127.0.0.2 (no CPUs: every trial runs on the other node) and a worker node on 127.0.0.3, each a
-    `ray start --block` in its own session (killed as a group), with their own token and temp dir."""
+    """The cluster of `_start_cluster` with its own token and temp dir; a second try when a loaded machine
+    makes the first start fail."""
     tmp = tmp_path_factory.mktemp("cluster")
     token = tmp / "token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-    port = _free_port("127.0.0.2")
-    start = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", f"--temp-dir={tmp / 'ray'}",
-             "--disable-usage-stats"]
-    nodes = [("head", ["--head", "--node-ip-address=127.0.0.2", f"--port={port}", "--num-cpus=0",
-                       "--dashboard-host=127.0.0.2", f"--dashboard-port={_free_port('127.0.0.2')}"]),
-             ("worker", [f"--address=127.0.0.2:{port}", "--node-ip-address=127.0.0.3", "--num-cpus=4"])]
-    procs = []
     try:
-        for name, args in nodes:
-            log = open(tmp / f"{name}.log", "w")
-            procs.append(subprocess.Popen([*start, *args, f"--dashboard-agent-listen-port={_free_port('127.0.0.1')}"],
-                                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            deadline = time.monotonic() + 180
-            while "Ray runtime started" not in (tmp / f"{name}.log").read_text():
-                assert time.monotonic() < deadline and procs[-1].poll() is None, (tmp / f"{name}.log").read_text()
-                time.sleep(1)
-        yield f"127.0.0.2:{port}", env
+        address, procs = _start_cluster(tmp, env)
+    except RuntimeError:
+        address, procs = _start_cluster(tmp_path_factory.mktemp("cluster"), env)
+    try:
+        yield address, env
     finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(procs)
 
 
 def test_three_sweeps_at_once_through_a_two_node_cluster(two_nodes, tmp_path):
@@ -254,4 +294,4 @@ def test_three_sweeps_at_once_through_a_two_node_cluster(two_nodes, tmp_path):
     trial_runs = _trial_runs(tracking.default_tracking_uri(out))
     assert sorted((r.data.tags[contracts.SWEEP_ID], r.data.tags["row"], r.info.status) for r in trial_runs) == \
         [("s1", ROWS[0], "FINISHED"), ("s2", ROWS[1], "FINISHED"), ("s3", ROWS[0], "FINISHED")]
-    assert all("psnr_embedded" in r.data.metrics for r in trial_runs)
+    assert all(f"{contracts.SELECTED}psnr_embedded" in r.data.metrics for r in trial_runs)
