@@ -60,11 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from srprior.method.prior import PriorConfig
     from srprior.method.step import TrainStep, make_optimizer
 
-    from srprior.archs.presets import PRESETS
-    from srprior.schema_fields import ConfigError
-
-    if args.preset not in PRESETS:
-        raise ConfigError(f"--preset {args.preset}: unknown; valid presets: {', '.join(sorted(PRESETS))}")
     torch.manual_seed(args.seed)
     train, val = default_split(scale=args.scale)
     sampler = PatchSampler(train, args.scale, patch=args.patch, batch=args.batch, seed=args.seed)
