@@ -40,7 +40,7 @@ class SweepProgress(Callback):
         """runs: (members, steps) of every Ray Train run Tune will start, in order."""
         from tqdm import tqdm
 
-        self.runs, self.reused = runs, reused
+        self.runs, self.reused, self.desc = runs, reused, desc
         self.total_trials = sum(m for m, _ in runs)
         self.done = self.failed = 0
         self.steps: dict[str, int] = {}
@@ -50,6 +50,11 @@ class SweepProgress(Callback):
                         bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} steps "
                                    "[{elapsed}<{remaining}]{postfix}")
         self._postfix()
+
+    def __reduce__(self) -> tuple:
+        """Tune pickles its callbacks with the experiment (for a restore); the bar and its stream are rebuilt
+        rather than pickled (a redirected stderr, e.g. under pytest, cannot be)."""
+        return type(self), (self.runs, self.reused, self.desc)
 
     def _postfix(self) -> None:
         running = sum(self.members.values())
