@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import math
 import pickle
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,7 +24,7 @@ from srprior.search_spaces import get_table
 from srprior.trainers.health import end_failed, is_diverged
 from srprior.trainers.worker import LocalSession, train_trial
 
-DATA = Path("/work/shared/data")
+DATA = Path(os.environ.get("SRPRIOR_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")  # as CI lays it
 
 
 def _example(cls: type[BaseException]) -> BaseException:

@@ -29,6 +29,7 @@ or file, what is wrong and the fix — exits non-zero, and never prints a traceb
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -39,7 +40,7 @@ import pytest
 
 from srprior.cli import main
 
-DATA = Path("/work/shared/data")
+DATA = Path(os.environ.get("SRPRIOR_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")  # as CI lays it
 
 
 def _sweep(*args: str) -> list[str]:
