@@ -353,9 +353,9 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
 
 def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_runs):
     """The console view: ≤ 120 columns, the bicubic reference of the same crops (checked against
-    srprior.evaluate on the embedded validation crop), and INCOMPLETE with the resume command when runs are
+    srprior.evaluate on the embedded test crop), and INCOMPLETE with the resume command when runs are
     missing (here: the full smoke plan of Table 4.2, of which only two rows ran)."""
-    from srprior.data.embedded import default_split
+    from srprior.data.embedded import test_split
     from srprior.evaluate import bicubic_baseline
     from srprior.plan import make_plan
     from srprior.report import to_terminal
@@ -370,7 +370,7 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
         "srprior sweep --resume s" in text and lines[-1] == "with the thesis's numbers: report.html"
     from srprior.trainers.budgets import get_budget
 
-    crop = [_crop(default_split(2)[1][0], get_budget("smoke").science["eval_crop"])]
+    crop = [_crop(test_split(2)[0], get_budget("smoke").science["eval_crop"])]
     expected = bicubic_baseline(crop, 2)["psnr"]
     bicubic = next(line for line in lines if line.startswith("Bicubic (same crops)"))
     assert f"{expected:.2f}" in bicubic.split()[3]

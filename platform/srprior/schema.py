@@ -105,7 +105,7 @@ class ScheduleConfig(Validated):
 @dataclass(frozen=True)
 class DataConfig(Validated):
     train_root: str | None = option(None, _abs_path, help="DIV2K root or HR folder (None: the embedded default)")
-    data_root: str | None = option(None, _abs_path, help="benchmark root, EDSR layout (None: embedded validation)")
+    data_root: str | None = option(None, _abs_path, help="benchmark root, EDSR layout (None: the embedded test images)")
     benchmarks: tuple[str, ...] = option(BENCHMARKS, _check_benchmarks, parse=_benchmarks,
                                          help="evaluation sets, comma-separated")
     max_eval_images: int = option(0, integer(0, 10**6), parse=to_int, help="first N images per set (0: all)")
