@@ -209,3 +209,20 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
         build(root, foreign, [checkpoints["root"]], count=4, max_candidates=8)
     assert (foreign / "keep.txt").read_text() == "mine" and not list(tmp_path.glob(".foreign-*"))
     shutil.rmtree(again)
+
+
+def test_no_compared_table_can_run_a_selector_seed():
+    """The selectors' reserved seeds are refused for every compared table, so a selector is never compared."""
+    from srprior.plan import PlanError, make_plan
+    from srprior.search_spaces import TABLES
+
+    plan = make_plan({"table": "selectors", "budget": "smoke"})
+    assert {t.trial.seed for t in plan.trials} == set(SELECTOR_SEEDS)
+    assert {t.trial.config.prior.lambda_ap for t in plan.trials} == {0.0}
+    for spec in TABLES.values():
+        if not spec.selectors:
+            assert all(seed < SELECTOR_SEEDS[0] for _, seed, _ in spec.cells())
+    with pytest.raises((PlanError, ValueError), match=r"seeds \[1000\] are reserved for the HardCases-R selectors"):
+        make_plan({"table": "4.2", "budget": "smoke", "seeds": SELECTOR_SEEDS[0] + 1})
+    with pytest.raises(SystemExit, match="2"):  # the CLI's --seeds range stops below them already
+        main(["sweep", "--table", "4.2", "--seeds", str(SELECTOR_SEEDS[0] + 1), "--plan"])

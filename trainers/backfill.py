@@ -12,7 +12,6 @@ they were measured on (tag srprior.region_set).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -49,17 +48,15 @@ def checkpoint_index(output: Path) -> dict[str, tuple[Path, dict]]:
 
 
 def missing_sets(cfg: Any, logged: dict[str, float], data_root: str | None = None) -> tuple[Any, list[str]]:
-    """(config to evaluate with, benchmark names present under its data root that the run has no metric for)."""
-    from srprior.trainers.evaluation import eval_sets
-
+    """(config to evaluate with, benchmark sets present under its data root that the run has no metric for)."""
     root = data_root or cfg.data.data_root
     if root is None:
         return cfg, []
-    data = dataclasses.replace(cfg.data, data_root=str(Path(root).resolve()),
-                               benchmarks=tuple(contracts.BENCHMARKS))
-    cfg = dataclasses.replace(cfg, data=data)
-    present = [name for name in _present(Path(data.data_root)) if f"{contracts.SELECTED}psnr_{name}" not in logged]
-    return cfg, [name for name in eval_sets(cfg) if name in present] if present else []
+    missing = [name for name in _present(Path(root)) if f"{contracts.SELECTED}psnr_{name}" not in logged]
+    if not missing:
+        return cfg, []
+    data = dataclasses.replace(cfg.data, data_root=str(Path(root).resolve()), benchmarks=tuple(missing))
+    return dataclasses.replace(cfg, data=data), missing
 
 
 def _present(root: Path) -> list[str]:
@@ -99,15 +96,12 @@ def backfill(uri: str, output: Path, runs: dict[str, Any], data_root: str | None
     from mlflow.entities import Metric, RunTag
 
     from srprior import tracking
-    from srprior.schema import Trial
 
     client, index, lines = tracking.client(uri), None, []
     for key, run in sorted(runs.items()):
         if run.info.status != "FINISHED":
             continue
-        trial = Trial.from_params(run.data.params) if hasattr(Trial, "from_params") else None
-        cfg = _config(run) if trial is None else trial.config
-        cfg, sets = missing_sets(cfg, run.data.metrics, data_root)
+        cfg, sets = missing_sets(run_config(run), run.data.metrics, data_root)
         sets = [s for s in sets if only is None or s in only]
         if not sets:
             continue
@@ -129,10 +123,9 @@ def _later(run: Any) -> list[str]:
     return [s for s in text.split(",") if s]
 
 
-def _config(run: Any) -> Any:
-    """The run's TrialConfig from its params (every schema leaf is a param; see TrialConfig.params)."""
-    from srprior.schema import TrialConfig, trial_config
+def run_config(run: Any) -> Any:
+    """The run's TrialConfig from its params (every schema leaf is one, TrialConfig.params; None is "None")."""
+    from srprior.schema import trial_config
 
-    names = {f.name for f in dataclasses.fields(TrialConfig)}  # noqa: F841 - documents where leaves come from
-    flat = {k: v for k, v in run.data.params.items() if k != "seed"}
+    flat = {k: v for k, v in run.data.params.items() if k != "seed" and v != "None"}
     return trial_config(f"run {run.info.run_id}", **flat)

@@ -25,6 +25,10 @@ OS_FIXES = {
 }
 
 
+class UserError(ValueError):
+    """Base of the project's user errors: `run_command` prints them as one line (new errors subclass it)."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (argparse prints the whole usage block first)."""
 
@@ -73,8 +77,8 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     from srprior.store import StoreError
     from srprior.trainers.resources import SweepError
 
-    return (ConfigError, PlanError, SweepError, PreflightError, StoreError, DatasetError, ImageError, ReportError,
-            DownloadError, HardCasesError)
+    return (UserError, ConfigError, PlanError, SweepError, PreflightError, StoreError, DatasetError, ImageError,
+            ReportError, DownloadError, HardCasesError)
 
 
 def user_message(exc: BaseException) -> str | None:

@@ -142,7 +142,7 @@ class TrialConfig(Validated):
 
     def params(self) -> dict[str, str]:
         """MLflow params: every leaf, by its unique short name."""
-        return {k: ",".join(v) if isinstance(v, tuple) else str(v) for k, v in self.flat().items()}
+        return {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in self.flat().items()}
 
 
 SCIENCE_KEYS = tuple(leaf_names(TrialConfig))

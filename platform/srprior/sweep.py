@@ -383,8 +383,18 @@ def run_sweep(opts: dict[str, Any]) -> int:
     with locks.sweep_lease(output, sweep_id):
         if plan.mode == "table":
             locks.mark_orphaned_runs(store_uri, list(existing.values()), output, sweep_id)
+            if not retrain:  # reused runs gain the sets built after they finished (no retraining)
+                _evaluate_later(store_uri, output, {t.key: existing[t.key] for t in plan.trials
+                                                    if t.key in existing and t not in to_train})
         return _launch(plan, opts, sweep_id, output, storage, existing, to_train, diverged, groups, res, device,
                        owns_ray, address, local_cpus, needs_ray, resume, retrain, user_uri, folders)
+
+
+def _evaluate_later(uri: str, output: Path, reused: dict[str, Any]) -> None:
+    from srprior.trainers.backfill import backfill
+
+    for line in backfill(uri, output, reused):
+        print(f"evaluated later: {line}", flush=True)
 
 
 def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, storage: str,
