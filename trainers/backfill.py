@@ -22,7 +22,7 @@ from srprior.errors import UserError
 EVALUATED_LATER = "srprior.evaluated_later"
 
 
-class BackfillError(UserError):
+class BackfillError(UserError, ValueError):
     """A run to evaluate has no usable checkpoint; the message names the run and the fix."""
 
 

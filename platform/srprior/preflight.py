@@ -17,10 +17,12 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from srprior.errors import UserError
+
 MIN_FREE_MB = 200  # below this a sweep stops before it starts (and the watchdog stops a running one)
 
 
-class PreflightError(ValueError):
+class PreflightError(UserError, ValueError):
     """A check before the sweep failed; the message names the file, folder or value and the fix."""
 
 

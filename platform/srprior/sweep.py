@@ -25,7 +25,7 @@ from typing import Any
 
 from srprior import contracts, exposure, locks, preflight, tracking
 from srprior.errors import Parser, float_in, int_in, run_command
-from srprior.plan import SweepPlan, default_sweep_id, estimate, fuse_groups, hours, make_plan
+from srprior.plan import SweepPlan, default_sweep_id, estimate, fuse_groups, hours, make_plan, plan_readings
 from srprior.schema import trial_config
 from srprior.trainers.health import is_diverged
 from srprior.trainers.resources import DRIVER_CPU, Resources, SweepError, plan_resources
@@ -36,7 +36,6 @@ STATE_FILE = "srprior-sweep.json"  # in <storage>/<sweep id>/: what --resume nee
 LOCAL_ENV = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 RUNTIME_OPTIONS = ("resume", "max_concurrent", "address", "num_cpus", "max_failures", "output_dir", "plan",
                    "retrain", "seeds_for_power", "verbose", "shared_storage")
-OPTIONS_TAG = "srprior.options"  # the sweep's options (JSON) on its parent run: reports rebuild the plan
 
 
 def _storage(value: str | None, output: Path) -> str:
@@ -235,7 +234,10 @@ def _parent_runs(plan: SweepPlan, sweep_id: str, uri: str, opts: dict[str, Any])
         key = {contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep_id}
         run_id = tracking.get_or_create_run(client, exp, key, sweep_id, {plan.mode: name, "budget": plan.budget})
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in stored.items()],
-                         tags=[RunTag(OPTIONS_TAG, json.dumps(stored, default=str))])
+                         tags=[RunTag(contracts.OPTIONS_TAG, json.dumps(stored, default=str))])
+        if plan.mode == "table":  # what the report looks for: these cells, never a plan rebuilt by later code
+            client.log_dict(run_id, {"cells": plan.cells[name], "readings": plan_readings(plan, name)},
+                            contracts.CELLS_ARTIFACT)
         parents[name] = run_id
     return parents
 
@@ -257,7 +259,7 @@ def _reports(plan: SweepPlan, sweep_id: str, uri: str, store: str, output: Path,
              resume: str | None) -> str:
     """Every table's report: files written and logged to its parent run (with a summary plot); the terminal
     view of each returned."""
-    from srprior.report import ReportError, build_report, plan_readings, search_report, to_terminal, write_report
+    from srprior.report import ReportError, build_report, search_report, to_terminal, write_report
     from srprior.search_spaces import get_table
 
     texts = []

@@ -62,6 +62,34 @@ def artifacts_dir(output: str | os.PathLike | None = None) -> Path:
     return output_dir(output) / "mlartifacts"
 
 
+def served_artifacts(tracking_uri: str, artifact_uri: str) -> Path | None:
+    """The local folder of a run's mlflow-artifacts:/ URI (what a local server serves) when reading its SQLite
+    store directly; None for any other URI (MLflow's client resolves those)."""
+    from urllib.parse import urlparse
+
+    if not (artifact_uri.startswith("mlflow-artifacts:") and tracking_uri.startswith("sqlite:///")):
+        return None
+    return artifacts_dir(Path(tracking_uri.removeprefix("sqlite:///")).parent) / urlparse(artifact_uri).path.lstrip("/")
+
+
+def read_json_artifact(tracking_uri: str, run_id: str, path: str) -> Any | None:
+    """A run's JSON artifact `path`, also from runs a local server wrote (served_artifacts); None when absent."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(tracking_uri)
+    local = served_artifacts(tracking_uri, mlflow_client.get_run(run_id).info.artifact_uri)
+    if local is not None:
+        file = local / path
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return json.loads(Path(mlflow_client.download_artifacts(run_id, path, tmp)).read_text(encoding="utf-8"))
+        except (MlflowException, OSError):
+            return None
+
+
 def user_tracking_uri() -> str | None:
     """$MLFLOW_TRACKING_URI, when the user set one."""
     return os.environ.get("MLFLOW_TRACKING_URI") or None

@@ -23,9 +23,10 @@ from PIL import Image
 
 from srprior.data.imresize import bicubic_lr, modcrop
 from srprior.data.io import IMAGE_SUFFIXES, ImageError, read_image
+from srprior.errors import UserError
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder or pairing problem; the message names the folder/file and the fix."""
 
 

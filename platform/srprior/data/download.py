@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from srprior.errors import UserError
+
 STATE_DIR = ".srprior-downloads"  # under --root: partial/complete archives and per-archive done markers
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download or unpack failure; the message says whether rerunning resumes."""
 
 

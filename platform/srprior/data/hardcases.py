@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from srprior.contracts import SELECTOR_SEEDS
+from srprior.errors import UserError
 
 PROTOCOL = "hardcases-r/2"  # 2: selectors on reserved seeds, best weights, bicubic out of the spread
 CROP, COUNT = 256, 150
@@ -46,7 +47,7 @@ GET_CHECKPOINTS = ("train the selectors first: `srprior sweep --table selectors 
                    "--checkpoints outputs (or checkpoint_* folders / state.pt files)")
 
 
-class HardCasesError(ValueError):
+class HardCasesError(UserError, ValueError):
     """Bad input for HardCases-R; the message names the file or option and the fix."""
 
 

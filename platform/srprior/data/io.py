@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from srprior.errors import UserError
+
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "PPM")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 MIN_SIDE = 2
@@ -38,7 +40,7 @@ _TO_RGB8 = 'convert it to 8-bit RGB, e.g. `python -c "from PIL import Image; ' \
     "Image.open('IN').convert('RGB').save('OUT.png')\"` (check the result looks right)"
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image file that cannot be used as an 8-bit RGB SR image; the message names the file and the fix."""
 
     def __init__(self, path: str | Path, problem: str, fix: str = _TO_RGB8):
