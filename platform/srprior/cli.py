@@ -14,10 +14,10 @@ COMMAND_MODULES = (
     "srprior.smoke",
     "srprior.data.download",
     "srprior.evaluate",
+    "srprior.reevaluate",
     "srprior.sweep",
     "srprior.report",
     "srprior.tracking",
-    "srprior.reevaluate",
 )
 MAIN_JOB = ["sweep", "--table", "4.2", "--budget", "smoke"]
 MAIN_JOB_NOTE = ("srprior: starting the main job: Table 4.2 as a CPU smoke sweep on the embedded default images "
