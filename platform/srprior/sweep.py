@@ -319,13 +319,6 @@ def start_local_ray(num_cpus: int, verbose: bool = True) -> None:
     exposure.tighten_token()
 
 
-def _check_name(flag: str, name: str) -> str:
-    if len(name) > 120 or any(c in name for c in "'\"`/ \\"):
-        raise SweepError(f"{flag} {name[:40]!r}{'…' if len(name) > 40 else ''}: at most 120 characters, without "
-                         "quotes, slashes or spaces")
-    return name
-
-
 def _failed(uri: str, trials: list) -> list[str]:
     """One line per trial of this sweep whose run ended FAILED (diverged, bad data): the report shows them as
     failed, never as values."""
@@ -340,12 +333,12 @@ def run_sweep(opts: dict[str, Any]) -> int:
 
     resume = bool(opts.get("resume"))
     if resume:
-        _check_name("--resume", opts["resume"])
+        preflight.check_name("--resume", opts["resume"])
         opts = _resume_options(opts)
     plan = make_plan(opts)
     for key, value in LOCAL_ENV.items():
         os.environ.setdefault(key, value)
-    sweep_id = _check_name("--name", opts.get("name") or default_sweep_id(opts))
+    sweep_id = preflight.check_name("--name", opts.get("name") or default_sweep_id(opts))
     opts = {**opts, "name": sweep_id}
     output = tracking.output_dir(opts.get("output_dir"))
     storage = _storage(opts.get("storage"), output)
@@ -369,15 +362,16 @@ def run_sweep(opts: dict[str, Any]) -> int:
     groups = fuse_groups(to_train, fuse, device)
     if owns_ray and address is None:  # checked before anything starts
         res = _resources(plan, to_train, opts, local_cpus, gpus, len(groups))
+    folders = (output,) if "://" in storage else (output, Path(storage))
+    if opts.get("seeds_for_power") is None:  # --plan runs the sweep's checks: it claims to validate everything
+        preflight.check_free_space(folders)
+        preflight.check_data([t.trial.config for t in to_train] if plan.mode == "table" else
+                             [trial_config("search", **plan.science)])
     if opts.get("plan"):
         print(format_plan(plan, existing, to_train, res, device, retrain, groups))
         return 0
     if opts.get("seeds_for_power") is not None:
         return _print_seed_plan(plan, opts, store_uri)
-    folders = (output,) if "://" in storage else (output, Path(storage))
-    preflight.check_free_space(folders)
-    preflight.check_data([t.trial.config for t in to_train] if plan.mode == "table" else
-                         [trial_config("search", **plan.science)])
     if not output.exists():
         output.mkdir(mode=0o700, parents=True)  # the store, checkpoints and reports: the user's alone
     with locks.sweep_lease(output, sweep_id):
