@@ -20,6 +20,7 @@ or file, what is wrong and the fix — exits non-zero, and never prints a traceb
 | corrupt or absent data, `--plan` too | a truncated `Set5/HR/*.png`; a data root without `Set5/` (sweep and `--plan`: found before Ray) | `… data check before training: FILE: not a readable PNG/… image or truncated/corrupt (…); re-download or re-export the file` |
 | not an image file named like one | a directory or FIFO `Set5/HR/x.png`, a broken link | `… data check before training: FILE: a named pipe (FIFO), not an image file; replace it with the image or remove it` |
 | training image smaller than the patch | an 8×8 image in `--train-root` | `… data check before training: FILE: LR 4x4 is smaller than the 24x24 training patch; use a smaller patch …` |
+| download root unwritable | `data download benchmarks --root /proc/nope` (before any byte is fetched) | `srprior data download: error: --root /proc/nope: cannot write there (No such file or directory); choose a folder you can write to` |
 | no data given | `eval bicubic` without `--data` / SRPRIOR_DATA | `srprior eval bicubic: error: pass --data DIR (the folder holding Set5/, Set14/, ...) or set SRPRIOR_DATA` |
 | unknown model preset | `smoke --preset nope` | `srprior smoke: error: argument --preset: invalid choice: 'nope' (choose from …) (see srprior smoke --help)` |
 | disk full at start | `--output-dir` on a 1 MiB file system | `… DIR: only 1.0 MiB free on its disk (a sweep needs 200 MiB: SRPRIOR_MIN_FREE_MB); free space or …` |
@@ -144,6 +145,9 @@ CASES = {
     "bicubic-missing": (["eval", "bicubic", "--data", "/nonexistent"], "/nonexistent: data root does not exist"),
     "bicubic-no-data": (["eval", "bicubic"], "pass --data DIR (the folder holding Set5/, Set14/, ...) or set "
                                              "SRPRIOR_DATA"),
+    "download-root": (["data", "download", "benchmarks", "--root", "/proc/nope"],
+                      "srprior data download: error: --root /proc/nope: cannot write there (No such file or "
+                      "directory); choose a folder you can write to"),
     "smoke-preset": (["smoke", "--preset", "nope"], "argument --preset: invalid choice: 'nope' (choose from"),
     "report-scheme": (["report", "--table", "4.2", "--tracking-uri", "foo://x"],
                       "tracking URI 'foo://x': unsupported scheme"),
