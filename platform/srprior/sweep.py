@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from srprior import contracts, exposure, locks, preflight, tracking
+from srprior import contracts, credentials, exposure, locks, preflight, tracking
 from srprior.errors import Parser, float_in, int_in, run_command
 from srprior.plan import SweepPlan, default_sweep_id, estimate, fuse_groups, hours, make_plan
 from srprior.schema import trial_config
@@ -399,13 +399,14 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
     backend, log = tracking.default_tracking_uri(output), output / "mlflow-server.log"
     if uri is None and address is None:  # the platform's store, behind a server: concurrent trials never lock it
         server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), log=log).launch()
+    auth = credentials.for_cluster(output) if uri is None and address is not None else None  # our cluster server
     try:
         if needs_ray and owns_ray and address is None:
             start_local_ray(local_cpus, verbose)
         elif needs_ray and owns_ray:
             from srprior.progress import quiet_ray
 
-            ray.init(address=address, **({} if verbose else quiet_ray()))
+            ray.init(address=address, runtime_env=credentials.runtime_env(auth), **({} if verbose else quiet_ray()))
         if needs_ray and (not owns_ray or address is not None):
             total = ray.cluster_resources()
             res = _resources(plan, to_train, opts, total.get("CPU", 0), total.get("GPU", 0), len(groups))
@@ -418,7 +419,8 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
             state.write_text(json.dumps(opts, indent=1, default=str))
         if uri is None and server is None:  # joined a cluster: the server binds the head's node address
             host = exposure.server_host(ray.util.get_node_ip_address())
-            server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), host=host, log=log).launch()
+            server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), host=host, log=log,
+                                             auth=auth).launch()
         if server is not None:
             server.wait()
             uri = server.url

@@ -1,0 +1,82 @@
+"""Credentials of a cluster's tracking server (srprior.credentials): the secret on the head, and a real MLflow
+basic-auth server on loopback that refuses requests without it and logs a run for a client that has it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from srprior import credentials, tracking
+
+
+def test_the_secret_is_generated_once_and_private(tmp_path):
+    out = tmp_path / "out"
+    found: list[credentials.Credentials] = []
+    threads = [threading.Thread(target=lambda: found.append(credentials.ensure(out))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(found) == 3 and len({c.password for c in found}) == 1  # sweeps starting at once share one secret
+    creds = found[0]
+    assert creds.username == "srprior" and len(creds.password) >= 40 and len(creds.secret_key) == 64
+    for name in (credentials.FILE, credentials.USERS_DB, credentials.CONFIG):
+        assert oct((out / name).stat().st_mode & 0o777) == "0o600", name
+    assert oct(out.stat().st_mode & 0o777) == "0o700"
+    assert json.loads((out / credentials.FILE).read_text())["password"] == creds.password
+    assert credentials.load(out) == creds and credentials.ensure(out) == creds
+    assert creds.client_env() == {"MLFLOW_TRACKING_USERNAME": "srprior", "MLFLOW_TRACKING_PASSWORD": creds.password}
+    assert credentials.runtime_env(creds) == {"env_vars": creds.client_env()} and credentials.runtime_env(None) is None
+    with sqlite3.connect(out / credentials.USERS_DB) as conn:  # the admin exists before any server starts
+        assert conn.execute("SELECT username, is_admin FROM users").fetchall() == [("srprior", 1)]
+    (out / credentials.FILE).unlink()  # a new secret: the old admin (old password) goes with it
+    assert credentials.ensure(out).password != creds.password
+
+
+def _status(url: str, headers: dict[str, str] | None = None, path: str = "/api/2.0/mlflow/experiments/search",
+            body: bytes | None = json.dumps({"max_results": 1}).encode()) -> int:
+    req = urllib.request.Request(f"{url}{path}", data=body, method="POST" if body else "GET",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.slow  # a real MLflow server (tens of seconds to start on a loaded machine)
+def test_auth_server_refuses_anonymous_requests_and_logs_a_run_with_the_secret(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "out"
+    creds = credentials.ensure(out)
+    backend = tracking.default_tracking_uri(out)
+    with tracking.TrackingServer(backend, tracking.artifacts_dir(out), log=out / "server.log", auth=creds) as server:
+        assert _status(server.url) == 401
+        wrong = credentials.Credentials(out, creds.username, "not-the-password", creds.secret_key)
+        assert _status(server.url, wrong.header()) == 401
+        assert _status(server.url, path="/", body=None) == 401  # the UI page too
+        assert _status(server.url, creds.header()) == 200
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        for key, value in creds.client_env().items():  # MLflow's standard client mechanism
+            monkeypatch.setenv(key, value)
+        client = MlflowClient(tracking_uri=server.url)
+        exp = client.create_experiment("srprior/auth-test")
+        run = client.create_run(exp)
+        client.log_metric(run.info.run_id, "psnr", 31.25, step=3)
+        (tmp_path / "note.txt").write_text("through the server")
+        client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"))
+        client.set_terminated(run.info.run_id)
+        assert tracking.newest_experiment(server.url, auth=creds) == (exp, "srprior/auth-test")
+        assert tracking.newest_experiment(server.url) is None  # the UI's REST lookup without them: refused
+    with sqlite3.connect(out / "mlflow.db") as conn:  # what reached the store, read without MLflow
+        assert conn.execute("SELECT key, value, step FROM metrics WHERE run_uuid = ?",
+                            (run.info.run_id,)).fetchall() == [("psnr", 31.25, 3)]
+        assert conn.execute("SELECT status FROM runs WHERE run_uuid = ?", (run.info.run_id,)).fetchone() == \
+            ("FINISHED",)
+    assert list((out / "mlartifacts").rglob("note.txt"))[0].read_text() == "through the server"
