@@ -14,7 +14,7 @@ import pytest
 from srprior import credentials, tracking
 
 
-def test_the_secret_is_generated_once_and_private(tmp_path):
+def test_the_secret_is_generated_once_and_private(tmp_path, monkeypatch):
     out = tmp_path / "out"
     found: list[credentials.Credentials] = []
     threads = [threading.Thread(target=lambda: found.append(credentials.ensure(out))) for _ in range(3)]
@@ -31,9 +31,20 @@ def test_the_secret_is_generated_once_and_private(tmp_path):
     assert json.loads((out / credentials.FILE).read_text())["password"] == creds.password
     assert credentials.load(out) == creds and credentials.ensure(out) == creds
     assert creds.client_env() == {"MLFLOW_TRACKING_USERNAME": "srprior", "MLFLOW_TRACKING_PASSWORD": creds.password}
-    assert credentials.runtime_env(creds) == {"env_vars": creds.client_env()} and credentials.runtime_env(None) is None
     with sqlite3.connect(out / credentials.USERS_DB) as conn:  # the admin exists before any server starts
         assert conn.execute("SELECT username, is_admin FROM users").fetchall() == [("srprior", 1)]
+    for key in credentials.CLIENT_ENV:  # restored after the test (for_sweep sets them in os.environ)
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    assert credentials.runtime_env() is None
+    assert credentials.for_sweep(tmp_path / "local", False, None) is None and credentials.runtime_env() is None
+    assert credentials.for_sweep(out, False, "http://10.0.0.10:5000") == creds  # the head's `srprior ui` server
+    assert credentials.runtime_env() == {"env_vars": creds.client_env()}
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "exported")  # the user's own, for a server not ours: kept
+    credentials.for_sweep(out, False, "http://10.0.0.10:5000")
+    assert credentials.runtime_env()["env_vars"]["MLFLOW_TRACKING_PASSWORD"] == "exported"
+    assert credentials.for_sweep(out, True, None) == creds  # our own server: ours
+    assert credentials.runtime_env() == {"env_vars": creds.client_env()}
     (out / credentials.FILE).unlink()  # a new secret: the old admin (old password) goes with it
     assert credentials.ensure(out).password != creds.password
 

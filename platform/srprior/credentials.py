@@ -115,13 +115,23 @@ def _prepare_users(creds: Credentials) -> None:
     db.chmod(0o600)  # password hashes
 
 
-def for_cluster(output: Path) -> Credentials:
-    """The cluster sweep's credentials, also set in this process's environment (its own MLflow clients)."""
-    creds = ensure(output)
-    os.environ.update(creds.client_env())
+def for_sweep(output: Path, own_cluster_server: bool, user_uri: str | None) -> Credentials | None:
+    """The credentials a sweep's MLflow clients send, set in this process's environment: its own server on a
+    cluster (generated on first use), or the head's `srprior ui` server that MLFLOW_TRACKING_URI names
+    (deploy/cluster.yaml), whose credentials lie in the same output folder. Credentials the user exported win
+    for a server that is not ours."""
+    if own_cluster_server:
+        creds = ensure(output)
+        os.environ.update(creds.client_env())
+        return creds
+    creds = load(output) if user_uri and user_uri.startswith(("http://", "https://")) else None
+    for key, value in (creds.client_env() if creds else {}).items():
+        os.environ.setdefault(key, value)
     return creds
 
 
-def runtime_env(creds: Credentials | None) -> dict[str, Any] | None:
-    """Ray's job runtime environment that hands the client credentials to every Tune driver and Train worker."""
-    return None if creds is None else {"env_vars": creds.client_env()}
+def runtime_env() -> dict[str, Any] | None:
+    """Ray's job runtime environment handing this process's MLflow credentials to every Tune driver and Train
+    worker of a cluster (a local Ray inherits them: its processes are this one's children)."""
+    env = {key: os.environ[key] for key in CLIENT_ENV if os.environ.get(key)}
+    return {"env_vars": env} if env else None

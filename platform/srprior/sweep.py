@@ -399,14 +399,14 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
     backend, log = tracking.default_tracking_uri(output), output / "mlflow-server.log"
     if uri is None and address is None:  # the platform's store, behind a server: concurrent trials never lock it
         server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), log=log).launch()
-    auth = credentials.for_cluster(output) if uri is None and address is not None else None  # our cluster server
+    auth = credentials.for_sweep(output, uri is None and address is not None, uri)  # clusters: basic auth
     try:
         if needs_ray and owns_ray and address is None:
             start_local_ray(local_cpus, verbose)
         elif needs_ray and owns_ray:
             from srprior.progress import quiet_ray
 
-            ray.init(address=address, runtime_env=credentials.runtime_env(auth), **({} if verbose else quiet_ray()))
+            ray.init(address=address, runtime_env=credentials.runtime_env(), **({} if verbose else quiet_ray()))
         if needs_ray and (not owns_ray or address is not None):
             total = ray.cluster_resources()
             res = _resources(plan, to_train, opts, total.get("CPU", 0), total.get("GPU", 0), len(groups))
