@@ -91,3 +91,34 @@ def test_auth_server_refuses_anonymous_requests_and_logs_a_run_with_the_secret(t
         assert conn.execute("SELECT status FROM runs WHERE run_uuid = ?", (run.info.run_id,)).fetchone() == \
             ("FINISHED",)
     assert list((out / "mlartifacts").rglob("note.txt"))[0].read_text() == "through the server"
+
+
+@pytest.mark.slow  # a real `srprior ui` server
+def test_srprior_ui_off_loopback_asks_for_the_credentials(tmp_path):
+    """`srprior ui --host ADDR` (how deploy/ starts it on the head) serves with the head's credentials: the page
+    and the API answer 401 without them; with them the UI lists the runs and the newest-experiment link works."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "out"
+    newest = tracking.experiment_id(MlflowClient(tracking.default_tracking_uri(out)), "srprior/table-4.2")
+    port = tracking.free_port("127.0.0.2")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.Popen([sys.executable, "-m", "srprior.cli", "ui", "--output-dir", str(out), "--host",
+                             "127.0.0.2", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.2:{port}"
+    try:
+        assert proc.stdout.readline().startswith(f"MLflow UI: {url}")  # printed once the server answers
+        assert proc.stdout.readline() == f"Log in as srprior with the password in {out / credentials.FILE}\n"
+        assert proc.stdout.readline() == f"Runs of srprior/table-4.2 (newest): {tracking.ui_url(url, newest)}\n"
+        creds = credentials.load(out)
+        assert _status(url, path="/", body=None) == 401 and _status(url) == 401
+        assert _status(url, creds.header(), path="/", body=None) == 200 and _status(url, creds.header()) == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert oct((out / credentials.FILE).stat().st_mode & 0o777) == "0o600"
