@@ -44,6 +44,19 @@ def check_free_space(folders: Iterable[Path]) -> None:
                                  "--output-dir / --storage")
 
 
+NAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,119}")
+
+
+def check_name(flag: str, name: str) -> str:
+    """A sweep id names a folder under the storage, MLflow tags and the printed resume command: `..` would be
+    the storage's parent, a newline splits the summary, a leading `-` reads as an option."""
+    if NAME_CHARS.fullmatch(name):
+        return name
+    shown = ascii(name[:40])[1:-1] + ("…" if len(name) > 40 else "")
+    raise PreflightError(f"{flag} '{shown}': use 1-120 letters, digits and . _ + = @ -, starting with a letter or "
+                         "digit (no quotes, slashes, spaces or control characters)")
+
+
 def check_storage(value: str | None) -> None:
     """--storage is a folder or a URI `scheme://...`; `s3:/x` would silently become a relative folder."""
     if value and "://" not in value and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", value):

@@ -128,6 +128,32 @@ class TrialConfig(Validated):
     schedule: ScheduleConfig = option(default_factory=ScheduleConfig, check=None)
     data: DataConfig = option(default_factory=DataConfig, check=None)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problem = self.extractor_problem() or self.eval_crop_problem()
+        if problem:
+            raise ConfigError(problem)
+
+    def extractor_problem(self) -> str | None:
+        """Fields valid alone can still be impossible on the crop: n_ssr=10^9 passes its own check and crashes
+        (or silently never trains L_AP) inside every trial; found here, it is one line before anything starts."""
+        from srprior.method.ssm import crop_problem
+
+        return crop_problem(self.prior.extractor, self.schedule.lr_patch)
+
+    def eval_crop_problem(self) -> str | None:
+        """An evaluation crop must leave SSIM's 11x11 window after the shave, and hold LAM's 16x16 HR window."""
+        data, scale = self.data, self.model.scale
+        if not data.eval_crop:
+            return None
+        shave = scale + data.extra_shave
+        need = max(-(-(11 + 2 * shave) // scale), -(-16 // scale) if data.di else 1)
+        if data.eval_crop >= need:
+            return None
+        return (f"DataConfig.eval_crop={data.eval_crop}: at x{scale} with {shave} px shaved per border it leaves no "
+                f"room for SSIM's 11x11 window{' or the 16x16 LAM window' if data.di else ''}; use eval_crop >= "
+                f"{need} or 0 (whole images)")
+
     def flat(self) -> dict[str, Any]:
         return flatten(self)
 
