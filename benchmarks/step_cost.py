@@ -14,8 +14,11 @@ CPU steps are timed by the process's CPU time with one torch thread (--threads):
 counts other users' work and once reported the prior step faster than the plain one; CPU time counts only this
 process's (with N threads it sums theirs, so ms are thread-seconds). CUDA steps are timed by the wall clock
 between synchronisations.
+`--variants eager tf32 bf16 ...` measures several variants per preset in one process (the GPU suite; CUDA peaks
+are reset per variant, CPU peaks are running maxima).
 Usage: python benchmarks/step_cost.py [--presets edsr-t rcan-t rnan-t] [--device cpu|cuda|all] [--batch 16]
        [--iters N] [--warmup N] [--threads N] [--bf16] [--tf32] [--cuda-graph] [--channels-last]
+       [--variants eager tf32 bf16 channels-last cuda-graph bf16+cuda-graph]
 """
 
 from __future__ import annotations
@@ -133,6 +136,26 @@ def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
     return row
 
 
+VARIANT_FLAGS = {"eager": {}, "tf32": {"tf32": True}, "bf16": {"bf16": True}, "channels-last": {"channels_last": True},
+                 "cuda-graph": {"cuda_graph": True}}
+
+
+def _measure_variants(preset: str, device: str, args: argparse.Namespace, variants: list[str]) -> list[dict]:
+    """Rows of `variants` ("eager", "tf32", "bf16+cuda-graph", ...) in one process: one CUDA start-up per preset
+    (the GPU suite's time limit); TF32 flags are reset to torch's defaults between variants."""
+    import torch
+
+    defaults = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    rows = []
+    for variant in variants:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = defaults
+        flags = {"bf16": False, "tf32": False, "cuda_graph": False, "channels_last": False}
+        for part in variant.split("+"):
+            flags.update(VARIANT_FLAGS[part])
+        rows.append({**_measure(preset, device, argparse.Namespace(**{**vars(args), **flags})), "variant": variant})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=["edsr-t", "rcan-t", "rnan-t"])
@@ -148,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tf32", action="store_true", help="TF32 for matmuls and convolutions (CUDA)")
     parser.add_argument("--cuda-graph", action="store_true", help="capture the steps as CUDA graphs (CUDA only)")
     parser.add_argument("--channels-last", action="store_true", help="model and batches in channels-last layout")
+    parser.add_argument("--variants", nargs="+", help="rows per preset, in one process each, instead of the flags "
+                        f"above: {' '.join(VARIANT_FLAGS)} or combinations such as bf16+cuda-graph")
     args = parser.parse_args(argv)
+    for variant in args.variants or []:
+        if not set(variant.split("+")) <= set(VARIANT_FLAGS):
+            parser.error(f"--variants {variant}: use {', '.join(VARIANT_FLAGS)}, joined by '+'")
 
     import torch
 
@@ -159,17 +187,20 @@ def main(argv: list[str] | None = None) -> int:
           f"bf16={args.bf16} tf32={args.tf32} cuda_graph={args.cuda_graph} (CUDA only) "
           f"channels_last={args.channels_last}; CPU: process CPU time, {args.threads} thread(s); "
           f"torch {torch.__version__}")
-    cols = ["device", "preset", "plain_ms", "prior_ms", "ratio", "extract_ms", "fwd_ms", "igrad_ms", "dbl_opt_ms",
-            "plain_mib", "prior_mib"] + (["bf16_s_err"] if args.bf16 else [])
+    cols = ["device", "preset"] + (["variant"] if args.variants else []) + [
+        "plain_ms", "prior_ms", "ratio", "extract_ms", "fwd_ms", "igrad_ms", "dbl_opt_ms", "plain_mib",
+        "prior_mib"] + (["bf16_s_err"] if args.bf16 or any("bf16" in v for v in args.variants or []) else [])
     print(" | ".join(cols))
     ctx = mp.get_context("spawn")
     for device in devices[args.device]:
         for preset in args.presets:
             with ctx.Pool(1) as pool:  # fresh process: clean peak memory, no cross-preset caching
-                row = pool.apply(_measure, (preset, device, args))
-            row["ratio"] = row["prior_ms"] / row["plain_ms"]
-            print(" | ".join(f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in cols),
-                  flush=True)
+                rows = (pool.apply(_measure_variants, (preset, device, args, args.variants)) if args.variants
+                        else [pool.apply(_measure, (preset, device, args))])
+            for row in rows:
+                row["ratio"] = row["prior_ms"] / row["plain_ms"]
+                print(" | ".join(f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+                                 for c in cols), flush=True)
     return 0
 
 

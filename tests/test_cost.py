@@ -136,3 +136,55 @@ def test_efficiency_file_is_package_data(tmp_path):
                    capture_output=True)
     shipped = tmp_path / "srprior" / "efficiency.json"
     assert json.loads(shipped.read_text()) == cost.load_efficiency()
+
+
+@pytest.fixture
+def suite_table(tmp_path, monkeypatch):
+    """benchmarks/gpu_suite_table.py on the recorded log of a GPU run (tests/fixtures/gpu_suite), writing into
+    tmp_path: its output folder and a copy of the checkout's efficiency file."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("gpu_suite_table", REPO / "benchmarks" / "gpu_suite_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "out"
+    shutil.copytree(REPO / "tests" / "fixtures" / "gpu_suite", out)
+    checkout = tmp_path / "efficiency.json"
+    shutil.copy(cost.EFFICIENCY_FILE, checkout)
+    monkeypatch.setattr(module, "CHECKOUT_FILE", checkout)
+    yield module, out, checkout
+    cost._shipped.cache_clear()
+
+
+def test_gpu_suite_table_writes_the_efficiency_the_plan_reads(suite_table, monkeypatch, capsys):
+    module, out, checkout = suite_table
+    shipped = cost.load_efficiency()
+    assert module.main([str(out), f"sqlite:///{out}/absent.db"]) == 0
+    table = (out / "gpu_suite.md").read_text()
+    assert "| step cost | edsr-t eager | 12.2 ms | 25.2 ms | prior/plain 2.07x;" in table
+    assert "| step cost EDSR-B | edsr-b bf16 | 38.5 ms | 121.7 ms |" in table
+    assert "| fused | rnan-t b16 48² K=4 | 41.5 model-steps/s (1.15x seq, 1.15x one trial) | - |" in table
+    assert "| fused | timed out (fused_rnan) | - | - | after 35s;" in table and "no MLflow store at" in table
+    data = json.loads((out / "efficiency.json").read_text())
+    assert json.loads(checkout.read_text()) == data and cost.load_efficiency() == shipped  # the repo's file untouched
+    assert data["gpu_suite"] == "2026-12-02, NVIDIA H100 80GB HBM3 | torch 2.7.1+cu126"
+    gpu = data["devices"]["gpu"]
+    for prec, preset, mode, ms in (("fp32", "edsr-t", "prior", 25.2), ("bf16", "rcan-t", "plain", 35.2),
+                                   ("fp32+channels-last", "rnan-t", "prior", 92.7),
+                                   ("bf16+graph", "edsr-t", "prior", 15.1), ("bf16", "edsr-b", "prior", 121.7),
+                                   ("tf32", "rnan-t", "plain", 22.3)):
+        e = gpu[prec][preset][mode]
+        assert (e["source"], e["ms"]) == ("measured", ms)
+        assert e["tflops"] == pytest.approx(cost.FLOPS[preset][mode == "prior"] / (ms * 1e9), rel=1e-4)
+    fused = gpu["fp32+fused16"]["edsr-t"]["prior"]  # 16 members in 276.5 ms: 57.9 model-steps/s
+    assert fused["tflops"] == pytest.approx(cost.FLOPS["edsr-t"][1] * 57.9 / 1e12, rel=1e-4)
+    assert "fp32+fused4" not in gpu or "prior" not in gpu["fp32+fused4"].get("rnan-t", {})  # timed out before it
+    assert gpu["fp32"]["rcan-t"]["prior"]["source"] == "measured"  # replaces the extrapolation
+    assert data["devices"]["cpu"] == shipped["devices"]["cpu"]
+
+    monkeypatch.setattr(cost, "EFFICIENCY_FILE", checkout)  # the plan now reads the suite's numbers
+    cost._shipped.cache_clear()
+    out_text = _plan(capsys, "4.8")
+    assert "efficiency measured by benchmarks/gpu_suite.sh (2026-12-02, NVIDIA H100 80GB HBM3" in out_text
+    assert "gpu: 97.8 TFLOP/s measured (2026-12-02, NVIDIA H100 80GB HBM3 | torch 2.7.1+cu126, eager)" in out_text

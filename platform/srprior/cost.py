@@ -194,7 +194,8 @@ def model_lines(trials: Sequence[Any], devices: Sequence[str], cuda_graph: bool 
            "assumed) = time per step:"]
     for (preset, scale, batch, patch, _, prior), c in sorted(kinds.items(), key=lambda kv: str(kv[0])):
         flops = config_flops(c)
-        out.append(f"    {preset} x{scale} b{batch} {patch}² {precision(c)} {MODES[prior]}: {flops / 1e9:,.0f} GFLOP/step")
+        out.append(f"    {preset} x{scale} b{batch} {patch}² {precision(c)} {MODES[prior]}: "
+                   f"{flops / 1e9:,.0f} GFLOP/step")
         for dev in devices:
             r = rate(dev, precision(c, cuda_graph, dev), preset, MODES[prior])
             out.append(f"      {dev}: {r.label()} -> {_ms(flops / (r.tflops * 1e12))}")
@@ -219,10 +220,10 @@ def plan_lines(to_train: Sequence[Any], device: str, concurrent: int, runs: int 
         out.append(f"  estimated cost ({dev}, {where}): {hours(cost.compute_s)} of training steps + "
                    f"{hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)} + final evaluations")
         if dev == "gpu":
-            peak = data["peak"]["gpu"]
-            suite = data.get("gpu_suite")
+            peak, suite = data["peak"]["gpu"], data.get("gpu_suite")
+            floor = cost.flops / (peak["tflops"] * 1e12) / 3600
             out.append(f"    = {cost.compute_s / 3600:.1f} H100-hours for {cost.flops / 1e18:.3g} EFLOP; floor at "
-                       f"the {peak['what']} ({peak['tflops']:g} TFLOP/s): {cost.flops / peak['tflops'] / 1e12 / 3600:.2f} "
-                       "H100-hours; " + (f"efficiency measured by benchmarks/gpu_suite.sh ({suite})" if suite else
-                                         "GPU efficiency is not yet from benchmarks/gpu_suite.sh: extrapolated"))
+                       f"the {peak['what']} ({peak['tflops']:g} TFLOP/s): {floor:.2f} H100-hours; "
+                       + (f"efficiency measured by benchmarks/gpu_suite.sh ({suite})" if suite else
+                          "GPU efficiency is not yet from benchmarks/gpu_suite.sh: extrapolated"))
     return out
