@@ -70,6 +70,8 @@ def test_budgets_define_epochs_and_micro_models():
     thesis, smoke = budgets.get_budget("thesis"), budgets.get_budget("smoke")
     assert budgets.STEPS_PER_EPOCH == 800 // 16 and thesis.science["steps"] == 1000 * 50 == 50_000
     assert (thesis.science["batch"], thesis.science["lr_patch"], thesis.seeds, thesis.micro) == (16, 48, None, False)
+    assert thesis.science["bf16"] is budgets.get_budget("short").science["bf16"] is True  # bf16_fidelity.py
+    assert "bf16" not in smoke.science  # CPU: fp32 (CPU bf16 is real but slow)
     presets = {flat["preset"] for _, _, flat in get_table("4.2").cells()} | {"edsr-t-bn", "edsr-b"}
     assert {p: smoke.preset(p) for p in sorted(presets)} == {
         "edsr-b": "edsr-t-micro", "edsr-t": "edsr-t-micro", "edsr-t-bn": "edsr-t-micro",
