@@ -260,13 +260,14 @@ def test_readings_reach_the_trial_through_set_and_the_readings_spec():
         flat = trial_config(**{**spec.defaults, **row.overrides}).flat()
         assert {k for k in flat if flat[k] != base[k]} == set(row.overrides) - {"preset"}, row.id
     sets = ["select_n=1", "local_geometry=ring", "similarity=affine", "l1_reduction=sum",
-            "di_channels=sum-of-abs", "extra_shave=6"]
+            "di_channels=sum-of-abs", "extra_shave=6", "selection_area=global", "invalid_samples=keep"]
     config = make_plan({"table": "smoke", "set": sets}).trials[0].trial.config.flat()
     assert {k: str(config[k]) for k in READINGS} == dict(s.split("=") for s in sets)
     ctx = RunContext(ckpt_every=2, log_every=1, figures=False)
     plain = LocalSession()
     train_trial(_micro_trial(steps=2, val_every=2, di=False, lambda_ap=0.0), ctx, plain)
-    for reading in ("select_n=1", "local_geometry=ring", "similarity=affine"):
+    for reading in ("select_n=1", "local_geometry=ring", "similarity=affine", "selection_area=global",
+                    "invalid_samples=keep"):
         key, value = reading.split("=")
         other = LocalSession()
         train_trial(_micro_trial(steps=2, val_every=2, di=False, lambda_ap=0.0, **{key: value}), ctx, other)
