@@ -112,6 +112,7 @@ EXPECTED_TRIALS = {  # rows × seeds per table
     "4.8": 2 * 2,
     "smoke": 2 * 2,
     "readings": 12 * 4,  # baseline + 11 readings of EDSR-T
+    "selectors": 3 * 2,  # EDSR-T, RCAN-T, RNAN-T baselines on the reserved seeds 1000, 1001
 }
 
 
