@@ -178,11 +178,11 @@ class _Payload:
 
 
 def test_checkpoints_load_without_running_code(tmp_path):
-    """trainers.worker.load_state reads with weights_only=True: a real checkpoint (model, Adam, numpy RNG state)
+    """trainers.checkpoints.load_state reads with weights_only=True: a real checkpoint (model, Adam, numpy RNG state)
     loads; one carrying a code-running pickle is refused and its code never runs."""
     import torch
 
-    from srprior.trainers.worker import STATE_FILE, load_state
+    from srprior.trainers.checkpoints import STATE_FILE, load_state
 
     trial, _ = _smoke_trial(steps=2, val_every=2)
     session = LocalSession()

@@ -66,7 +66,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
         step, steps_s = state["step"], state["steps_s"]
         run_ids, val_psnr = [m["run_id"] for m in state["members"]], [m["val_psnr"] for m in state["members"]]
         best = [Best(m["best"]) for m in state["members"]]
-    loggers = [RunLogger(t, c, run_ids[i] or c.resume_run_id, step) if c.tracking_uri else None
+    loggers = [RunLogger(t, c, run_ids[i] or c.resume_run_id, step, session.fallback) if c.tracking_uri else None
                for i, (t, c) in enumerate(zip(trials, ctxs))]
     failed: dict[int, tuple[int, str]] = {}
 

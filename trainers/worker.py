@@ -33,8 +33,8 @@ import torch
 
 from srprior import contracts
 from srprior.schema import RunContext, Trial
+from srprior.trainers import checkpoints
 
-STATE_FILE = "state.pt"
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
 WATERMARK_CURVES = ("train/loss", "val/psnr")  # their last logged step is the resume watermark
 
@@ -62,7 +62,8 @@ def open_run(client: Any, trial: Trial, ctx: RunContext, run_id: str | None = No
 class RunLogger:
     """Rank 0's MLflow run, found by content (run key) or created; buffered curves, final metrics."""
 
-    def __init__(self, trial: Trial, ctx: RunContext, run_id: str | None, resumed_at: int):
+    def __init__(self, trial: Trial, ctx: RunContext, run_id: str | None, resumed_at: int,
+                 fallback: str | None = None):
         from mlflow.entities import Param, RunTag
 
         from srprior import tracking
@@ -70,6 +71,8 @@ class RunLogger:
         self.client = tracking.client(ctx.tracking_uri)
         self.run_id = open_run(self.client, trial, ctx, run_id)
         tags = [RunTag(contracts.RESUMED_AT, str(resumed_at))] if resumed_at else []
+        if fallback:  # the newest checkpoint(s) could not be read (srprior.trainers.checkpoints)
+            tags.append(RunTag(contracts.CHECKPOINT_FALLBACK, fallback[:4000]))
         params = {**trial.config.params(), "seed": str(trial.seed)}
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()], tags=tags)
         self._logged = max((m.step for key in WATERMARK_CURVES
@@ -112,7 +115,7 @@ class RunLogger:
 class LocalSession:
     """One process, one rank: checkpoints stay in memory (the last one is `checkpoint`), reports are kept."""
 
-    rank, world = 0, 1
+    rank, world, fallback = 0, 1, None
 
     def __init__(self, device: str | torch.device = "cpu", checkpoint: dict | None = None):
         self.device = torch.device(device)
@@ -143,6 +146,7 @@ class RaySession:
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
+        self.fallback: str | None = None  # set by load(): which checkpoints were unreadable
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         import ray.train.torch
@@ -157,13 +161,14 @@ class RaySession:
         return out
 
     def load(self) -> dict | None:
+        """The newest intact checkpoint of this Train run (srprior.trainers.checkpoints), None to start fresh."""
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
         if not checkpoint:
             return None
-        with checkpoint.as_directory() as d:
-            return load_state(Path(d) / STATE_FILE, self.device)
+        state, self.fallback = checkpoints.load_intact(checkpoint, self.device)
+        return state
 
     def report(self, metrics: dict[str, Any], state: dict | None) -> None:
         import ray.train
@@ -171,23 +176,9 @@ class RaySession:
         with tempfile.TemporaryDirectory() as d:
             saved = None
             if state is not None:
-                torch.save(state, Path(d) / STATE_FILE)
+                checkpoints.write(state, Path(d))
                 saved = ray.train.Checkpoint.from_directory(d)
             ray.train.report(metrics, checkpoint=saved)
-
-
-def _numpy_globals() -> list:
-    """The numpy types of np.random.get_state() (the checkpoint's RNG state): all that torch.load's
-    weights_only mode needs besides tensors and builtins."""
-    core = getattr(np, "_core", None) or np.core
-    return [np.ndarray, np.dtype, np.dtypes.UInt32DType, core.multiarray._reconstruct]
-
-
-def load_state(path: Path, device: torch.device) -> dict:
-    """A checkpoint written by this module, loaded with weights_only=True: a checkpoint from shared storage
-    cannot run code when it is read."""
-    with torch.serialization.safe_globals(_numpy_globals()):
-        return torch.load(path, map_location=device, weights_only=True)
 
 
 # ---------------------------------------------------------------------------------------------- model selection
@@ -339,7 +330,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         step, run_id, val_psnr, steps_s = state["step"], state["run_id"], state["val_psnr"], state["steps_s"]
         best = Best(state["best"])
     run_id = run_id or ctx.resume_run_id
-    logger = RunLogger(trial, ctx, run_id, step) if rank == 0 and ctx.tracking_uri else None
+    logger = RunLogger(trial, ctx, run_id, step, session.fallback) if rank == 0 and ctx.tracking_uri else None
 
     first_step_at = last_step_at = None
     out, failure, health = None, None, Divergence(device)

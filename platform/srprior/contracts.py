@@ -38,6 +38,7 @@ RUN_KEY = "srprior.run_key"  # content address: <config hash>-s<seed>
 CONFIG_HASH = "srprior.config_hash"
 RETRAIN = "srprior.retrain"  # set on runs trained again by --retrain (value: the sweep id)
 RESUMED_AT = "srprior.resumed_at_step"
+CHECKPOINT_FALLBACK = "srprior.checkpoint_fallback"  # which newer checkpoints were unreadable, which one resumed
 REGION_SET = "srprior.region_set"
 FAILURE = "srprior.failure"  # why a trial run ended FAILED ("step N: reason") or was marked KILLED
 OWNER = "srprior.owner"  # the sweep that last opened the run (its lease tells whether it is alive)

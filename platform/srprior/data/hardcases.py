@@ -111,7 +111,7 @@ def load_checkpoint_models(path: str | Path) -> list:
 
     from srprior.archs import build_model
     from srprior.schema import Trial
-    from srprior.trainers.worker import load_state
+    from srprior.trainers.checkpoints import load_state
 
     path = Path(path)
     try:
