@@ -5,8 +5,8 @@ minutes, the sweep ends in a raw traceback and the runs stay RUNNING. So while T
 server's process and `/health` every POLL_S seconds, and the free space of the sweep's folders; on the server's
 death (its process exited, or `/health` unanswered for UNHEALTHY_S) or a disk below srprior.preflight's minimum it
 records one line, and `StopOnFailure`, a Tune stopper, ends the experiment at Tune's next step (a fraction of a
-second): the sweep prints the line and the resume command and exits 1, well within a minute. The runs left
-RUNNING are marked KILLED by the next sweep of the same keys (srprior.locks.mark_orphaned_runs).
+second): the sweep prints the line and the resume command and exits 1, well within a minute, after marking
+its runs KILLED (srprior.stopping; behind a dead server it writes to the store directly).
 """
 
 from __future__ import annotations
