@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -161,7 +162,6 @@ class RaySession:
         return out
 
     def load(self) -> dict | None:
-        """The newest intact checkpoint of this Train run (srprior.trainers.checkpoints), None to start fresh."""
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
@@ -255,8 +255,6 @@ def _maybe_fault(ctx: RunContext, step: int, rank: int) -> None:
 
 def _quiet_reports() -> None:
     """Drop Ray Train's INFO lines per report and per checkpoint (hundreds in a table sweep)."""
-    import sys
-
     logging.getLogger("ray.train.v2._internal.execution.storage").setLevel(logging.WARNING)
     module = sys.modules.get("ray.train.v2._internal.execution.context")  # logger named after its file
     if module is not None:
@@ -298,7 +296,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     from srprior.evaluate import evaluate
     from srprior.method.step import TrainStep, make_optimizer
     from srprior.trainers.evaluation import shave, training_data
-    from srprior.trainers.health import Divergence, final_failure, report_failed
+    from srprior.trainers.health import Behaviour, Divergence, agree, final_failure, report_failed
 
     cfg, rank, world, device = trial.config, session.rank, session.world, session.device
     scale, sched = cfg.model.scale, cfg.schedule
@@ -333,7 +331,8 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     logger = RunLogger(trial, ctx, run_id, step, session.fallback) if rank == 0 and ctx.tracking_uri else None
 
     first_step_at = last_step_at = None
-    out, failure, health = None, None, Divergence(device)
+    out, failure = None, None
+    health = Divergence(device, Behaviour(ctx, cfg, val if rank == 0 else None, (state or {}).get("loss_start")))
     while step < sched.steps:
         step += 1
         _maybe_fault(ctx, step, rank)
@@ -345,7 +344,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         first_step_at = first_step_at or t
         out = train_step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
         health.track(step, out.total)
-        if step % ctx.log_every == 0 and (failure := health.check(session, step)):
+        if step % ctx.log_every == 0 and (failure := health.check(session, step)):  # loss: health.behaviour too
             break
         if step % ctx.log_every == 0 and logger:
             logger.add(step, {"train/l1": out.l1.item(), "train/l_ap": out.l_ap.item(),
@@ -363,6 +362,8 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         metrics = {"step": step, contracts.OBJECTIVE: val_psnr, "train/loss": out.total.item()}
         if logger:
             logger.add(step, {contracts.OBJECTIVE: val_psnr})
+        if failure := agree(session, health.behaviour.psnr(step, val_psnr) if rank == 0 else None):
+            break
         states = session.gather((sampler.state_dict(), _rng_state(generator)))
         saved = None
         if is_ckpt and rank == 0:
@@ -371,7 +372,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
             saved = {"trial": trial.to_dict(), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                      "step": step, "sampler": [s for s, _ in states], "rng": [r for _, r in states],
                      "run_id": logger and logger.run_id, "val_psnr": val_psnr, "steps_s": steps_s,
-                     "best": best.state()}
+                     "best": best.state(), "loss_start": health.behaviour.start}
         session.report(metrics, saved)
 
     final: dict[str, Any] = {"step": step, contracts.OBJECTIVE: val_psnr}
