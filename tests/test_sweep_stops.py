@@ -147,3 +147,33 @@ def test_sigterm_prints_the_summary_marks_its_runs_killed_and_the_printed_resume
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _no_traceback(resumed.stderr)
     assert sorted(r.info.status for r in _runs(tmp_path)) == ["FINISHED"] * 4
+
+
+def test_two_sweeps_of_one_table_on_one_folder_train_each_trial_once(tmp_path):
+    """The second sweep of the same table starts while the first trains: it waits for the trials' leases (its
+    progress line says so), then reuses the runs the first finished. Both exit 0 with complete reports; every
+    run is FINISHED once (one set of final metrics, every curve point once) and carries the first sweep's tags."""
+    first = _sweep(tmp_path, "s1", "--steps", "1500")
+    second = None
+    try:
+        _wait_for_checkpoints(first, tmp_path, 1)
+        second = _sweep(tmp_path, "s2", "--steps", "1500")
+        outs = {name: proc.communicate(timeout=1200) for name, proc in (("s1", first), ("s2", second))}
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                _kill_tree(proc.pid)
+    for name, proc in (("s1", first), ("s2", second)):
+        assert proc.returncode == 0, f"{name}:\n{outs[name][1][-3000:]}"
+        _no_traceback(outs[name][1])
+        assert "INCOMPLETE" not in (tmp_path / "reports" / name / "table-smoke.md").read_text()
+    print(outs["s2"][1][-600:])
+    runs = _runs(tmp_path)
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {(r.data.tags[contracts.SWEEP_ID], r.data.tags[contracts.OWNER]) for r in runs} == {("s1", "s1")}
+    assert all(contracts.FAILURE not in r.data.tags for r in runs)
+    client = tracking.client(tracking.default_tracking_uri(tmp_path))
+    for run in runs:
+        assert len(client.get_metric_history(run.info.run_id, f"{contracts.SELECTED}psnr_embedded")) == 1
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(5, 1501, 5))
+    assert "waiting for another sweep training them" in outs["s2"][1]
