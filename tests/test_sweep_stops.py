@@ -1,6 +1,7 @@
 """Sweeps that stop and resume, as from the command line (each sweep its own process with its own local Ray on 2
 CPUs): a truncated newest checkpoint is skipped for the previous one; SIGTERM ends a sweep with the INCOMPLETE
-summary and KILLED runs, and the printed resume command finishes it. Micro models; every wait is bounded."""
+summary and KILLED runs, and the printed resume command finishes it; two sweeps of one table on one folder train
+each trial once; a full output disk ends a sweep within a minute. Micro models; every wait is bounded."""
 
 from __future__ import annotations
 
@@ -29,10 +30,10 @@ def _env() -> dict:
     return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
 
 
-def _sweep(out: Path, name: str, *extra: str) -> subprocess.Popen:
+def _sweep(out: Path, name: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
     cmd = [sys.executable, str(REPO / "sweep.py"), "--table", "smoke", "--rows", ROWS, "--seeds", "2", "--no-di",
            "--name", name, "--output-dir", str(out), "--address", "local", "--num-cpus", "2", *extra]
-    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(cmd, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
@@ -177,3 +178,39 @@ def test_two_sweeps_of_one_table_on_one_folder_train_each_trial_once(tmp_path):
         assert len(client.get_metric_history(run.info.run_id, f"{contracts.SELECTED}psnr_embedded")) == 1
         assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(5, 1501, 5))
     assert "waiting for another sweep training them" in outs["s2"][1]
+
+
+def test_a_full_output_disk_ends_the_sweep_within_a_minute_with_the_guard_off(tmp_path):
+    """The output folder (store, artifacts, checkpoints) on a 64 MiB tmpfs and the free-space guard off
+    (SRPRIOR_MIN_FREE_MB=0): once trials train, the disk is filled to the last page. The sweep exits 1 within
+    60 s with one line naming the full disk and the resume command, and no traceback."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = None
+    try:
+        proc = _sweep(disk, "full", "--steps", "1500", env={**_env(), "SRPRIOR_MIN_FREE_MB": "0"})
+        _wait_for_checkpoints(proc, disk, 1)
+        with open(disk / "filler", "wb", buffering=0) as f:
+            for size in [2**20] * 80 + [4096] * 300:  # at most 80 MiB + 1.2 MiB: more than the disk holds
+                try:
+                    f.write(b"\0" * size)
+                except OSError:
+                    continue
+        filled = time.monotonic()
+        out, err = proc.communicate(timeout=300)
+        took = time.monotonic() - filled
+    finally:
+        if proc is not None and proc.poll() is None:
+            _kill_tree(proc.pid)
+            proc.wait()
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+    print(f"the sweep ended {took:.1f} s after its output disk filled")
+    assert proc.returncode == 1, err[-3000:]
+    assert took < 60
+    _no_traceback(err)
+    (line,) = [x for x in err.splitlines() if x.startswith("srprior sweep:")]
+    assert line.startswith("srprior sweep: error: disk full: ") and "No space left on device" in line, line
+    assert line.endswith(f"; the sweep stopped, resume with: "
+                         f"{tracking.command('sweep', '--resume', 'full', '--output-dir', str(disk))}")

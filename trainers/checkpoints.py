@@ -11,8 +11,10 @@ intact: the trial trains from step 0 (a checkpoint that cannot be read is never 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,15 @@ def _sha256(path: Path) -> str:
 
 
 def write(state: dict, folder: Path) -> None:
-    """state.pt and its checksum into `folder` (the directory that becomes the Train checkpoint)."""
+    """state.pt and its checksum into `folder` (the directory that becomes the Train checkpoint). torch.save on a
+    full disk raises an opaque RuntimeError ("unexpected pos …"): that one is raised as ENOSPC."""
     path = Path(folder) / STATE_FILE
-    torch.save(state, path)
+    try:
+        torch.save(state, path)
+    except RuntimeError as exc:
+        if shutil.disk_usage(folder).free >= 2**20:
+            raise
+        raise OSError(errno.ENOSPC, f"No space left on device writing {path}") from exc
     (Path(folder) / CHECKSUM_FILE).write_text(f"{_sha256(path)}  {STATE_FILE}\n")
 
 

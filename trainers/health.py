@@ -10,6 +10,9 @@ non-finite model is never validated, checkpointed (a resume would load it) or ev
 Errors that repeat (`non_retryable()`: bad data, bad config): Train would retry them from the last checkpoint
 until max_failures, Tune once more, each time the same. The worker ends the runs FAILED and returns normally
 (Train and Tune retry only errors); the sweep reads the FAILED runs from MLflow and reports them.
+A full disk (`disk_full`: ENOSPC, or SQLite's "database or disk is full", wherever it is raised) is not the
+trial's fault and not worth a retry either: the worker reports `contracts.STOP_SWEEP`, and the sweep's Tune stopper
+ends the whole sweep with one line and the resume command (srprior.watchdog); the runs stay unfinished.
 Neither is retried by `--resume` when the reason is non-finite numbers (the same science diverges again); a data
 error is (the file may have been fixed).
 
@@ -21,6 +24,7 @@ ends FAILED `diverged: …` (RunContext fields the budget sets, srprior.trainers
 
 from __future__ import annotations
 
+import errno
 import math
 from typing import Any
 
@@ -117,6 +121,32 @@ def final_failure(step: int, metrics: dict[str, float]) -> tuple[int, str] | Non
 def is_diverged(failure_tag: str | None) -> bool:
     """Whether a run's srprior.failure tag ("step N: reason") says it diverged (deterministic: not retried)."""
     return bool(failure_tag) and failure_tag.partition(": ")[2].startswith((DIVERGED, DIVERGED_BY))
+
+
+DISK_FULL = ("No space left on device", "database or disk is full")
+
+
+def disk_full(exc: BaseException | None) -> str | None:
+    """What says the disk is full in `exc` or in what it was raised from (MLflow and Ray wrap it), or None."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return str(exc)
+        if any(m in str(exc) for m in DISK_FULL):
+            return next(line for line in str(exc).splitlines() if any(m in line for m in DISK_FULL))[:300]
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def end_without_retry(trials: list, ctxs: list, session: Any, exc: BaseException) -> None:
+    """An error Train would retry in vain: a full disk stops the sweep (STOP_SWEEP), bad data or config ends the
+    runs FAILED (end_failed); anything else is raised to Train (a dead node, a flaky call: worth a retry)."""
+    if (full := disk_full(exc)) is not None:
+        session.report({"step": 0, contracts.OBJECTIVE: math.nan, contracts.STOP_SWEEP: f"disk full: {full}"}, None)
+    elif isinstance(exc, non_retryable()):
+        end_failed(trials, ctxs, session, exc)
+    else:
+        raise exc
 
 
 def report_failed(session: Any, step: int, members: int) -> None:

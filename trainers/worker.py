@@ -285,8 +285,8 @@ def train_fn_per_worker(config: dict) -> None:
             from srprior.trainers.group import train_group
 
             train_group(config["trials"], config["contexts"], session)
-    except health.non_retryable() as exc:  # it would repeat on every retry: FAILED runs, no Train error
-        health.end_failed(config["trials"], config["contexts"], session, exc)
+    except Exception as exc:  # noqa: BLE001 - what would repeat on every retry is not raised to Train (health)
+        health.end_without_retry(config["trials"], config["contexts"], session, exc)
 
 
 def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]:

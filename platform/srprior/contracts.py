@@ -28,6 +28,7 @@ BICUBIC = "bicubic/"  # the same evaluation of MATLAB-bicubic upscaling: every r
 SELECTED, LAST = "best/", "final/"  # final metrics of the best-validation weights (reported) and of the last step
 BEST_STEP = "best_step"
 OBJECTIVE = "val/psnr"  # what Tune/Optuna optimise (mean over seeds in a search)
+STOP_SWEEP = "srprior/stop_sweep"  # in a Tune result: why the whole sweep must stop (a full disk; srprior.watchdog)
 WAITING = "srprior/waiting_for"  # in a Tune result: the trial waits for the sweep holding its lease (srprior.locks)
 # Timings of a trial (start-up, training steps, wall) live under system/, so MLflow shows them with the system
 # metrics instead of before the training curves.

@@ -454,16 +454,21 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
                 callbacks.append(progress)
             try:
                 with Watchdog(uri if tracking.is_remote(uri) else None, server and server.proc, log,
-                              folders) as watch:
+                              folders + _ray_temp(owns_ray and address is None)) as watch:
                     signals.tuning = True
-                    results = _tuner(plan, sweep_id, storage, groups, context, parents, existing, resume,
-                                     max_failures, res.max_concurrent, callbacks, verbose, watch.stopper()).fit()
+                    try:
+                        results = _tuner(plan, sweep_id, storage, groups, context, parents, existing, resume,
+                                         max_failures, res.max_concurrent, callbacks, verbose, watch.stopper()).fit()
+                    except Exception:  # noqa: BLE001 - e.g. Tune cannot save its state on the full disk it stops for
+                        if watch.reason is None:
+                            raise
+                        results = None
             finally:
                 signals.tuning = False
                 if progress is not None:
                     progress.close()
             stopped = watch.reason or signals.reason
-            unfinished = n_run - results.num_terminated  # errored, or stopped by Ctrl-C
+            unfinished = n_run - (results.num_terminated if results else 0)  # errored, or stopped by Ctrl-C
         if stopped is None:
             failed = _failed(uri, to_train + diverged) if plan.mode == "table" else []
             store = uri if server is None else server.backend_uri
@@ -480,7 +485,8 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
         signals.__exit__()
         if owns_ray and ray.is_initialized():
             ray.shutdown()
-        _mark_owned(uri, server, sweep_id, stopped or "the sweep ended before the run finished")
+        if not (stopped or "").startswith("disk full"):  # nothing can be written: the next sweep marks them
+            _mark_owned(uri, server, sweep_id, stopped or "the sweep ended before the run finished")
         if server is not None:
             server.stop()
     if stopped is not None and stopped == signals.reason:
@@ -513,6 +519,14 @@ def _mark_owned(uri: str | None, server: Any, sweep_id: str, reason: str) -> Non
     except Exception as exc:  # noqa: BLE001 - the sweep's own outcome is what the user must see
         print(f"srprior sweep: warning: could not mark this sweep's unfinished runs KILLED ({exc}); the next "
               "sweep of these trials marks them", file=sys.stderr)
+
+
+def _ray_temp(local: bool) -> tuple[Path, ...]:
+    """The temp folder of the local Ray this sweep started (logs, spilled objects): watched for a full disk."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None) if local else None
+    return (Path(node.get_temp_dir_path()),) if node is not None else ()
 
 
 def _answers(url: str) -> bool:
