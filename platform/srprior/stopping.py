@@ -56,10 +56,10 @@ def mark_owned_runs(uri: str, sweep_id: str, reason: str) -> list[str]:
     its trial runs (srprior.owner) and its parent runs. Returns the run ids marked."""
     client = tracking.client(uri)
     exps = [e.experiment_id for e in contracts.srprior_experiments(client)]
-    running = "attributes.status = 'RUNNING'"
-    runs = contracts.search_all(client, exps, f"{contracts.tag_filter({contracts.OWNER: sweep_id})} AND {running}")
-    runs += contracts.search_all(client, exps, contracts.tag_filter({contracts.ROLE: "sweep",
-                                                                      contracts.SWEEP_ID: sweep_id}) + f" AND {running}")
+    running = " AND attributes.status = 'RUNNING'"
+    trials = contracts.tag_filter({contracts.OWNER: sweep_id})
+    parents = contracts.tag_filter({contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep_id})
+    runs = [r for flt in (trials, parents) for r in contracts.search_all(client, exps, flt + running)]
     for run in runs:
         client.set_tag(run.info.run_id, contracts.FAILURE, f"killed: {reason} (sweep {sweep_id})")
         client.set_terminated(run.info.run_id, "KILLED")
