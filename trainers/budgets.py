@@ -29,6 +29,8 @@ class Budget:
     context: dict[str, Any] = field(default_factory=dict)  # RunContext fields: log_every, ckpt_every, figures
     seeds: int | None = None  # first N seeds of each row (None: all)
     micro: bool = False  # replace each preset by its architecture's -micro preset (CPU smoke runs)
+    rows: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> the rows it is sized for ({}: all)
+    caption: str = ""  # under the console table: what this budget's numbers can and cannot show
 
     def __post_init__(self) -> None:
         from srprior.schema import RunContext, trial_config
@@ -37,6 +39,15 @@ class Budget:
         RunContext(**self.context)
         if self.seeds is not None and self.seeds < 1:
             raise ValueError(f"budget {self.name!r}: seeds={self.seeds} must be >= 1 or None")
+
+    def table_rows(self, table: str) -> tuple[str, ...] | None:
+        """The rows of `table` this budget runs (None: all); a budget sized for some tables refuses the others."""
+        if not self.rows:
+            return None
+        if table not in self.rows:
+            raise ValueError(f"budget {self.name!r} is sized for table(s) {', '.join(self.rows)} only; for table "
+                             f"{table} use --budget smoke (CPU, minutes) or short (GPU)")
+        return self.rows[table]
 
     def preset(self, preset: str) -> str:
         """The model this budget trains for a row's `preset` (micro budgets swap it)."""

@@ -156,9 +156,11 @@ def make_plan(opts: dict[str, Any]) -> SweepPlan:
     cells: dict[str, list[tuple[str, int, str]]] = {}
     for spec in specs:
         try:
-            table_cells = spec.cells(seeds=seeds, rows=rows)
+            table_cells = spec.cells(seeds=seeds, rows=rows or budget.table_rows(spec.name))
         except KeyError as exc:
             raise PlanError(exc.args[0]) from None
+        except ValueError as exc:
+            raise PlanError(f"--budget: {exc}") from None
         cells[spec.name] = []
         for row, seed, overrides in table_cells:
             flat = {**overrides, **budget.science, **spec.budgets.get(budget.name, {}), **user,
