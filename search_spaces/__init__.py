@@ -7,7 +7,7 @@ holds the Optuna spaces of the `search` mode.
 
 from __future__ import annotations
 
-from srprior.search_spaces import (readings, smoke, table_4_2, table_4_3, table_4_4, table_4_5, table_4_6, table_4_7,
+from srprior.search_spaces import (readings, selectors, smoke, table_4_2, table_4_3, table_4_4, table_4_5, table_4_6, table_4_7,
                                    table_4_8)
 from srprior.search_spaces.spec import Row, TableSpec
 
@@ -15,7 +15,8 @@ __all__ = ["TABLES", "Row", "TableSpec", "get_table"]
 
 TABLES: dict[str, TableSpec] = {
     module.TABLE.name: module.TABLE
-    for module in (table_4_2, table_4_3, table_4_4, table_4_5, table_4_6, table_4_7, table_4_8, smoke, readings)
+    for module in (table_4_2, table_4_3, table_4_4, table_4_5, table_4_6, table_4_7, table_4_8, smoke, readings,
+                   selectors)
 }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srprior.contracts import (BENCH_METRICS, BENCHMARKS, EMBEDDED_METRICS, FINAL_METRICS, OBJECTIVE,
-                               REGION_METRICS, table_experiment)
+                               REGION_METRICS, SELECTOR_SEEDS, table_experiment)
 from srprior.schema import trial_config
 from srprior.schema_fields import is_int as _is_int
 from srprior.schema_fields import is_number as _is_number
@@ -35,10 +35,17 @@ def validate_overrides(overrides: Mapping[str, Any], where: str) -> None:
     trial_config(where, **overrides)
 
 
-def _check_seeds(seeds: Any, where: str) -> tuple[int, ...]:
+def _check_seeds(seeds: Any, where: str, selectors: bool = False) -> tuple[int, ...]:
+    """Distinct seeds >= 0; below SELECTOR_SEEDS[0] for a compared table, inside SELECTOR_SEEDS for selectors."""
     seeds = tuple(seeds)
     if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise ValueError(f"{where}: seeds {seeds!r} must be a non-empty tuple of distinct integers >= 0")
+    reserved = [s for s in seeds if s >= SELECTOR_SEEDS[0]]
+    if selectors and len(reserved) < len(seeds):
+        raise ValueError(f"{where}: selector seeds {seeds!r} must be >= {SELECTOR_SEEDS[0]} (reserved for them)")
+    if reserved and not selectors:
+        raise ValueError(f"{where}: seeds {reserved} are reserved for the HardCases-R selectors (>= "
+                         f"{SELECTOR_SEEDS[0]}); a compared table must not run them (fewer --seeds)")
     return seeds
 
 
@@ -100,12 +107,13 @@ class TableSpec:
     defaults: dict[str, Any] = field(default_factory=lambda: dict(THESIS_DEFAULTS))
     references: tuple[Reference, ...] = ()
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # budget name -> science fields it changes
+    selectors: bool = False  # HardCases-R selector baselines on SELECTOR_SEEDS, never compared (search_spaces/selectors.py)
 
     def __post_init__(self) -> None:
         where = f"table {self.name!r}"
         object.__setattr__(self, "rows", tuple(self.rows))
         object.__setattr__(self, "metrics", tuple(self.metrics))
-        object.__setattr__(self, "seeds", _check_seeds(self.seeds, where))
+        object.__setattr__(self, "seeds", _check_seeds(self.seeds, where, self.selectors))
         object.__setattr__(self, "defaults", dict(self.defaults))
         validate_overrides(self.defaults, f"{where} defaults")
         for budget, fields_ in self.budgets.items():
@@ -169,9 +177,11 @@ class TableSpec:
                 row_seeds = self.row_seeds(row)
             elif _is_int(seeds):  # the row's seeds first, then the next unused integers (more seeds for power)
                 base = self.row_seeds(row)
-                row_seeds = (*base, *(s for s in range(len(base) + seeds) if s not in base))[:seeds]
+                start = SELECTOR_SEEDS[0] if self.selectors else 0
+                row_seeds = (*base, *(s for s in range(start, start + len(base) + seeds) if s not in base))[:seeds]
             else:
-                row_seeds = _check_seeds(seeds, f"table {self.name!r} seeds")
+                row_seeds = seeds
+            row_seeds = _check_seeds(row_seeds, f"table {self.name!r} seeds", self.selectors)
             out += [(row, seed, {**self.defaults, **row.overrides}) for seed in row_seeds]
         return out
 

@@ -22,7 +22,7 @@ def test_top_level_help_says_what_srprior_is_and_lists_the_commands(capsys):
     text = _help(capsys)
     assert "register" not in text and "super-resolution" in text and "4-5 minutes" in text
     listed = re.findall(r"^    (\w+) +\S", text, flags=re.M)
-    assert listed == ["smoke", "data", "eval", "sweep", "report", "ui"]
+    assert listed == ["smoke", "data", "eval", "evaluate", "sweep", "report", "ui"]
 
 
 def test_smoke_help_gives_every_option_a_help_and_its_default(capsys):

@@ -278,9 +278,12 @@ def test_sampler_rejects_wrong_scale_pairs():
 def test_embedded_default_split_needs_no_download():
     train, val = embedded.default_split(scale=4)
     assert [p.name for p in train] == [Path(f).stem for f in embedded.TRAIN]
+    test = list(embedded.test_split(scale=4))
     assert [p.name for p in val] == ["chelsea", "camera", "coins"]
-    assert not {p.name for p in train} & {p.name for p in val}
-    for p in train + val:
+    assert [p.name for p in test] == ["moon", "retina", "cell"]
+    names = [p.name for p in train + val + test]
+    assert len(set(names)) == len(names) == 15  # three disjoint roles
+    for p in train + val + test:
         assert p.scale == 4 and min(p.lr.shape[:2]) >= 48
         np.testing.assert_array_equal(p.lr, bicubic_lr(p.hr, 4))
     camera = val[1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import re
+import shutil
 import tarfile
 import threading
 import zipfile
@@ -174,6 +176,50 @@ def test_member_escaping_root_is_refused(tmp_path):
         with pytest.raises(dl.DownloadError, match="would escape"):
             dl.download([archive], tmp_path / "root", progress=False)
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_symlink_leaving_the_root_is_refused(tmp_path):
+    """An existing `root/Set5` link to a folder outside, or a file link under the root, is never written through;
+    a link that stays inside the root is followed."""
+    body = _tar({f"pack/{k.removeprefix('pack/')}": v for k, v in CONTENT.items()})
+    outside, root = tmp_path / "outside", tmp_path / "root"
+    outside.mkdir()
+    root.mkdir()
+    (root / "Set5").symlink_to(outside)
+    with _Server({}) as server:
+        archive = _archive(server, "data.tar", body, strip="pack/", rename=(("B100/", "BSD100/"),))
+        with pytest.raises(dl.DownloadError, match=rf"member 'pack/Set5/HR/img0.png' would be written to "
+                                                   rf"{outside}/HR/img0.png, outside {root}, through the symbolic "
+                                                   rf"link {root}/Set5 -> {outside}; remove the link"):
+            dl.download([archive], root, progress=False)
+        assert list(outside.iterdir()) == [] and not (root / dl.STATE_DIR / "data.tar.done").exists()
+        (root / "Set5").unlink()
+        victim = outside / "victim.png"
+        victim.write_bytes(b"keep")
+        (root / "Set5" / "HR").mkdir(parents=True)
+        (root / "Set5" / "HR" / "img1.png").symlink_to(victim)  # the file itself
+        with pytest.raises(dl.DownloadError, match=rf"through the symbolic link {root}/Set5/HR/img1.png -> {victim}"):
+            dl.download([archive], root, progress=False)
+        assert victim.read_bytes() == b"keep"
+        assert (root / "Set5" / "HR" / "img0.png").is_file()  # members before the link were unpacked, inside
+        shutil.rmtree(root / "Set5")
+        (root / "real").mkdir()
+        (root / "Set5").symlink_to(root / "real")  # stays inside: followed
+        dl.download([archive], root, progress=False)
+    _check_layout(root)
+    assert sorted(p.name for p in (root / "real" / "HR").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+
+
+def test_unwritable_root_is_one_line_before_any_fetch(tmp_path):
+    with _Server({}) as server:
+        archive = _archive(server, "data.zip", _zip(), strip="pack/")
+        for root, why in ((Path("/proc/nope"), "cannot write there (No such file or directory); choose a folder you "
+                                                "can write to"),
+                          (tmp_path / "file", "exists and is not a folder; choose a folder")):
+            (tmp_path / "file").write_bytes(b"")
+            with pytest.raises(dl.DownloadError, match=rf"^--root {root}: {re.escape(why)}$"):
+                dl.download([archive], root, progress=False)
+        assert server.bytes_sent == 0
 
 
 def test_cli_registers_data_download():

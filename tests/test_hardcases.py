@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from srprior.cli import main
+from srprior.contracts import SELECTOR_SEEDS
 from srprior.data.datasets import benchmark
 from srprior.data.hardcases import (
     CROP, HardCasesError, build, find_checkpoints, grid, load_checkpoint_model, methods, select,
@@ -23,10 +24,12 @@ from srprior.schema import RunContext, Trial, trial_config
 from srprior.trainers.worker import LocalSession, train_trial
 
 
-def save_checkpoint(path: Path, preset: str, scale: int = 2, lambda_ap: float = 0.0, steps: int = 3) -> Path:
-    """A few steps of the real worker (trainers/worker.py without Ray); its last checkpoint saved as state.pt."""
+def save_checkpoint(path: Path, preset: str, scale: int = 2, lambda_ap: float = 0.0, steps: int = 3,
+                    seed: int = SELECTOR_SEEDS[0]) -> Path:
+    """A few steps of the real worker (trainers/worker.py without Ray); its last checkpoint saved as state.pt.
+    Validation at steps 1 and `steps`: the best weights (what selection uses) are usually the first."""
     trial = Trial(trial_config(preset=preset, scale=scale, lambda_ap=lambda_ap, steps=steps, batch=2, lr_patch=16,
-                               val_every=steps, val_images=1, eval_crop=32, max_eval_images=1, di=False), 0)
+                               val_every=1, val_images=1, eval_crop=32, max_eval_images=1, di=False), seed)
     session = LocalSession()
     train_trial(trial, RunContext(ckpt_every=steps, log_every=steps, figures=False), session)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +48,7 @@ def checkpoints(tmp_path_factory):
         "rcan": save_checkpoint(run / "rcan" / "checkpoint_000000" / "state.pt", "rcan-t-micro"),
         "prior": save_checkpoint(run / "prior" / "checkpoint_000000" / "state.pt", "edsr-t-micro", lambda_ap=1e-4),
         "x4": save_checkpoint(run / "x4" / "checkpoint_000000" / "state.pt", "rcan-t-micro", scale=4),
+        "table": save_checkpoint(run / "table" / "checkpoint_000000" / "state.pt", "rcan-t-micro", seed=0),
         "root": root,
     }
     torch.set_num_threads(threads)
@@ -93,8 +97,12 @@ def test_find_checkpoints_newest_per_run(tmp_path):
 def test_load_checkpoint_model(checkpoints, tmp_path):
     model, trial = load_checkpoint_model(checkpoints["rcan"])
     assert (trial.config.model.preset, trial.config.model.scale) == ("rcan-t-micro", 2) and not model.training
-    saved = torch.load(checkpoints["rcan"], weights_only=False)["model"]
-    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+    state = torch.load(checkpoints["rcan"], weights_only=False)
+    best = state["best"]["model"]  # model selection's weights, not the last step's (unless they are the best)
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    last, _ = load_checkpoint_model(checkpoints["rcan"], weights="last")
+    assert all(torch.equal(v, state["model"][k]) for k, v in last.state_dict().items())
+    saved = state["model"]
     no_trial = tmp_path / "old.pt"
     torch.save({"model": saved}, no_trial)
     with pytest.raises(HardCasesError, match=r"old.pt: checkpoint lacks 'trial'"):
@@ -105,13 +113,19 @@ def test_load_checkpoint_model(checkpoints, tmp_path):
         load_checkpoint_model(garbage)
 
 
-def test_methods_keep_baselines_of_two_architectures(checkpoints):
+def test_methods_are_selectors_on_reserved_seeds_only(checkpoints):
+    """Selectors: λ_AP = 0, the scale asked for, a reserved seed; a table-seed baseline never selects."""
     found = methods([checkpoints["root"]], 2)
-    assert [m["name"] for m in found] == ["edsr-t-micro", "rcan-t-micro"]  # prior and x4 models skipped
-    assert found[0]["sha256"] == hashlib.sha256(checkpoints["edsr"].read_bytes()).hexdigest()
+    assert [m["name"] for m in found] == ["edsr-t-micro", "rcan-t-micro"]  # prior, x4 and table-seed skipped
+    assert [len(m["members"]) for m in found] == [1, 1]
+    (edsr,) = found[0]["members"]
+    assert edsr["sha256"] == hashlib.sha256(checkpoints["edsr"].read_bytes()).hexdigest()
+    assert edsr["trial"]["seed"] == SELECTOR_SEEDS[0]
+    table_key = load_checkpoint_model(checkpoints["table"])[1].key
+    assert table_key not in {m["key"] for f in found for m in f["members"]}
     with pytest.raises(HardCasesError, match=r"at least two architectures, found: edsr-t-micro \(edsr\); "
-                                             r"skipped .*λ_AP=0.0001.*srprior sweep --table 4.2"):
-        methods([checkpoints["edsr"], checkpoints["prior"]], 2)
+                                             r"skipped: .*λ_AP=0.0001.*seed 0 is a table seed.*--table selectors"):
+        methods([checkpoints["edsr"], checkpoints["prior"], checkpoints["table"]], 2)
     with pytest.raises(HardCasesError, match="--checkpoints nowhere: no such file or folder"):
         methods(["nowhere"], 2)
 
@@ -142,17 +156,20 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
     assert main(["data", "hardcases", "--root", str(root), "--out", str(out), "--checkpoints",
                  str(checkpoints["root"]), "--count", "4", "--max-candidates", "8", "--no-progress"]) == 0
     printed = capsys.readouterr()
-    assert "4 crops of 256x256 from 8 candidates scored by bicubic, edsr-t-micro, rcan-t-micro" in printed.out
+    assert "4 crops of 256x256 from 8 candidates scored by edsr-t-micro ×1, rcan-t-micro ×1" in printed.out
     assert "warning: edsr-t-micro, rcan-t-micro score below bicubic on average" in printed.err  # 3 steps
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["protocol"] == "hardcases-r/1" and manifest["scale"] == 2 and len(manifest["images"]) == 4
+    assert manifest["protocol"] == "hardcases-r/2" and manifest["scale"] == 2 and len(manifest["images"]) == 4
+    selectors = [load_checkpoint_model(checkpoints[k])[1].key for k in ("edsr", "rcan")]
+    assert manifest["selector_keys"] == sorted(selectors) and not manifest["with_bicubic"]
     assert [m["name"] for m in manifest["methods"]] == ["bicubic", "edsr-t-micro", "rcan-t-micro"]
     names, psnr = manifest["candidates"]["names"], np.array(manifest["candidates"]["psnr"])
     assert psnr.shape == (8, 3)
     assert manifest["mean_psnr"] == dict(zip(["bicubic", "edsr-t-micro", "rcan-t-micro"],
                                              np.round(psnr.mean(axis=0), 4).tolist()))
-    assert [img["name"] for img in manifest["images"]] == [names[i] for i in select(psnr, names, 4)]
+    # bicubic is scored and kept in the manifest but stays out of the spread: the networks alone choose
+    assert [img["name"] for img in manifest["images"]] == [names[i] for i in select(psnr[:, 1:], names, 4)]
     files = _tree_hashes(out)
     assert len(files) == 9  # 4 HR, 4 LR, the manifest
     for img in manifest["images"]:
@@ -177,7 +194,7 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
     from srprior.trainers.evaluation import eval_sets, region_set
 
     cfg = trial_config(data_root=str(bench_root), benchmarks="set5,hardcases_r", max_eval_images=1, eval_crop=32)
-    sets = eval_sets(cfg, [])
+    sets = eval_sets(cfg)
     assert list(sets) == ["set5", "hardcases_r"] and region_set(sets, 2)[0] == "hardcases_r"
 
     again = tmp_path / "again"
@@ -192,3 +209,20 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
         build(root, foreign, [checkpoints["root"]], count=4, max_candidates=8)
     assert (foreign / "keep.txt").read_text() == "mine" and not list(tmp_path.glob(".foreign-*"))
     shutil.rmtree(again)
+
+
+def test_no_compared_table_can_run_a_selector_seed():
+    """The selectors' reserved seeds are refused for every compared table, so a selector is never compared."""
+    from srprior.plan import PlanError, make_plan
+    from srprior.search_spaces import TABLES
+
+    plan = make_plan({"table": "selectors", "budget": "smoke"})
+    assert {t.trial.seed for t in plan.trials} == set(SELECTOR_SEEDS)
+    assert {t.trial.config.prior.lambda_ap for t in plan.trials} == {0.0}
+    for spec in TABLES.values():
+        if not spec.selectors:
+            assert all(seed < SELECTOR_SEEDS[0] for _, seed, _ in spec.cells())
+    with pytest.raises((PlanError, ValueError), match=r"seeds \[1000\] are reserved for the HardCases-R selectors"):
+        make_plan({"table": "4.2", "budget": "smoke", "seeds": SELECTOR_SEEDS[0] + 1})
+    with pytest.raises(SystemExit, match="2"):  # the CLI's --seeds range stops below them already
+        main(["sweep", "--table", "4.2", "--seeds", str(SELECTOR_SEEDS[0] + 1), "--plan"])

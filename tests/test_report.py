@@ -20,7 +20,8 @@ from srprior.cli import main
 from srprior.report import (ReportError, budget_cells, build_report, sweep_cells, to_csv, to_html, to_markdown,
                             write_report)
 from srprior.search_spaces import get_table
-from srprior.sweep import OPTIONS_TAG
+from srprior.contracts import OPTIONS_TAG
+from srprior import tracking
 from srprior.tracking import artifacts_dir
 
 SMOKE = get_table("smoke")
@@ -49,10 +50,19 @@ def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, options: 
               values: dict[tuple[str, int], dict[str, float]], status: str = "FINISHED") -> str:
     """A parent sweep run (with the options that rebuild its plan) and one trial run per (row, seed), tagged
     with the content key the plan gives that cell — as the sweep and the worker log them."""
-    table = options["table"]
-    keys = {(row, seed): key for row, seed, key in budget_cells(table, options["budget"], options["seeds"], None)}
+    from srprior.plan import make_plan, plan_readings
+
+    table, plan = options["table"], make_plan(options)
+    keys = {(row, seed): key for row, seed, key in plan.cells[table]}
     parent = client.create_run(experiment_id, run_name=sweep_id, tags={
         contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep_id, OPTIONS_TAG: json.dumps(options)}).info.run_id
+    record = {"cells": plan.cells[table], "readings": plan_readings(plan, table)}
+    served = tracking.served_artifacts(client.tracking_uri, client.get_run(parent).info.artifact_uri)
+    if served is None:
+        client.log_dict(parent, record, contracts.CELLS_ARTIFACT)
+    else:  # where the sweep's local server would have put it
+        (served / contracts.CELLS_ARTIFACT).parent.mkdir(parents=True)
+        (served / contracts.CELLS_ARTIFACT).write_text(json.dumps(record))
     for (row, seed), metrics in values.items():
         key = keys[(row, seed)]
         tags = {contracts.ROLE: "trial", contracts.RUN_KEY: key, contracts.CONFIG_HASH: key.split("-")[0],
@@ -251,6 +261,25 @@ def test_missing_runs_give_a_clear_error(store, tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing written on error
 
 
+def test_the_report_finds_the_sweeps_own_cells_after_a_default_changed(tmp_path, capsys):
+    """A sweep records its cells (run keys) on its parent run; a default changed later (here: min_std, which every
+    key includes) would make a re-planned report look for other keys, the recorded cells still find the runs."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment(SMOKE.experiment, artifact_location=(tmp_path / "smoke").as_uri())
+    then = {**SMOKE_OPTIONS, "set": ["min_std=0.03"]}  # the sweep's science under the defaults of its day
+    parent = log_sweep(client, exp, "before", then, VALUES)
+    client.set_tag(parent, OPTIONS_TAG, json.dumps(SMOKE_OPTIONS))  # re-planned by today's code: other keys
+    cells, sweep_id, _, _ = sweep_cells("smoke", uri)
+    assert sweep_id == "before" and cells == [tuple(c) for c in budget_cells("smoke", "smoke", 2, then["set"])]
+    report = build_report(SMOKE, uri, cells, sweep_id)
+    assert cell(report, BASE, "psnr_set5").n == 2 and not report.missing
+    replanned, _, _, _ = sweep_cells("smoke", uri, replan=True)
+    assert set(replanned).isdisjoint(cells)  # what re-planning would look for: nothing this sweep trained
+    assert main(["report", "--table", "smoke", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 0
+    assert "INCOMPLETE" not in capsys.readouterr().out
+
+
 def test_table_4_7_reuses_table_4_2_runs_by_content(store):
     """Table 4.7 re-evaluates Table 4.2's models: its rows have 4.2's science, so 4.2's runs answer them."""
     uri, _, _ = store
@@ -353,9 +382,9 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
 
 def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_runs):
     """The console view: ≤ 120 columns, the bicubic reference of the same crops (checked against
-    srprior.evaluate on the embedded validation crop), and INCOMPLETE with the resume command when runs are
+    srprior.evaluate on the embedded test crop), and INCOMPLETE with the resume command when runs are
     missing (here: the full smoke plan of Table 4.2, of which only two rows ran)."""
-    from srprior.data.embedded import default_split
+    from srprior.data.embedded import test_split
     from srprior.evaluate import bicubic_baseline
     from srprior.plan import make_plan
     from srprior.report import to_terminal
@@ -370,7 +399,7 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
         "srprior sweep --resume s" in text and lines[-1] == "with the thesis's numbers: report.html"
     from srprior.trainers.budgets import get_budget
 
-    crop = [_crop(default_split(2)[1][0], get_budget("smoke").science["eval_crop"])]
+    crop = [_crop(test_split(2)[0], get_budget("smoke").science["eval_crop"])]
     expected = bicubic_baseline(crop, 2)["psnr"]
     bicubic = next(line for line in lines if line.startswith("Bicubic (same crops)"))
     assert f"{expected:.2f}" in bicubic.split()[3]

@@ -244,3 +244,22 @@ def test_ssm_figure_writes_png_with_outlines(tmp_path):
     assert img.shape[1] >= 2 * 48 * 3 and img.shape[0] >= 48 * 3  # two panels, LR pixels shown at >= 3x
     red = (img[..., 0] > 0.9) & (img[..., 1] < 0.1) & (img[..., 2] < 0.1)
     assert red.sum() > 50  # the PoI outline is drawn
+
+
+def test_allowed_counts_match_the_extractors_maps():
+    """The closed-form count the config check uses agrees with the boolean maps `extract` uses, per template, over
+    every scenario, geometry and a spread of crop, PoI, template and window sizes."""
+    import itertools
+
+    from srprior.method.ssm import ExtractorConfig, _allowed, allowed_counts
+
+    checked = 0
+    for scenario, geometry, side, poi, patch, local, suppress in itertools.product(
+            ("local", "global", "random-local", "random-global", "arbitrary"), ("window", "ring"), (8, 13, 24),
+            (1, 5), (3, 5), (3, 9), (1, 11)):
+        cfg = ExtractorConfig(scenario=scenario, local_geometry=geometry, poi_size=poi, patch=patch,
+                              local_window=local, suppress_window=suppress)
+        maps = _allowed(side, side, cfg, torch.device("cpu"))
+        assert allowed_counts(side, side, cfg) == maps.flatten(1).sum(1).tolist(), (cfg, side)
+        checked += 1
+    assert checked == 480

@@ -5,7 +5,8 @@ real MLflow servers over SQLite in tmp dirs. Micro models, few steps; every wait
 - killing the tracking server mid-sweep ends the sweep within a minute with the resume command, and `--resume`
   finishes it with one run per (config, seed);
 - three sweeps started at once in a fresh folder, through a cluster whose head's address (127.0.0.2) MLflow's
-  default host check refuses, all finish into one intact store; a multi-node sweep on local storage is refused.
+  default host check refuses, all finish into one intact store, logged through tracking servers that answer 401
+  to a request without the cluster's credentials; a multi-node sweep on local storage is refused.
 """
 
 from __future__ import annotations
@@ -261,6 +262,33 @@ def two_nodes(tmp_path_factory):
         _stop(procs)
 
 
+class _AnonymousProbe(threading.Thread):
+    """While sweeps run, asks every tracking server that appears in `log` for its experiments without
+    credentials; `statuses` maps each server's URL to the HTTP status it answered."""
+
+    def __init__(self, log: Path):
+        super().__init__(daemon=True)
+        self.log, self.statuses, self.done = log, {}, threading.Event()
+
+    def run(self) -> None:
+        import re
+        import urllib.error
+        import urllib.request
+
+        while not self.done.wait(0.5):
+            text = self.log.read_text(errors="replace") if self.log.exists() else ""
+            for url in set(re.findall(r"Uvicorn running on (http://[\d.]+:\d+)", text)) - set(self.statuses):
+                req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search", method="POST",
+                                             data=b'{"max_results": 1}', headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as resp:
+                        self.statuses[url] = resp.status
+                except urllib.error.HTTPError as exc:
+                    self.statuses[url] = exc.code
+                except OSError:  # already stopped
+                    self.statuses[url] = None
+
+
 def test_three_sweeps_at_once_through_a_two_node_cluster(two_nodes, tmp_path):
     address, env = two_nodes
     out = tmp_path / "out"
@@ -273,15 +301,23 @@ def test_three_sweeps_at_once_through_a_two_node_cluster(two_nodes, tmp_path):
            "nodes" in refused.stderr
     runs = {"s1": ["--rows", ROWS[0]], "s2": ["--rows", ROWS[1]], "s3": ["--rows", ROWS[0], "--set", "n_ssr=2"]}
     shared = {**env, "SRPRIOR_OUTPUT": str(out)}  # where the store, reports and checkpoints go
+    probe = _AnonymousProbe(out / "mlflow-server.log")
+    probe.start()
     procs = {name: subprocess.Popen([*cmd, "--shared-storage", "--name", name, *extra], env=shared,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name, extra in runs.items()}
     try:
         results = {name: proc.communicate(timeout=600) for name, proc in procs.items()}
     finally:
+        probe.done.set()
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
+    # the cluster's tracking servers (basic auth, one secret per head) refused the anonymous requests, while
+    # the sweeps' own runs below were logged through them by the drivers and the Train workers of both nodes
+    assert probe.statuses and set(probe.statuses.values()) <= {401, None} and 401 in probe.statuses.values(), \
+        probe.statuses
+    assert oct((out / "tracking-auth.json").stat().st_mode & 0o777) == "0o600"
     for name, proc in procs.items():
         assert proc.returncode == 0, f"{name}:\n{results[name][1][-3000:]}"
         assert f"ui --output-dir {out}" in results[name][0]  # the UI hint points at SRPRIOR_OUTPUT

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
 import subprocess
 import sys
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,13 +132,13 @@ def test_final_metrics_on_the_embedded_default(tmp_path):
     from srprior.archs import build_model
 
     model = build_model("edsr-t-micro")
-    metrics, tags, files = final_metrics(model, cfg, val, torch.device("cpu"), tmp_path)
+    metrics, tags, files = final_metrics(model, cfg, torch.device("cpu"), tmp_path)
     assert set(metrics) == {"psnr_embedded", "ssim_embedded", "psnr_total", "psnr_ssr", "psnr_poi", "di"}
     from srprior.method.analysis import region_evaluation
     from srprior.trainers.evaluation import eval_sets, region_set
 
     scale = cfg.model.scale
-    region = region_evaluation(model, region_set(eval_sets(cfg, val), scale)[1], scale).metrics
+    region = region_evaluation(model, region_set(eval_sets(cfg), scale)[1], scale).metrics
     assert all(metrics[k] == region[k] for k in ("psnr_total", "psnr_ssr", "psnr_poi"))  # the one implementation
     assert all(np.isfinite(v) for v in metrics.values()) and 0 < metrics["di"] < 100
     assert tags == {"srprior.region_set": "embedded-crop256"}
@@ -179,6 +182,38 @@ def test_model_selection_evaluates_the_best_validation_weights_and_the_last():
     at_best = train_trial(Trial(trial_config(**{**trial.config.flat(), "steps": best_step}), 0), ctx, LocalSession())
     assert final["best/psnr_embedded"] == pytest.approx(at_best["final/psnr_embedded"], abs=1e-9)
     assert final["final/psnr_embedded"] != final["best/psnr_embedded"] or best_step == 6
+
+
+def test_validation_and_test_images_are_disjoint_and_logged(tmp_path):
+    """Held out: the run logs which images selected the model (val) and which report it (test); they share no
+    pixels, and best/psnr_embedded is a test number, not the best point of the val/psnr curve."""
+    from srprior import contracts, tracking
+    from srprior.data.datasets import DatasetError
+    from srprior.data.embedded import TEST, VAL, test_split
+    from srprior.trainers.evaluation import eval_sets, held_out
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ctx = RunContext(tracking_uri=uri, experiment="srprior/adhoc", ckpt_every=2, log_every=1, figures=False)
+    trial = _micro_trial(steps=4, val_every=1, di=False)
+    session = LocalSession()
+    final = train_trial(trial, ctx, session)
+    client = tracking.client(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("srprior/adhoc").experiment_id])
+    images = json.loads(Path(client.download_artifacts(run.info.run_id, contracts.IMAGES_ARTIFACT, str(tmp_path)))
+                        .read_text())
+    val = [i.split(":")[0] for i in images["val"]]
+    test = [i.split(":")[0] for i in images["test"]["embedded"]]
+    assert val == [Path(f).stem for f in VAL][:1] and test == [Path(f).stem for f in TEST][:1]
+    hashes = lambda ids: {i.rsplit(":", 1)[1] for i in ids}  # noqa: E731
+    assert not hashes(images["val"]) & hashes(images["test"]["embedded"])
+    curve = [m.value for m in client.get_metric_history(run.info.run_id, "val/psnr")]
+    reported = run.data.metrics["best/psnr_embedded"]
+    assert reported == pytest.approx(final["best/psnr_embedded"]) and reported not in curve
+    # the reported number is the test crop's, recomputed independently from the embedded test split
+    crop = _crop(test_split(2)[0], trial.config.data.eval_crop)
+    assert eval_sets(trial.config)["embedded"][0].hr.tobytes() == crop.hr.tobytes()
+    with pytest.raises(DatasetError, match=r"test images \['moon:.*'\] are also validation images"):
+        held_out(trial.config, [crop])  # a validation list holding a test image is refused before training
 
 
 def test_learning_rate_schedule_follows_the_milestones():

@@ -11,13 +11,16 @@ or file, what is wrong and the fix — exits non-zero, and never prints a traceb
 | numeric option out of range | `--seeds 0`, `--workers 0`, `--max-concurrent -1`, `--max-failures -1`, `--num-cpus 0`, `--steps 0`, `--fuse 0`, `--gpus-per-trial -1`, `ui --port 70000`, `smoke --steps 0` | `… argument --seeds: 0 is out of range: must be an integer >= 1 and <= 1000 (see … --help)` |
 | numeric option not a number | `--seeds two`, `--gpus-per-trial nan` | `… argument --seeds: 'two' is not an integer …` |
 | incompatible options | `--fuse 2 --workers 2` | `… --fuse K > 1 trains K trials in one worker: it cannot be combined with --workers > 1` |
-| sweep name too long or unsafe | `--name <300 chars>`, `--resume <300 chars>`, `--name a/b` | `… --name 'aaaa…': at most 120 characters, without quotes, slashes or spaces` |
+| sweep name too long or unsafe | `--name <300 chars>`, `--resume <300 chars>`, `--name a/b`, `--name ..`, a newline or an escape in the name | `… --name '..': use 1-120 letters, digits and . _ + = @ -, starting with a letter or digit (no quotes, slashes, spaces or control characters)` |
+| science values impossible on the crop | `--set n_ssr=1000000000`, `--set select_n=1000000000`, `--set eval_crop=2`, `--set patch=25 --set poi_size=25`, `--set scenario=global --set suppress_window=61` | `… ExtractorConfig.n_ssr=1000000000: the local scenario allows at most 35 SSR positions for some PoI of a 24x24 LR patch (lr_patch=24); use n_ssr <= 35 or a larger lr_patch` |
 | nothing to resume | `sweep --resume` in a fresh folder | `… --resume: no sweep to resume under DIR/ray` |
 | storage that is neither folder nor URI | `--storage s3:/x` | `… --storage s3:/x: not a URI (scheme://...) nor a folder; did you mean s3://x?` |
 | Ray address malformed | `--address nonsense` | `… argument --address: 'nonsense' is not 'local', 'auto' or HOST:PORT …` |
 | missing data folder | `sweep --data-root /nonexistent`, `eval bicubic --data /nonexistent` | `… --data-root /nonexistent: no such folder` / `… DIR: data root does not exist; download with …` |
-| corrupt image in the data | a truncated `Set5/HR/*.png` (sweep: found before Ray) | `… data check before training: FILE: not a readable PNG/… image or truncated/corrupt (…); re-download or re-export the file` |
+| corrupt or absent data, `--plan` too | a truncated `Set5/HR/*.png`; a data root without `Set5/` (sweep and `--plan`: found before Ray) | `… data check before training: FILE: not a readable PNG/… image or truncated/corrupt (…); re-download or re-export the file` |
+| not an image file named like one | a directory or FIFO `Set5/HR/x.png`, a broken link | `… data check before training: FILE: a named pipe (FIFO), not an image file; replace it with the image or remove it` |
 | training image smaller than the patch | an 8×8 image in `--train-root` | `… data check before training: FILE: LR 4x4 is smaller than the 24x24 training patch; use a smaller patch …` |
+| download root unwritable | `data download benchmarks --root /proc/nope` (before any byte is fetched) | `srprior data download: error: --root /proc/nope: cannot write there (No such file or directory); choose a folder you can write to` |
 | no data given | `eval bicubic` without `--data` / SRPRIOR_DATA | `srprior eval bicubic: error: pass --data DIR (the folder holding Set5/, Set14/, ...) or set SRPRIOR_DATA` |
 | unknown model preset | `smoke --preset nope` | `srprior smoke: error: argument --preset: invalid choice: 'nope' (choose from …) (see srprior smoke --help)` |
 | disk full at start | `--output-dir` on a 1 MiB file system | `… DIR: only 1.0 MiB free on its disk (a sweep needs 200 MiB: SRPRIOR_MIN_FREE_MB); free space or …` |
@@ -114,9 +117,27 @@ CASES = {
     "ui-port": (["ui", "--port", "70000"], "argument --port: 70000 is out of range: must be an integer >= 1"),
     "smoke-steps": (["smoke", "--steps", "0"], "argument --steps: 0 is out of range"),
     "fuse-workers": (_sweep("--fuse", "2", "--workers", "2"), "--fuse K > 1 trains K trials in one worker"),
-    "name-long": (_sweep("--name", "a" * 300), "at most 120 characters, without quotes, slashes or spaces"),
+    "name-long": (_sweep("--name", "a" * 300), "use 1-120 letters, digits and . _ + = @ -, starting with a letter"),
     "resume-long": (["sweep", "--resume", "a" * 300, "--address", "local"], "--resume 'aaaa"),
-    "name-slash": (_sweep("--name", "a/b"), "--name 'a/b': at most 120 characters"),
+    "name-slash": (_sweep("--name", "a/b"), "--name 'a/b': use 1-120 letters, digits"),
+    "name-dotdot": (_sweep("--name", ".."), "--name '..': use 1-120 letters, digits and . _ + = @ -, starting with a "
+                                            "letter or digit (no quotes, slashes, spaces or control characters)"),
+    "name-newline": (_sweep("--name", "a\nb"), "--name 'a\\nb': use 1-120 letters"),
+    "name-escape": (_sweep("--name", "a\x1b[2Jb", "--plan"), "--name 'a\\x1b[2Jb': use 1-120 letters"),
+    "resume-dash": (["sweep", "--resume=-x", "--address", "local"], "--resume '-x': use 1-120 letters"),
+    "n-ssr-huge": (_sweep("--set", "n_ssr=1000000000", "--plan"),
+                   "ExtractorConfig.n_ssr=1000000000: the local scenario allows at most 35 SSR positions for some PoI "
+                   "of a 24x24 LR patch (lr_patch=24); use n_ssr <= 35 or a larger lr_patch"),
+    "select-n-huge": (_sweep("--set", "select_n=1000000000", "--plan"),
+                      "ExtractorConfig.select_n=1000000000: the local scenario allows at most 48 peaks per template"),
+    "eval-crop-tiny": (_sweep("--set", "eval_crop=2", "--plan"),
+                       "DataConfig.eval_crop=2: at x2 with 2 px shaved per border it leaves no room for SSIM's 11x11 "
+                       "window or the 16x16 LAM window; use eval_crop >= 8 or 0 (whole images)"),
+    "patch-over-crop": (_sweep("--set", "patch=25", "--set", "poi_size=25", "--plan"),
+                        "ExtractorConfig.patch=25, poi_size=25: LR crop 24x24 is too small for 25x25 templates"),
+    "global-no-room": (_sweep("--set", "scenario=global", "--set", "suppress_window=61", "--plan"),
+                       "ExtractorConfig.scenario=global: some PoI of a 24x24 LR patch (lr_patch=24) has no allowed "
+                       "SSR position; use a larger lr_patch or smaller local_window/suppress_window"),
     "storage": (_sweep("--storage", "s3:/x"), "--storage s3:/x: not a URI (scheme://...) nor a folder; did you "
                                               "mean s3://x?"),
     "address": (_sweep("--address", "nonsense"), "argument --address: 'nonsense' is not 'local', 'auto' or HOST:PORT"),
@@ -124,6 +145,9 @@ CASES = {
     "bicubic-missing": (["eval", "bicubic", "--data", "/nonexistent"], "/nonexistent: data root does not exist"),
     "bicubic-no-data": (["eval", "bicubic"], "pass --data DIR (the folder holding Set5/, Set14/, ...) or set "
                                              "SRPRIOR_DATA"),
+    "download-root": (["data", "download", "benchmarks", "--root", "/proc/nope"],
+                      "srprior data download: error: --root /proc/nope: cannot write there (No such file or "
+                      "directory); choose a folder you can write to"),
     "smoke-preset": (["smoke", "--preset", "nope"], "argument --preset: invalid choice: 'nope' (choose from"),
     "report-scheme": (["report", "--table", "4.2", "--tracking-uri", "foo://x"],
                       "tracking URI 'foo://x': unsupported scheme"),
@@ -141,8 +165,8 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def _assert_one_line(code: int, out: str, err: str, expected: str) -> None:
-    assert code not in (0, None), err
+def _assert_one_line(code: int, out: str, err: str, expected: str, exit_code: int = 2) -> None:
+    assert code == exit_code, err
     assert "Traceback" not in err and out == ""
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert expected in err, err
@@ -164,7 +188,8 @@ def test_nothing_to_resume_and_no_store_yet(tmp_path, monkeypatch, capsys):
     _assert_one_line(*_run(["sweep", "--resume", "--output-dir", str(tmp_path), "--address", "local"], capsys),
                      f"--resume: no sweep to resume under {tmp_path / 'ray'}")
     _assert_one_line(*_run(["report", "--table", "4.2", "--output-dir", str(tmp_path)], capsys),
-                     f"no MLflow store at sqlite:///{tmp_path / 'mlflow.db'} (file missing): run `srprior sweep")
+                     f"no MLflow store at sqlite:///{tmp_path / 'mlflow.db'} (file missing): run `srprior sweep",
+                     exit_code=1)
 
 
 @pytest.mark.skipif(not (DATA / "Set5").is_dir(), reason="needs the shared benchmark data")
@@ -181,6 +206,58 @@ def test_bad_data_is_one_line_before_ray(tmp_path, capsys):
     args = _sweep("--train-root", str(train), "--output-dir", str(tmp_path / "o"))
     _assert_one_line(*_run(args, capsys), f"{train / 'small.png'}: LR 4x4 is smaller than the 24x24 training patch")
     assert not ray.is_initialized() and not (tmp_path / "o").exists()
+
+
+def _not_files(tmp: Path) -> dict[str, tuple[Path, str]]:
+    """Data roots whose Set5/HR/aaa.png is no image file (a directory, a FIFO, a broken link): root, what it is."""
+    made = {}
+    for name, make, what in (("dir", Path.mkdir, "a directory"), ("fifo", os.mkfifo, "a named pipe (FIFO)"),
+                             ("link", lambda p: p.symlink_to(tmp / "gone.png"),
+                              f"a broken symbolic link (to {tmp / 'gone.png'})")):
+        root = tmp / name
+        shutil.copytree(DATA / "Set5", root / "Set5")
+        make(root / "Set5" / "HR" / "aaa.png")
+        made[name] = (root, what)
+    return made
+
+
+@pytest.mark.skipif(not (DATA / "Set5").is_dir(), reason="needs the shared benchmark data")
+def test_plan_runs_the_data_preflight(tmp_path, capsys):
+    """`--plan` says it validates everything: corrupt, absent and non-file data are refused there too, in one line
+    naming the file and what it is, before anything is written."""
+    import ray
+
+    def plan(root: Path) -> list[str]:
+        return _sweep("--data-root", str(root), "--benchmarks", "set5", "--no-di", "--output-dir", str(tmp_path / "o"),
+                      "--plan")
+
+    root = _corrupt_set5(tmp_path)
+    _assert_one_line(*_run(plan(root), capsys), f"data check before training: {root / 'Set5/HR/aaa.png'}: not a "
+                                                "readable PNG/JPEG/BMP/TIFF/PPM image or truncated/corrupt")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _assert_one_line(*_run(plan(empty), capsys), f"data check before training: {empty}: no dataset folder 'Set5' "
+                                                 "(found: []); download with `srprior data download benchmarks")
+    for root, what in _not_files(tmp_path).values():
+        end = "" if "link" in what else ", not an image file"
+        _assert_one_line(*_run(plan(root), capsys), f"data check before training: {root / 'Set5/HR/aaa.png'}: "
+                                                    f"{what}{end}; replace it with the image or remove it")
+    code, out, _ = _run(plan(DATA), capsys)  # intact data: the plan prints
+    assert code == 0 and out.startswith("Plan: table smoke")
+    assert not ray.is_initialized() and not (tmp_path / "o").exists()
+
+
+def test_read_image_says_what_a_non_file_is(tmp_path):
+    from srprior.data.io import ImageError, read_image
+
+    (tmp_path / "d.png").mkdir()
+    os.mkfifo(tmp_path / "f.png")  # opening it would block forever
+    with pytest.raises(ImageError, match=r"d\.png: a directory, not an image file; replace it"):
+        read_image(tmp_path / "d.png")
+    with pytest.raises(ImageError, match=r"f\.png: a named pipe \(FIFO\), not an image file"):
+        read_image(tmp_path / "f.png")
+    with pytest.raises(FileNotFoundError, match="nope.png: no such image file"):
+        read_image(tmp_path / "nope.png")
 
 
 def test_disk_full_at_start_is_one_line(tiny_fs, capsys):

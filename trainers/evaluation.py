@@ -1,12 +1,15 @@
 """Data of a trial and its final evaluation: benchmarks (PSNR/SSIM), DI, Table 4.7 region PSNR, figures.
 
-Evaluation sets: with a data root, the requested benchmarks in the EDSR layout (HardCases only when its folder
-exists); without one, the embedded validation split, logged as psnr_embedded / ssim_embedded. `max_eval_images`
-keeps the first n images of every set and `eval_crop` > 0 evaluates LR centre crops of that side (smoke budgets:
-RNAN's all-pairs attention makes whole images cost minutes on a CPU).
+Held out: validation images select the model (the best checkpoint), test images report it, and the two are
+disjoint by construction. Test sets: with a data root, the requested benchmarks in the EDSR layout (HardCases only
+when its folder exists); without one, the embedded *test* split (never the validation images), logged as
+psnr_embedded / ssim_embedded. `held_out` names and hashes both roles at the start of a trial (logged as the run's
+data/images.json) and refuses a test image that is also a validation image. `max_eval_images` keeps the first n
+images of every set and `eval_crop` > 0 evaluates LR centre crops of that side (smoke budgets: RNAN's all-pairs
+attention makes whole images cost minutes on a CPU).
 
 DI (metric `di`): the mean DI of srprior.method.lam.di_maps on the documented LAM protocol images (LAM_demo under the data
-root, 256×256 HR) or, without a data root, on 64×64-LR centre crops of the embedded validation images; one
+root, 256×256 HR) or, without a data root, on 64×64-LR centre crops of the embedded test images; one
 centred 16×16 window per image. RNAN's non-local blocks keep N×N affinities per path point for the backward
 (N = LR pixels), so its LAM batches only as many path points as fit LAM_MEMORY (LAMConfig.chunk: same result).
 
@@ -24,6 +27,7 @@ extractor on its LR crop) and lam.png (the first DI window's LAM map, the one DI
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,13 +74,14 @@ def training_data(cfg: TrialConfig) -> tuple[list, list]:
     return train, [_crop(p, data.eval_crop) for p in val] if data.eval_crop else val
 
 
-def eval_sets(cfg: TrialConfig, val: list) -> dict[str, list]:
-    """Metric suffix -> ImagePairs (see the module docstring)."""
-    from srprior.data import datasets
+def eval_sets(cfg: TrialConfig) -> dict[str, list]:
+    """Metric suffix -> test ImagePairs (see the module docstring)."""
+    from srprior.data import datasets, embedded
 
     data = cfg.data
     if data.data_root is None:
-        return {"embedded": _first(val, data.max_eval_images)}
+        pairs = _first(list(embedded.test_split(cfg.model.scale)), data.max_eval_images)
+        return {"embedded": [_crop(p, data.eval_crop) for p in pairs] if data.eval_crop else pairs}
     root, sets = Path(data.data_root), {}
     for name in data.benchmarks:
         present = any(p.is_dir() and p.name.lower() == BENCHMARK_DIRS[name].lower() for p in root.iterdir())
@@ -89,15 +94,16 @@ def eval_sets(cfg: TrialConfig, val: list) -> dict[str, list]:
     return sets
 
 
-def di_inputs(cfg: TrialConfig, val: list) -> list[np.ndarray]:
+def di_inputs(cfg: TrialConfig) -> list[np.ndarray]:
     """LR images for DI (see the module docstring)."""
+    from srprior.data import embedded
     from srprior.method.lam import di_images
 
     data = cfg.data
     if data.data_root:
         images = di_images(data.data_root, cfg.model.scale)
     else:
-        images = [_crop(p, EMBEDDED_DI_CROP).lr for p in val]
+        images = [_crop(p, EMBEDDED_DI_CROP).lr for p in embedded.test_split(cfg.model.scale)]
     if data.eval_crop:
         images = [img[:data.eval_crop, :data.eval_crop] for img in images]
     return _first(images, data.max_eval_images)
@@ -128,20 +134,40 @@ def shave(cfg: TrialConfig) -> int:
     return cfg.model.scale + cfg.data.extra_shave
 
 
-def bicubic_metrics(cfg: TrialConfig, val: list) -> dict[str, float]:
+def _digest(pair) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(pair.hr).tobytes()).hexdigest()[:16]
+
+
+def held_out(cfg: TrialConfig, val: list) -> dict[str, Any]:
+    """{"val": [name:hash], "test": {set: [name:hash]}} of the pixels each role uses; raises when a test image is
+    also a validation image (same pixels), before any step is trained."""
+    from srprior.data.datasets import DatasetError
+
+    val_ids = [f"{p.name}:{_digest(p)}" for p in val]
+    test = {name: [f"{p.name}:{_digest(p)}" for p in pairs] for name, pairs in eval_sets(cfg).items()}
+    seen = {i.rsplit(":", 1)[1] for i in val_ids}
+    shared = sorted({i for ids in test.values() for i in ids if i.rsplit(":", 1)[1] in seen})
+    if shared:
+        raise DatasetError(f"test images {shared} are also validation images (model selection); use a validation "
+                           "split disjoint from data_root's benchmarks")
+    return {"val": val_ids, "test": test}
+
+
+def bicubic_metrics(cfg: TrialConfig) -> dict[str, float]:
     """MATLAB-bicubic PSNR/SSIM on the trial's own evaluation sets (same crops, same shave): the reference row
     every report prints under the models (bicubic/psnr_<set>, bicubic/ssim_<set>)."""
     from srprior.evaluate import bicubic_baseline
 
     out = {}
-    for name, pairs in eval_sets(cfg, val).items():
+    for name, pairs in eval_sets(cfg).items():
         scores = bicubic_baseline(pairs, cfg.model.scale, shave=shave(cfg))
         out[f"{BICUBIC}psnr_{name}"], out[f"{BICUBIC}ssim_{name}"] = scores["psnr"], scores["ssim"]
     return out
 
 
-def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: torch.device,
-                  figure_dir: Path | None) -> tuple[dict[str, float], dict[str, str], list[Path]]:
+def final_metrics(model: torch.nn.Module, cfg: TrialConfig, device: torch.device, figure_dir: Path | None) -> tuple[dict[str, float], dict[str, str], list[Path]]:
     """(metrics, tags, figure files) of the trained `model` (rank 0 only; no DDP wrapper)."""
     from srprior.evaluate import evaluate
     from srprior.method.analysis import region_evaluation
@@ -150,14 +176,14 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, val: list, device: t
     model.eval()
     scale = cfg.model.scale
     metrics = {}
-    sets = eval_sets(cfg, val)
+    sets = eval_sets(cfg)
     for name, pairs in sets.items():
         scores = evaluate(model, pairs, scale, device, shave=shave(cfg))
         metrics[f"psnr_{name}"], metrics[f"ssim_{name}"] = scores["psnr"], scores["ssim"]
     region_name, region_pairs = region_set(sets, scale)
     region = region_evaluation(model, region_pairs, scale, device=device)
     metrics.update({k: region.metrics[k] for k in REGION_METRICS})
-    di_lrs = di_inputs(cfg, val)
+    di_lrs = di_inputs(cfg)
     lam_cfg = lam_config(cfg.model.preset, di_lrs)
     wanted = di_lrs if cfg.data.di else di_lrs[:1] if figure_dir is not None else []
     maps = di_maps(model, wanted, scale, lam_cfg, cfg.data.di_channels) if wanted else []  # DI and the LAM figure

@@ -34,7 +34,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
     from srprior.data.datasets import PatchSampler
     from srprior.evaluate import evaluate
     from srprior.method.fused import FusedTrainStep
-    from srprior.trainers.evaluation import shave, training_data
+    from srprior.trainers.evaluation import held_out, shave, training_data
 
     if session.world != 1:
         raise ValueError("fused groups train in one worker (no DDP); use --fuse 1 with --workers N")
@@ -43,6 +43,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(ctx.cpus_per_worker)))
     train, val = training_data(cfg)
+    roles = held_out(cfg, val)
     models = []
     for t in trials:  # the initial weights a separate trial of this seed would get
         torch.manual_seed(t.seed)
@@ -66,7 +67,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
         step, steps_s = state["step"], state["steps_s"]
         run_ids, val_psnr = [m["run_id"] for m in state["members"]], [m["val_psnr"] for m in state["members"]]
         best = [Best(m["best"]) for m in state["members"]]
-    loggers = [RunLogger(t, c, run_ids[i] or c.resume_run_id, step) if c.tracking_uri else None
+    loggers = [RunLogger(t, c, run_ids[i] or c.resume_run_id, step, roles) if c.tracking_uri else None
                for i, (t, c) in enumerate(zip(trials, ctxs))]
     failed: dict[int, tuple[int, str]] = {}
 
@@ -131,8 +132,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
             finals.append({})
             continue
         with _figure_dir(c.figures) as figures:
-            metrics, tags, files = selected_metrics(fused.member_model(i), best[i], t.config, val, device, figures,
-                                                    step)
+            metrics, tags, files = selected_metrics(fused.member_model(i), best[i], t.config, device, figures, step)
             timing = {"system/train_steps_s": steps_s, "system/fused_members": float(k)}
             if c.trial_started_at:
                 timing["system/trial_wall_s"] = time.time() - c.trial_started_at

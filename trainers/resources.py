@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from srprior.errors import UserError
+
 DRIVER_CPU = 0.1
 # (parameters below, GPU share per trial): micro models 1/8 of a GPU, EDSR-T/RNAN-T 1/4, RCAN-T 1/2, -B whole.
 DEFAULT_GPU_SHARE = ((0.5e6, 0.125), (2.5e6, 0.25), (8e6, 0.5), (math.inf, 1.0))
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """Invalid sweep arguments; raised before Ray starts."""
 
 

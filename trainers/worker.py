@@ -62,7 +62,8 @@ def open_run(client: Any, trial: Trial, ctx: RunContext, run_id: str | None = No
 class RunLogger:
     """Rank 0's MLflow run, found by content (run key) or created; buffered curves, final metrics."""
 
-    def __init__(self, trial: Trial, ctx: RunContext, run_id: str | None, resumed_at: int):
+    def __init__(self, trial: Trial, ctx: RunContext, run_id: str | None, resumed_at: int,
+                 images: dict[str, Any] | None = None):
         from mlflow.entities import Param, RunTag
 
         from srprior import tracking
@@ -72,6 +73,8 @@ class RunLogger:
         tags = [RunTag(contracts.RESUMED_AT, str(resumed_at))] if resumed_at else []
         params = {**trial.config.params(), "seed": str(trial.seed)}
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()], tags=tags)
+        if images is not None:  # which images selected the model and which report it (disjoint)
+            self.client.log_dict(self.run_id, images, contracts.IMAGES_ARTIFACT)
         self._logged = max((m.step for key in WATERMARK_CURVES
                             for m in self.client.get_metric_history(self.run_id, key)), default=0)
         self._buffer: list = []
@@ -209,7 +212,7 @@ class Best:
         return {"step": self.step, "psnr": self.psnr, "model": self.model}
 
 
-def selected_metrics(net: torch.nn.Module, best: Best, cfg: Any, val: list, device: torch.device,
+def selected_metrics(net: torch.nn.Module, best: Best, cfg: Any, device: torch.device,
                      figures: Path | None, step: int) -> tuple[dict[str, float], dict[str, str], list[Path]]:
     """Final evaluation of the best-validation weights (best/…, with the figures) and of the last step's
     (final/…), plus best_step; one evaluation when they are the same weights."""
@@ -218,16 +221,16 @@ def selected_metrics(net: torch.nn.Module, best: Best, cfg: Any, val: list, devi
     from srprior.trainers.evaluation import bicubic_metrics, final_metrics
 
     if best.model is None or best.step == step:
-        chosen, tags, files = final_metrics(net, cfg, val, device, figures)
+        chosen, tags, files = final_metrics(net, cfg, device, figures)
         last = chosen
     else:
         selected = copy.deepcopy(net)
         selected.load_state_dict(best.model)
-        chosen, tags, files = final_metrics(selected, cfg, val, device, figures)
-        last, _, _ = final_metrics(net, cfg, val, device, None)
+        chosen, tags, files = final_metrics(selected, cfg, device, figures)
+        last, _, _ = final_metrics(net, cfg, device, None)
     metrics = {**{f"{contracts.SELECTED}{k}": v for k, v in chosen.items()},
                **{f"{contracts.LAST}{k}": v for k, v in last.items()},
-               contracts.BEST_STEP: float(best.step if best.model is not None else step), **bicubic_metrics(cfg, val)}
+               contracts.BEST_STEP: float(best.step if best.model is not None else step), **bicubic_metrics(cfg)}
     return metrics, tags, files
 
 
@@ -306,7 +309,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     from srprior.data.datasets import PatchSampler
     from srprior.evaluate import evaluate
     from srprior.method.step import TrainStep, make_optimizer
-    from srprior.trainers.evaluation import shave, training_data
+    from srprior.trainers.evaluation import held_out, shave, training_data
     from srprior.trainers.health import Divergence, final_failure, report_failed
 
     cfg, rank, world, device = trial.config, session.rank, session.world, session.device
@@ -315,6 +318,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         torch.set_num_threads(max(1, int(ctx.cpus_per_worker)))
     torch.manual_seed(trial.seed)  # identical initial weights on every rank
     train, val = training_data(cfg)
+    roles = held_out(cfg, val)  # before any step: a test image used for model selection is refused
     net = build_model(cfg.model.preset, scale)
     model = session.prepare(net)  # moves to the device; DDP when world > 1
     net = getattr(model, "module", model)
@@ -339,7 +343,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         step, run_id, val_psnr, steps_s = state["step"], state["run_id"], state["val_psnr"], state["steps_s"]
         best = Best(state["best"])
     run_id = run_id or ctx.resume_run_id
-    logger = RunLogger(trial, ctx, run_id, step) if rank == 0 and ctx.tracking_uri else None
+    logger = RunLogger(trial, ctx, run_id, step, roles) if rank == 0 and ctx.tracking_uri else None
 
     first_step_at = last_step_at = None
     out, failure, health = None, None, Divergence(device)
@@ -386,7 +390,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     final: dict[str, Any] = {"step": step, contracts.OBJECTIVE: val_psnr}
     if rank == 0 and failure is None:
         with _figure_dir(ctx.figures) as figures:
-            metrics, tags, files = selected_metrics(net, best, cfg, val, device, figures, step)
+            metrics, tags, files = selected_metrics(net, best, cfg, device, figures, step)
             timing = {"system/train_steps_s": steps_s}  # overhead = trial wall - this (benchmarks/)
             failure = final_failure(step, metrics)
             if ctx.trial_started_at:

@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "srprior.smoke",
     "srprior.data.download",
     "srprior.evaluate",
+    "srprior.reevaluate",
     "srprior.sweep",
     "srprior.report",
     "srprior.tracking",

@@ -43,7 +43,15 @@ FAILURE = "srprior.failure"  # why a trial run ended FAILED ("step N: reason") o
 OWNER = "srprior.owner"  # the sweep that last opened the run (its lease tells whether it is alive)
 TABLE, ROW, SEED = "table", "row", "seed"  # the first table row that trained the run (browsing only)
 PARENT = "mlflow.parentRunId"
+OPTIONS_TAG = "srprior.options"  # a sweep's options (JSON) on its parent run: --resume and --replan rebuild from them
+CELLS_ARTIFACT = "plan/cells.json"  # a table sweep's planned cells [(row, seed, run key)] and readings, on its parent
+IMAGES_ARTIFACT = "data/images.json"  # {"val": [name:sha], "test": {set: [name:sha]}}: disjoint by construction
 NOTE = "mlflow.note.content"
+
+
+SELECTOR_SEEDS = (1000, 1001)
+"""Reserved seeds of the HardCases-R selector baselines (`--table selectors`): no thesis table runs a seed >=
+SELECTOR_SEEDS[0], so the networks that choose HardCases-R's crops are never the ones its tables compare."""
 
 
 def table_experiment(name: str) -> str:

@@ -25,6 +25,12 @@ OS_FIXES = {
 }
 
 
+class UserError(Exception):
+    """Base of every project error a user causes and fixes (bad option, config, data, store): `run_command`
+    prints it as one line. Each module's error subclasses it (and the builtin it always was), so this module
+    imports nothing of the project."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (argparse prints the whole usage block first)."""
 
@@ -61,28 +67,12 @@ def float_in(low: float | None = None, high: float | None = None, low_open: bool
     return _bounded(float, "a number", low, high, low_open)
 
 
-def _project_errors() -> tuple[type[BaseException], ...]:
-    from srprior.data.datasets import DatasetError
-    from srprior.data.download import DownloadError
-    from srprior.data.hardcases import HardCasesError
-    from srprior.data.io import ImageError
-    from srprior.plan import PlanError
-    from srprior.preflight import PreflightError
-    from srprior.report import ReportError
-    from srprior.schema_fields import ConfigError
-    from srprior.store import StoreError
-    from srprior.trainers.resources import SweepError
-
-    return (ConfigError, PlanError, SweepError, PreflightError, StoreError, DatasetError, ImageError, ReportError,
-            DownloadError, HardCasesError)
-
-
 def user_message(exc: BaseException) -> str | None:
     """The one line to print when `exc` is a user error, else None (a bug: let it raise)."""
     if isinstance(exc, OSError) and exc.errno in OS_FIXES:
         where = f" {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}:{where}; {OS_FIXES[exc.errno]}"
-    if isinstance(exc, _project_errors()):
+    if isinstance(exc, UserError):
         text = str(exc.args[0]) if exc.args else str(exc)
         return " ".join(text.split("\n", 1)[0].split()) if text else type(exc).__name__
     return None

@@ -9,9 +9,10 @@ of them then bind 127.0.0.1, the dashboard too; the MLflow server binds 127.0.0.
 `~/.ray/auth_token` with the umask (0644); it is a cluster credential: `tighten_token()` makes it 0600.
 
 Clusters. The tracking server must be reachable from every node, so it binds the head's node address (the one
-Ray uses between nodes), never 0.0.0.0, and allows that address as Host header (tracking.TrackingServer). It has
-no authentication, so that address must not be globally routable: `server_host` refuses a public one (run the
-cluster on a private network, or point MLFLOW_TRACKING_URI at an authenticated server). Trials on other nodes
+Ray uses between nodes), never 0.0.0.0, and allows that address as Host header (tracking.TrackingServer). It asks
+for the cluster's credentials (srprior.credentials: MLflow's basic-auth app), but over plain HTTP, so that
+address must not be globally routable either: `server_host` refuses a public one (run the cluster on a private
+network, or point MLFLOW_TRACKING_URI at a server behind TLS). Trials on other nodes
 write and resume checkpoints under --storage: `check_cluster_storage` refuses a folder of the head alone on a
 multi-node cluster unless --shared-storage says it is mounted on every node (NFS).
 """
@@ -47,9 +48,9 @@ def server_host(node_ip: str) -> str:
     from srprior.trainers.resources import SweepError
 
     if ipaddress.ip_address(node_ip).is_global:
-        raise SweepError(f"the head's node address {node_ip} is public: the MLflow server (no authentication) "
-                         "would be reachable from the internet; run the cluster on a private network, or set "
-                         "MLFLOW_TRACKING_URI to an authenticated MLflow server")
+        raise SweepError(f"the head's node address {node_ip} is public: the MLflow server (basic auth over plain "
+                         "HTTP) would be reachable from the internet; run the cluster on a private network, or set "
+                         "MLFLOW_TRACKING_URI to an MLflow server behind TLS")
     return node_ip
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srprior.errors import UserError
 from srprior.schema import SCIENCE_KEYS, RunContext, Trial, TrialConfig, trial_config
 
 ALL_TABLES = ("4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8")  # `--table all`: the thesis's tables
@@ -34,7 +35,7 @@ STARTUP_SECONDS = {"cpu": 16.0, "gpu": 50.0}  # Ray Train start-up per trial (be
 REFERENCE_PIXELS = 16 * 48 * 48
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """Invalid sweep options; raised before anything starts."""
 
 
@@ -177,6 +178,14 @@ def make_plan(opts: dict[str, Any]) -> SweepPlan:
                         "schedule (Table 4.8's thesis budget); drop --cuda-graph for it")
     return SweepPlan("table", tuple(cells), budget.name, list(trials.values()), cells, science, ctx,
                      options=dict(opts))
+
+
+def plan_readings(plan: SweepPlan, table: str) -> dict[str, str]:
+    """The readings in force over one table's trials of a plan (srprior.schema.readings_in_force)."""
+    from srprior.schema import readings_in_force
+
+    configs = {t.key: t.trial.config for t in plan.trials}
+    return readings_in_force([configs[key] for _, _, key in plan.cells[table]])
 
 
 def _search_plan(opts: dict[str, Any], budget: Any, science: dict[str, Any], ctx: RunContext,

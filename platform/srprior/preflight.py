@@ -17,10 +17,12 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from srprior.errors import UserError
+
 MIN_FREE_MB = 200  # below this a sweep stops before it starts (and the watchdog stops a running one)
 
 
-class PreflightError(ValueError):
+class PreflightError(UserError, ValueError):
     """A check before the sweep failed; the message names the file, folder or value and the fix."""
 
 
@@ -40,6 +42,19 @@ def check_free_space(folders: Iterable[Path]) -> None:
             raise PreflightError(f"{folder}: only {free / 2**20:.1f} MiB free on its disk (a sweep needs "
                                  f"{need / 2**20:.0f} MiB: SRPRIOR_MIN_FREE_MB); free space or choose another "
                                  "--output-dir / --storage")
+
+
+NAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@-]{0,119}")
+
+
+def check_name(flag: str, name: str) -> str:
+    """A sweep id names a folder under the storage, MLflow tags and the printed resume command: `..` would be
+    the storage's parent, a newline splits the summary, a leading `-` reads as an option."""
+    if NAME_CHARS.fullmatch(name):
+        return name
+    shown = ascii(name[:40])[1:-1] + ("…" if len(name) > 40 else "")
+    raise PreflightError(f"{flag} '{shown}': use 1-120 letters, digits and . _ + = @ -, starting with a letter or "
+                         "digit (no quotes, slashes, spaces or control characters)")
 
 
 def check_storage(value: str | None) -> None:

@@ -20,25 +20,25 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
 from srprior import contracts, tracking
+from srprior.errors import UserError
 from srprior.search_spaces import get_table
 from srprior.search_spaces.claims import CLAIMS_BY_TABLE, evaluate_claims
 from srprior.search_spaces.claims import to_markdown as claims_markdown
 from srprior.search_spaces.spec import EMBEDDED_METRICS, REGION_METRICS, Row, TableSpec
 from srprior.errors import int_in
 from srprior.preflight import check_tracking_uri
-from srprior.tracking import artifacts_dir, default_tracking_uri, user_tracking_uri
+from srprior.tracking import default_tracking_uri, user_tracking_uri
 
 SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))  # strictest first
 DASH = "—"
 ARTIFACT_DIR = "report"
 
 
-class ReportError(RuntimeError):
+class ReportError(UserError, RuntimeError):
     """Nothing to report (no experiment, no runs, unknown sweep); the message says what was searched."""
 
 
@@ -526,10 +526,9 @@ def _log_artifacts(tracking_uri: str, run_id: str, paths: list[Path]) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    artifact_uri = client.get_run(run_id).info.artifact_uri
-    if artifact_uri.startswith("mlflow-artifacts:") and tracking_uri.startswith("sqlite:///"):
-        store_dir = Path(tracking_uri.removeprefix("sqlite:///")).parent
-        target = artifacts_dir(store_dir) / urlparse(artifact_uri).path.lstrip("/") / ARTIFACT_DIR
+    served = tracking.served_artifacts(tracking_uri, client.get_run(run_id).info.artifact_uri)
+    if served is not None:
+        target = served / ARTIFACT_DIR
         target.mkdir(parents=True, exist_ok=True)
         for path in paths:
             shutil.copyfile(path, target / path.name)
@@ -543,13 +542,12 @@ def resolve_tracking_uri(cli_value: str | None, output_dir: str) -> str:
     return cli_value or user_tracking_uri() or default_tracking_uri(output_dir)
 
 
-def sweep_cells(table: str, tracking_uri: str, sweep: str = "latest") -> tuple[list, str | None, str | None, dict]:
+def sweep_cells(table: str, tracking_uri: str, sweep: str = "latest",
+                replan: bool = False) -> tuple[list, str | None, str | None, dict]:
     """(cells, sweep id, parent run id, readings) of table `table` in sweep `sweep` ('latest': the newest sweep that
-    covered it): the sweep's stored options rebuild its plan (srprior.plan), so the report asks for exactly the
-    trials that sweep planned."""
-    from srprior.plan import make_plan
-    from srprior.sweep import OPTIONS_TAG
-
+    covered it): the cells and readings the sweep recorded on its parent run (contracts.CELLS_ARTIFACT), so a
+    default changed since cannot change what the report looks for. replan: rebuild the plan from the sweep's
+    stored options with today's code instead (sweeps that recorded no cells)."""
     if not tracking.store_exists(tracking_uri):
         raise ReportError(f"no MLflow store at {tracking_uri} (file missing): run `srprior sweep --table {table}` "
                           "first, or pass the store with --tracking-uri, MLFLOW_TRACKING_URI or --output-dir")
@@ -557,22 +555,24 @@ def sweep_cells(table: str, tracking_uri: str, sweep: str = "latest") -> tuple[l
     exp = client.get_experiment_by_name(contracts.table_experiment(table))
     flt = contracts.tag_filter({contracts.ROLE: "sweep", **({contracts.SWEEP_ID: sweep} if sweep != "latest" else {})})
     parents = contracts.search_all(client, [exp.experiment_id], flt, ("attributes.start_time DESC",)) if exp else []
-    parents = [p for p in parents if OPTIONS_TAG in p.data.tags]
+    parents = [p for p in parents if contracts.OPTIONS_TAG in p.data.tags]
     if not parents:
         raise ReportError(f"no sweep {'' if sweep == 'latest' else repr(sweep) + ' '}of table {table} in "
                           f"{tracking_uri}; run `srprior sweep --table {table}` or give --budget to report the "
                           "runs a budget would use")
     parent = parents[0]
-    plan = make_plan(json.loads(parent.data.tags[OPTIONS_TAG]))
-    return plan.cells[table], parent.data.tags.get(contracts.SWEEP_ID), parent.info.run_id, plan_readings(plan, table)
+    sweep_id, run_id = parent.data.tags.get(contracts.SWEEP_ID), parent.info.run_id
+    if not replan:
+        recorded = tracking.read_json_artifact(tracking_uri, run_id, contracts.CELLS_ARTIFACT)
+        if recorded is None:
+            raise ReportError(f"sweep {sweep_id} of table {table} recorded no cells (an srprior older than the "
+                              f"record); `srprior report --table {table} --replan` rebuilds its plan with today's "
+                              "code (a default changed since would change the cells it looks for)")
+        return [tuple(c) for c in recorded["cells"]], sweep_id, run_id, recorded["readings"]
+    from srprior.plan import make_plan, plan_readings
 
-
-def plan_readings(plan: Any, table: str) -> dict[str, str]:
-    """The readings in force over one table's trials of a plan (srprior.schema.readings_in_force)."""
-    from srprior.schema import readings_in_force
-
-    configs = {t.key: t.trial.config for t in plan.trials}
-    return readings_in_force([configs[key] for _, _, key in plan.cells[table]])
+    plan = make_plan(json.loads(parent.data.tags[contracts.OPTIONS_TAG]))
+    return plan.cells[table], sweep_id, run_id, plan_readings(plan, table)
 
 
 def budget_cells(table: str, budget: str, seeds: int | None, sets: list[str] | None) -> list:
@@ -671,6 +671,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--table", help="thesis table, e.g. 4.2 (4.2-4.8, smoke)")
     what.add_argument("--search", help="Optuna search name (edsr-t, rnan-t, smoke)")
     p.add_argument("--sweep", default="latest", help="sweep id, or 'latest' (default): the newest sweep of it")
+    p.add_argument("--replan", action="store_true",
+                   help="rebuild the sweep's plan from its stored options with today's code instead of reading the "
+                        "cells it recorded (sweeps made before srprior recorded them)")
     p.add_argument("--budget", help="instead of a sweep: the runs this budget's plan uses (smoke, short, thesis)")
     p.add_argument("--seeds", type=int_in(1, 1000), help="with --budget: seeds per row")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="with --budget: science overrides")
@@ -695,13 +698,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             spec = get_table(args.table)
             if args.budget:
-                from srprior.plan import make_plan
+                from srprior.plan import make_plan, plan_readings
 
                 plan = make_plan({"table": spec.name, "budget": args.budget, "seeds": args.seeds, "set": args.set})
                 cells, sweep, parent = plan.cells[spec.name], None, None
                 readings = plan_readings(plan, spec.name)
             else:
-                cells, sweep, parent, readings = sweep_cells(spec.name, tracking_uri, args.sweep)
+                cells, sweep, parent, readings = sweep_cells(spec.name, tracking_uri, args.sweep, args.replan)
             report = build_report(spec, tracking_uri, cells, sweep, parent, readings)
     except (KeyError, ReportError, PlanError, ConfigError) as exc:
         print(f"srprior report: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)

@@ -105,7 +105,7 @@ class ScheduleConfig(Validated):
 @dataclass(frozen=True)
 class DataConfig(Validated):
     train_root: str | None = option(None, _abs_path, help="DIV2K root or HR folder (None: the embedded default)")
-    data_root: str | None = option(None, _abs_path, help="benchmark root, EDSR layout (None: embedded validation)")
+    data_root: str | None = option(None, _abs_path, help="benchmark root, EDSR layout (None: the embedded test images)")
     benchmarks: tuple[str, ...] = option(BENCHMARKS, _check_benchmarks, parse=_benchmarks,
                                          help="evaluation sets, comma-separated")
     max_eval_images: int = option(0, integer(0, 10**6), parse=to_int, help="first N images per set (0: all)")
@@ -128,6 +128,32 @@ class TrialConfig(Validated):
     schedule: ScheduleConfig = option(default_factory=ScheduleConfig, check=None)
     data: DataConfig = option(default_factory=DataConfig, check=None)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problem = self.extractor_problem() or self.eval_crop_problem()
+        if problem:
+            raise ConfigError(problem)
+
+    def extractor_problem(self) -> str | None:
+        """Fields valid alone can still be impossible on the crop: n_ssr=10^9 passes its own check and crashes
+        (or silently never trains L_AP) inside every trial; found here, it is one line before anything starts."""
+        from srprior.method.ssm import crop_problem
+
+        return crop_problem(self.prior.extractor, self.schedule.lr_patch)
+
+    def eval_crop_problem(self) -> str | None:
+        """An evaluation crop must leave SSIM's 11x11 window after the shave, and hold LAM's 16x16 HR window."""
+        data, scale = self.data, self.model.scale
+        if not data.eval_crop:
+            return None
+        shave = scale + data.extra_shave
+        need = max(-(-(11 + 2 * shave) // scale), -(-16 // scale) if data.di else 1)
+        if data.eval_crop >= need:
+            return None
+        return (f"DataConfig.eval_crop={data.eval_crop}: at x{scale} with {shave} px shaved per border it leaves no "
+                f"room for SSIM's 11x11 window{' or the 16x16 LAM window' if data.di else ''}; use eval_crop >= "
+                f"{need} or 0 (whole images)")
+
     def flat(self) -> dict[str, Any]:
         return flatten(self)
 
@@ -142,7 +168,7 @@ class TrialConfig(Validated):
 
     def params(self) -> dict[str, str]:
         """MLflow params: every leaf, by its unique short name."""
-        return {k: ",".join(v) if isinstance(v, tuple) else str(v) for k, v in self.flat().items()}
+        return {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in self.flat().items()}
 
 
 SCIENCE_KEYS = tuple(leaf_names(TrialConfig))

@@ -14,10 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from srprior.errors import UserError
+
 Check = Callable[[Any], "str | None"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value is invalid; the message names the field and the rule."""
 
 

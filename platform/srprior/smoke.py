@@ -1,4 +1,4 @@
-"""`srprior smoke`: train a micro model on the embedded default for a few steps and print validation PSNR.
+"""`srprior smoke`: train a micro model on the embedded default for a few steps and print test PSNR (held-out images).
 
 It exercises the whole single-process path (data → model → step with the prior → metrics) in about a minute on a
 laptop CPU, without Ray or MLflow, so a fresh install can be checked before any sweep.
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("smoke", help="check an install in about a minute: train a micro model, print its PSNR "
                                      "next to bicubic (no Ray, no MLflow)",
                        description="Train one model on the embedded default images in this process and print its "
-                                   "validation PSNR/SSIM next to bicubic upscaling. A check that the install works, "
+                                   "held-out test PSNR/SSIM next to bicubic upscaling. A check that the install works, "
                                    "not a result: the tables come from `srprior sweep`.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default="edsr-t-micro", choices=sorted(PRESETS), metavar="NAME",
@@ -55,13 +55,14 @@ def run(args: argparse.Namespace) -> int:
 
     from srprior.archs import build_model
     from srprior.data.datasets import PatchSampler
-    from srprior.data.embedded import default_split
+    from srprior.data.embedded import default_split, test_split
     from srprior.evaluate import bicubic_baseline, evaluate
     from srprior.method.prior import PriorConfig
     from srprior.method.step import TrainStep, make_optimizer
 
     torch.manual_seed(args.seed)
-    train, val = default_split(scale=args.scale)
+    train, _ = default_split(scale=args.scale)
+    test = list(test_split(scale=args.scale))  # held out: never used to choose anything
     sampler = PatchSampler(train, args.scale, patch=args.patch, batch=args.batch, seed=args.seed)
     model = build_model(args.preset, scale=args.scale)
     step = TrainStep(model, make_optimizer(model), PriorConfig(lambda_ap=args.lambda_ap), args.scale)
@@ -71,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
         if i % 20 == 0:  # .item() syncs the device: only when shown
             bar.set_postfix(l1=f"{out.l1.item():.4f}", l_ap=f"{out.l_ap.item():.2e}")
     seconds = time.perf_counter() - start
-    ours = evaluate(model, val, args.scale)
-    bicubic = bicubic_baseline(val, args.scale)
+    ours = evaluate(model, test, args.scale)
+    bicubic = bicubic_baseline(test, args.scale)
     print(f"\n{args.preset} x{args.scale}, {args.steps} steps in {seconds:.1f} s, "
-          f"embedded validation ({len(val)} images):")
+          f"embedded test images ({len(test)}, held out):")
     print(f"  bicubic  PSNR {bicubic['psnr']:.2f} dB  SSIM {bicubic['ssim']:.4f}")
     print(f"  {args.preset}  PSNR {ours['psnr']:.2f} dB  SSIM {ours['ssim']:.4f}")
     print(verdict(ours["psnr"], bicubic["psnr"], args.preset, args.steps))

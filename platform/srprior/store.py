@@ -20,13 +20,14 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from srprior.errors import UserError
 from srprior.locks import locked
 
 LOCK_TIMEOUT_S = 300.0  # a migration takes seconds; a stuck holder is a bug worth an error
 _READY: set[Path] = set()  # stores this process has checked
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """A store that cannot be used as it is; the message says why and how to fix it."""
 
 

@@ -23,9 +23,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from srprior import contracts, exposure, locks, preflight, tracking
+from srprior import contracts, credentials, exposure, locks, preflight, tracking
 from srprior.errors import Parser, float_in, int_in, run_command
-from srprior.plan import SweepPlan, default_sweep_id, estimate, fuse_groups, hours, make_plan
+from srprior.plan import SweepPlan, default_sweep_id, estimate, fuse_groups, hours, make_plan, plan_readings
 from srprior.schema import trial_config
 from srprior.trainers.health import is_diverged
 from srprior.trainers.resources import DRIVER_CPU, Resources, SweepError, plan_resources
@@ -36,7 +36,6 @@ STATE_FILE = "srprior-sweep.json"  # in <storage>/<sweep id>/: what --resume nee
 LOCAL_ENV = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 RUNTIME_OPTIONS = ("resume", "max_concurrent", "address", "num_cpus", "max_failures", "output_dir", "plan",
                    "retrain", "seeds_for_power", "verbose", "shared_storage")
-OPTIONS_TAG = "srprior.options"  # the sweep's options (JSON) on its parent run: reports rebuild the plan
 
 
 def _storage(value: str | None, output: Path) -> str:
@@ -235,7 +234,10 @@ def _parent_runs(plan: SweepPlan, sweep_id: str, uri: str, opts: dict[str, Any])
         key = {contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep_id}
         run_id = tracking.get_or_create_run(client, exp, key, sweep_id, {plan.mode: name, "budget": plan.budget})
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in stored.items()],
-                         tags=[RunTag(OPTIONS_TAG, json.dumps(stored, default=str))])
+                         tags=[RunTag(contracts.OPTIONS_TAG, json.dumps(stored, default=str))])
+        if plan.mode == "table":  # what the report looks for: these cells, never a plan rebuilt by later code
+            client.log_dict(run_id, {"cells": plan.cells[name], "readings": plan_readings(plan, name)},
+                            contracts.CELLS_ARTIFACT)
         parents[name] = run_id
     return parents
 
@@ -257,8 +259,7 @@ def _reports(plan: SweepPlan, sweep_id: str, uri: str, store: str, output: Path,
              resume: str | None) -> str:
     """Every table's report: files written and logged to its parent run (with a summary plot); the terminal
     view of each returned."""
-    from srprior.report import (ReportError, build_report, plan_readings, runs_view_metrics, search_report,
-                                to_terminal, write_report)
+    from srprior.report import ReportError, build_report, runs_view_metrics, search_report, to_terminal, write_report
     from srprior.search_spaces import get_table
 
     texts = []
@@ -331,13 +332,6 @@ def start_local_ray(num_cpus: int, verbose: bool = True) -> None:
     exposure.tighten_token()
 
 
-def _check_name(flag: str, name: str) -> str:
-    if len(name) > 120 or any(c in name for c in "'\"`/ \\"):
-        raise SweepError(f"{flag} {name[:40]!r}{'…' if len(name) > 40 else ''}: at most 120 characters, without "
-                         "quotes, slashes or spaces")
-    return name
-
-
 def _failed(uri: str, trials: list) -> list[str]:
     """One line per trial of this sweep whose run ended FAILED (diverged, bad data): the report shows them as
     failed, never as values."""
@@ -352,12 +346,12 @@ def run_sweep(opts: dict[str, Any]) -> int:
 
     resume = bool(opts.get("resume"))
     if resume:
-        _check_name("--resume", opts["resume"])
+        preflight.check_name("--resume", opts["resume"])
         opts = _resume_options(opts)
     plan = make_plan(opts)
     for key, value in LOCAL_ENV.items():
         os.environ.setdefault(key, value)
-    sweep_id = _check_name("--name", opts.get("name") or default_sweep_id(opts))
+    sweep_id = preflight.check_name("--name", opts.get("name") or default_sweep_id(opts))
     opts = {**opts, "name": sweep_id}
     output = tracking.output_dir(opts.get("output_dir"))
     storage = _storage(opts.get("storage"), output)
@@ -381,22 +375,33 @@ def run_sweep(opts: dict[str, Any]) -> int:
     groups = fuse_groups(to_train, fuse, device)
     if owns_ray and address is None:  # checked before anything starts
         res = _resources(plan, to_train, opts, local_cpus, gpus, len(groups))
+    folders = (output,) if "://" in storage else (output, Path(storage))
+    if opts.get("seeds_for_power") is None:  # --plan runs the sweep's checks: it claims to validate everything
+        preflight.check_free_space(folders)
+        preflight.check_data([t.trial.config for t in to_train] if plan.mode == "table" else
+                             [trial_config("search", **plan.science)])
     if opts.get("plan"):
         print(format_plan(plan, existing, to_train, res, device, retrain, groups))
         return 0
     if opts.get("seeds_for_power") is not None:
         return _print_seed_plan(plan, opts, store_uri)
-    folders = (output,) if "://" in storage else (output, Path(storage))
-    preflight.check_free_space(folders)
-    preflight.check_data([t.trial.config for t in to_train] if plan.mode == "table" else
-                         [trial_config("search", **plan.science)])
     if not output.exists():
         output.mkdir(mode=0o700, parents=True)  # the store, checkpoints and reports: the user's alone
     with locks.sweep_lease(output, sweep_id):
         if plan.mode == "table":
             locks.mark_orphaned_runs(store_uri, list(existing.values()), output, sweep_id)
+            if not retrain:  # reused runs gain the sets built after they finished (no retraining)
+                _evaluate_later(store_uri, output, {t.key: existing[t.key] for t in plan.trials
+                                                    if t.key in existing and t not in to_train})
         return _launch(plan, opts, sweep_id, output, storage, existing, to_train, diverged, groups, res, device,
                        owns_ray, address, local_cpus, needs_ray, resume, retrain, user_uri, folders)
+
+
+def _evaluate_later(uri: str, output: Path, reused: dict[str, Any]) -> None:
+    from srprior.trainers.backfill import backfill
+
+    for line in backfill(uri, output, reused):
+        print(f"evaluated later: {line}", flush=True)
 
 
 def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, storage: str,
@@ -417,13 +422,14 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
     backend, log = tracking.default_tracking_uri(output), output / "mlflow-server.log"
     if uri is None and address is None:  # the platform's store, behind a server: concurrent trials never lock it
         server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), log=log).launch()
+    auth = credentials.for_sweep(output, uri is None and address is not None, uri)  # clusters: basic auth
     try:
         if needs_ray and owns_ray and address is None:
             start_local_ray(local_cpus, verbose)
         elif needs_ray and owns_ray:
             from srprior.progress import quiet_ray
 
-            ray.init(address=address, **({} if verbose else quiet_ray()))
+            ray.init(address=address, runtime_env=credentials.runtime_env(), **({} if verbose else quiet_ray()))
         if needs_ray and (not owns_ray or address is not None):
             total = ray.cluster_resources()
             res = _resources(plan, to_train, opts, total.get("CPU", 0), total.get("GPU", 0), len(groups))
@@ -436,7 +442,8 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
             state.write_text(json.dumps(opts, indent=1, default=str))
         if uri is None and server is None:  # joined a cluster: the server binds the head's node address
             host = exposure.server_host(ray.util.get_node_ip_address())
-            server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), host=host, log=log).launch()
+            server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), host=host, log=log,
+                                             auth=auth).launch()
         if server is not None:
             server.wait()
             uri = server.url

@@ -62,6 +62,34 @@ def artifacts_dir(output: str | os.PathLike | None = None) -> Path:
     return output_dir(output) / "mlartifacts"
 
 
+def served_artifacts(tracking_uri: str, artifact_uri: str) -> Path | None:
+    """The local folder of a run's mlflow-artifacts:/ URI (what a local server serves) when reading its SQLite
+    store directly; None for any other URI (MLflow's client resolves those)."""
+    from urllib.parse import urlparse
+
+    if not (artifact_uri.startswith("mlflow-artifacts:") and tracking_uri.startswith("sqlite:///")):
+        return None
+    return artifacts_dir(Path(tracking_uri.removeprefix("sqlite:///")).parent) / urlparse(artifact_uri).path.lstrip("/")
+
+
+def read_json_artifact(tracking_uri: str, run_id: str, path: str) -> Any | None:
+    """A run's JSON artifact `path`, also from runs a local server wrote (served_artifacts); None when absent."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(tracking_uri)
+    local = served_artifacts(tracking_uri, mlflow_client.get_run(run_id).info.artifact_uri)
+    if local is not None:
+        file = local / path
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return json.loads(Path(mlflow_client.download_artifacts(run_id, path, tmp)).read_text(encoding="utf-8"))
+        except (MlflowException, OSError):
+            return None
+
+
 def user_tracking_uri() -> str | None:
     """$MLFLOW_TRACKING_URI, when the user set one."""
     return os.environ.get("MLFLOW_TRACKING_URI") or None
@@ -107,8 +135,9 @@ class TrackingServer:
     """`mlflow server` over `backend_uri` as a child process (own session, so stop() takes its workers too)."""
 
     def __init__(self, backend_uri: str, artifacts: Path, host: str = "127.0.0.1", port: int | None = None,
-                 log: Path | None = None, workers: int = 1):
+                 log: Path | None = None, workers: int = 1, auth: Any = None):
         self.backend_uri, self.artifacts, self.host = backend_uri, Path(artifacts), host
+        self.auth = auth  # srprior.credentials.Credentials: MLflow's basic-auth app (clusters), else None
         self.port = port or free_port(host)
         self.log = log or self.artifacts.parent / "mlflow-server.log"
         self.workers = workers
@@ -137,6 +166,9 @@ class TrackingServer:
                "--workers", str(self.workers), *self.security_options()]
         # No GenAI job runner: it would add 8 worker processes that a sweep never uses.
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        if self.auth is not None:
+            cmd += ["--app-name", "basic-auth"]
+            env.update(self.auth.server_env())
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, start_new_session=True, preexec_fn=_die_with_parent)
@@ -298,14 +330,15 @@ def ui_url(base_url: str, experiment_id: str, view: bool = False) -> str:
     return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning{shared}"
 
 
-def newest_experiment(url: str, timeout: float = 5.0) -> tuple[str, str, bool] | None:
+def newest_experiment(url: str, timeout: float = 5.0, auth: Any = None) -> tuple[str, str, bool] | None:
     """(id, name, has the saved runs view) of the most recently created srprior experiment behind the server at
     `url`, None when there is none or the server does not answer within `timeout` (REST, not MlflowClient: that
     retries for minutes)."""
     body = {"max_results": 1, "filter": f"name LIKE '{contracts.EXPERIMENT_PREFIX}%'",
             "order_by": ["creation_time DESC"]}
     req = urllib.request.Request(f"{url.rstrip('/')}/api/2.0/mlflow/experiments/search", method="POST",
-                                 data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+                                 data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", **(auth.header() if auth else {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             found = json.loads(resp.read()).get("experiments", [])
@@ -354,8 +387,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_ui)
 
 
-def _print_newest(url: str) -> None:
-    newest = newest_experiment(url)
+def _print_newest(url: str, auth: Any = None) -> None:
+    newest = newest_experiment(url, auth=auth)
     if newest is not None:
         print(f"Runs of {newest[1]} (newest): {ui_url(url, newest[0], newest[2])}", flush=True)
 
@@ -376,7 +409,11 @@ def run_ui(args: argparse.Namespace) -> int:
         print(f"srprior ui: error: no MLflow store at {db} (srprior ui looks in $MLFLOW_TRACKING_URI when set, "
               f"else in <--output-dir>/mlflow.db, default ./outputs/mlflow.db); make one: {make}", file=sys.stderr)
         return 1
-    server = TrackingServer(backend, artifacts_dir(out), args.host, args.port, log=out / "mlflow-ui.log")
+    from srprior import credentials
+
+    # the head of a cluster (its sweeps made credentials), or a UI reachable from elsewhere: the browser logs in
+    auth = credentials.ensure(out) if (out / credentials.FILE).is_file() or args.host not in LOOPBACK else None
+    server = TrackingServer(backend, artifacts_dir(out), args.host, args.port, log=out / "mlflow-ui.log", auth=auth)
 
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -389,7 +426,9 @@ def run_ui(args: argparse.Namespace) -> int:
         return 1
     try:
         print(f"MLflow UI: {server.url}  (store {server.backend_uri}; Ctrl-C to stop)", flush=True)
-        _print_newest(server.url)
+        if auth is not None:
+            print(f"Log in as {auth.username} with the password in {auth.file}", flush=True)
+        _print_newest(server.url, auth)
         server.proc.wait()
         print(f"srprior ui: the MLflow server exited with code {server.proc.returncode}; log {server.log}",
               file=sys.stderr)

@@ -22,10 +22,11 @@ import torch
 from PIL import Image
 
 from srprior.data.imresize import bicubic_lr, modcrop
-from srprior.data.io import IMAGE_SUFFIXES, ImageError, read_image
+from srprior.data.io import IMAGE_SUFFIXES, ImageError, not_a_file, read_image
+from srprior.errors import UserError
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder or pairing problem; the message names the folder/file and the fix."""
 
 
@@ -60,8 +61,13 @@ def cache_root() -> Path:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The images of a folder; an entry named like one that is no file (a directory or FIFO `x.png`, a broken
+    link) is an error naming it, not a silently missing image."""
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    for p in files:
+        if (kind := not_a_file(p)) is not None:
+            raise DatasetError(f"{p}: {kind}; replace it with the image or remove it")
+    return files
 
 
 def _lr_suffixes(k: int) -> tuple[str, ...]:

@@ -4,7 +4,8 @@ Downloads resume (HTTP Range into ``<archive>.part``), are checked against the s
 in :data:`DATASETS` before anything is unpacked, and a mismatch deletes the partial file so a
 rerun starts clean. Archives are unpacked so that :func:`srprior.data.datasets.div2k` and
 :func:`~srprior.data.datasets.benchmark` read ``DIR`` directly (EDSR's ``benchmark/`` prefix is
-stripped and its ``B100`` renamed ``BSD100``). Stdlib ``urllib`` only; ``tqdm`` draws the bar.
+stripped and its ``B100`` renamed ``BSD100``), never outside ``DIR``: a member path with ``..`` or a symbolic
+link under ``DIR`` that leads elsewhere is refused. Stdlib ``urllib`` only; ``tqdm`` draws the bar.
 
 Checksums: DIV2K sizes/SHA256 are those recorded by TensorFlow Datasets
 (``tensorflow_datasets/url_checksums/div2k.txt``); the EDSR ``benchmark.tar`` size/SHA256 are
@@ -26,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from srprior.errors import UserError
+
 STATE_DIR = ".srprior-downloads"  # under --root: partial/complete archives and per-archive done markers
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download or unpack failure; the message says whether rerunning resumes."""
 
 
@@ -174,7 +177,37 @@ def _target(name: str, archive: Archive, root: Path) -> Path | None:
     parts = PurePosixPath(rel).parts
     if rel.startswith("/") or ".." in parts:
         raise DownloadError(f"{archive.filename}: member {name!r} would escape {root}; refusing to unpack")
-    return root.joinpath(*parts) if parts else None
+    return _inside(root.joinpath(*parts), root, f"{archive.filename}: member {name!r}") if parts else None
+
+
+def _inside(target: Path, root: Path, what: str) -> Path:
+    """`target` if it resolves inside `root`: a symbolic link already under the root (`root/Set5` -> elsewhere,
+    or the file itself) would make unpacking write outside it. Links that stay inside are followed."""
+    real_root = root.resolve()
+    if target.resolve().is_relative_to(real_root):
+        return target
+    path = root
+    for part in target.relative_to(root).parts:  # name the link that leaves
+        path = path / part
+        if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+            break
+    raise DownloadError(f"{what} would be written to {target.resolve()}, outside {root}, through the symbolic link "
+                        f"{path} -> {os.readlink(path)}; remove the link (or unpack into another --root) and rerun")
+
+
+def check_root(root: Path) -> None:
+    """The root is (or can become) a folder we can write in: found before any byte is fetched, as one line."""
+    import tempfile
+
+    if root.exists() and not root.is_dir():
+        raise DownloadError(f"--root {root}: exists and is not a folder; choose a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise DownloadError(f"--root {root}: cannot write there ({exc.strerror or exc}); choose a folder you can "
+                            "write to") from None
 
 
 def unpack(path: Path, archive: Archive, root: Path) -> int:
@@ -209,7 +242,8 @@ def download(table: Iterable[Archive], root: str | Path, keep_archives: bool = F
              timeout: float = 60.0) -> list[Path]:
     """Fetch, verify and unpack every archive of ``table`` under ``root``; skips archives already done."""
     root = Path(root)
-    state = root / STATE_DIR
+    check_root(root)
+    state = _inside(root / STATE_DIR, root, f"the download folder {STATE_DIR}")
     done = []
     for archive in table:
         marker = state / (archive.filename + ".done")
@@ -226,6 +260,7 @@ def download(table: Iterable[Archive], root: str | Path, keep_archives: bool = F
 
 def _main(args) -> int:
     table = [a for a in DATASETS[args.dataset] if a.scale is None or a.scale in args.scales]
+    check_root(args.root)  # a user error: one line and exit 2 (srprior.errors.run_command)
     try:
         download(table, args.root, keep_archives=args.keep_archives, progress=not args.no_progress)
     except DownloadError as exc:

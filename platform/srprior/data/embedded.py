@@ -7,7 +7,11 @@ images:
 
 * train: astronaut, coffee, rocket, motorcycle_left, hubble_deep_field, ihc (RGB) and
   brick, grass, gravel (grey, expanded to R=G=B) - photos and textures with repeating structure;
-* val: chelsea (RGB), camera, coins (grey).
+* val: chelsea (RGB), camera, coins (grey) - model selection (the best checkpoint) only;
+* test: moon, cell (grey), retina (RGB) - what tables report (``psnr_embedded``), never seen by selection.
+
+The three roles are disjoint by construction (checked at import): a number that selected the model is never the
+number that reports it.
 
 Each HR is modcropped to the scale and its LR made with MATLAB-exact :func:`bicubic_lr`.
 All LR sides are >= 75 px at x4, so 48-pixel LR patches fit for scales 2-4.
@@ -15,6 +19,7 @@ All LR sides are >= 75 px at x4, so 48-pixel LR patches fit for scales 2-4.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from srprior.data.datasets import DatasetError, ImagePair
@@ -24,6 +29,9 @@ from srprior.data.io import read_image
 TRAIN = ("astronaut.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg", "ihc.png",
          "brick.png", "grass.png", "gravel.png")
 VAL = ("chelsea.png", "camera.png", "coins.png")
+TEST = ("moon.png", "retina.jpg", "cell.png")
+if len({*TRAIN, *VAL, *TEST}) != len(TRAIN) + len(VAL) + len(TEST):
+    raise AssertionError("embedded split: train, val and test must not share an image")
 
 
 def data_dir() -> Path:
@@ -49,3 +57,9 @@ def _pairs(files: tuple[str, ...], scale: int) -> list[ImagePair]:
 def default_split(scale: int = 2) -> tuple[list[ImagePair], list[ImagePair]]:
     """(train, val) ImagePairs at ``scale``; see the module docstring for the image list."""
     return _pairs(TRAIN, scale), _pairs(VAL, scale)
+
+
+@functools.lru_cache(maxsize=4)
+def test_split(scale: int = 2) -> tuple[ImagePair, ...]:
+    """The held-out test ImagePairs at ``scale`` (cached: every final evaluation of a process reads them)."""
+    return tuple(_pairs(TEST, scale))

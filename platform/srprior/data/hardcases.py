@@ -29,21 +29,25 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-PROTOCOL = "hardcases-r/1"
+from srprior.contracts import SELECTOR_SEEDS
+from srprior.errors import UserError
+
+PROTOCOL = "hardcases-r/2"  # 2: selectors on reserved seeds, best weights, bicubic out of the spread
 CROP, COUNT = 256, 150
 DEFAULT_OUT = Path("outputs/data/HardCases-R")
 STATE_FILE = "state.pt"  # trainers/worker.py: torch.save({"model": ..., "trial": ..., ...}) per checkpoint
 CPU_ARCHS = ("edsr", "rcan")  # RNAN's all-pairs attention makes 1000 candidates hours of CPU time
-GET_CHECKPOINTS = ("train baseline models of two architectures first, e.g. `srprior sweep --table 4.2 --rows "
-                   "edsr-t/baseline,rcan-t/baseline` (--budget smoke trains their micro versions on a CPU), "
-                   "then pass --checkpoints outputs (or checkpoint_* folders / state.pt files)")
+GET_CHECKPOINTS = ("train the selectors first: `srprior sweep --table selectors --rows edsr-t/baseline,"
+                   "rcan-t/baseline` (--budget smoke trains their micro versions on a CPU), then pass "
+                   "--checkpoints outputs (or checkpoint_* folders / state.pt files)")
 
 
-class HardCasesError(ValueError):
+class HardCasesError(UserError, ValueError):
     """Bad input for HardCases-R; the message names the file or option and the fix."""
 
 
@@ -98,15 +102,20 @@ def find_checkpoints(output_dir: str | Path) -> list[Path]:
     return sorted(newest.values())
 
 
-def load_checkpoint_model(path: str | Path):
-    """(model in eval mode, Trial) from a checkpoint's ``state.pt``: build_model(trial's preset and scale)
-    + its state_dict, read with torch.load(weights_only=True). A fused group's checkpoint (trainers.group)
-    gives its first member; `load_checkpoint_models` gives them all."""
-    return load_checkpoint_models(path)[0]
+def load_checkpoint_model(path: str | Path, weights: str = "best"):
+    """(model in eval mode, Trial) from a checkpoint's ``state.pt`` (a fused group's: its first member)."""
+    return load_checkpoint_models(path, weights)[0]
 
 
-def load_checkpoint_models(path: str | Path) -> list:
-    """[(model in eval mode, Trial)] of a checkpoint: one, or every member of a fused group."""
+def _member_weights(member: dict, weights: str) -> dict:
+    """The best-validation weights (model selection, thesis §4.2) when asked and kept, else the last step's."""
+    best = member.get("best") or {}
+    return best["model"] if weights == "best" and best.get("model") is not None else member["model"]
+
+
+def load_checkpoint_models(path: str | Path, weights: str = "best") -> list:
+    """[(model in eval mode, Trial)] of a checkpoint: one, or every member of a fused group. weights: "best"
+    (the best-validation weights the checkpoint keeps, what reports evaluate) or "last"."""
     import torch
 
     from srprior.archs import build_model
@@ -120,7 +129,7 @@ def load_checkpoint_models(path: str | Path) -> list:
         for member in state.get("members", [state]):
             trial = Trial.from_dict(member["trial"])
             model = build_model(trial.config.model.preset, trial.config.model.scale)
-            model.load_state_dict(member["model"])
+            model.load_state_dict(_member_weights(member, weights))
             out.append((model.eval(), trial))
     except (KeyError, TypeError) as exc:
         raise HardCasesError(f"{path}: checkpoint lacks {exc} (needs 'model' and 'trial', as the platform's "
@@ -135,11 +144,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def methods(paths: Iterable[str | Path], scale: int, archs: Sequence[str] | None = None) -> list[dict]:
-    """One baseline model per preset at `scale` from checkpoint files/folders/output folders (first in path
-    order); errors unless they span two architectures."""
-    from srprior.archs.presets import PRESETS
-
+def _checkpoint_files(paths: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_file():
@@ -150,24 +155,55 @@ def methods(paths: Iterable[str | Path], scale: int, archs: Sequence[str] | None
             files += find_checkpoints(p)
         else:
             raise HardCasesError(f"--checkpoints {p}: no such file or folder; {GET_CHECKPOINTS}")
+    return sorted(set(files))
+
+
+def _why_not(trial: Any, scale: int) -> str | None:
+    """Why a checkpoint's trial cannot select crops (None: it is a selector)."""
+    cfg = trial.config
+    if cfg.model.scale != scale:
+        return f"x{cfg.model.scale}"
+    if cfg.prior.lambda_ap > 0:
+        return f"λ_AP={cfg.prior.lambda_ap:g}"
+    if trial.seed < SELECTOR_SEEDS[0]:
+        return f"seed {trial.seed} is a table seed"
+    return None
+
+
+def methods(paths: Iterable[str | Path], scale: int, archs: Sequence[str] | None = None) -> list[dict]:
+    """The selectors, one method per preset: every checkpoint of a λ_AP = 0 baseline at `scale` trained on a
+    reserved seed (contracts.SELECTOR_SEEDS), best-validation weights, in run-key order (a key found twice: its
+    first checkpoint in path order). Errors unless they span two architectures."""
+    from srprior.archs.presets import PRESETS
+
     chosen: dict[str, dict] = {}
-    skipped = []
-    for path, (model, trial) in ((p, m) for p in sorted(set(files)) for m in load_checkpoint_models(p)):
-        preset, lambda_ap = trial.config.model.preset, trial.config.prior.lambda_ap
-        if archs is not None and PRESETS[preset]["arch"] not in archs:
-            continue
-        if trial.config.model.scale != scale or lambda_ap > 0:
-            skipped.append(f"{path} (x{trial.config.model.scale}, λ_AP={lambda_ap:g})")
-        elif preset not in chosen:
-            chosen[preset] = {"name": preset, "arch": PRESETS[preset]["arch"], "checkpoint": str(path),
-                              "sha256": _sha256(path), "trial": trial.to_dict(), "key": trial.key, "model": model}
-    archs = sorted({m["arch"] for m in chosen.values()})
-    if len(archs) < 2:
+    skipped, keys = [], set()
+    for path in _checkpoint_files(paths):
+        for model, trial in load_checkpoint_models(path):
+            preset = trial.config.model.preset
+            if archs is not None and PRESETS[preset]["arch"] not in archs:
+                continue
+            if (why := _why_not(trial, scale)) is not None:
+                skipped.append(f"{path.parent.parent.name} ({why})")
+            elif trial.key not in keys:
+                keys.add(trial.key)
+                method = chosen.setdefault(preset, {"name": preset, "arch": PRESETS[preset]["arch"], "members": []})
+                method["members"].append({"key": trial.key, "checkpoint": str(path), "sha256": _sha256(path),
+                                          "trial": trial.to_dict(), "model": model})
+    for method in chosen.values():
+        method["members"].sort(key=lambda m: m["key"])
+    if len({m["arch"] for m in chosen.values()}) < 2:
         found = ", ".join(f"{m['name']} ({m['arch']})" for m in chosen.values()) or "none"
-        extra = f"; skipped (not x{scale} or λ_AP > 0): {', '.join(skipped)}" if skipped else ""
-        raise HardCasesError(f"HardCases-R needs bicubic plus trained x{scale} baselines (λ_AP = 0) of at least two "
-                             f"architectures, found: {found}{extra}; {GET_CHECKPOINTS}")
-    return list(chosen.values())
+        extra = f"; skipped: {', '.join(sorted(set(skipped)))}" if skipped else ""
+        raise HardCasesError(f"HardCases-R is selected by x{scale} baselines (λ_AP = 0) on the reserved seeds "
+                             f"{SELECTOR_SEEDS} of at least two architectures, found: {found}{extra}; "
+                             f"{GET_CHECKPOINTS}")
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def selector_keys(manifest: dict) -> set[str]:
+    """Run keys of the networks that chose a HardCases-R build."""
+    return set(manifest.get("selector_keys", ()))
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -189,7 +225,8 @@ def _candidates(pools: list[tuple[str, Path]], max_candidates: int) -> list[dict
 
 
 def _scores(candidates: list[dict], models: list[dict], scale: int, device: str, progress: bool) -> np.ndarray:
-    """(candidates, 1 + models) Y-PSNR, bicubic first, rounded to 1e-4 dB."""
+    """(candidates, 1 + methods) Y-PSNR, bicubic first, a method's being the mean over its selector networks;
+    rounded to 1e-4 dB."""
     from tqdm import tqdm
 
     from srprior.data.imresize import bicubic_lr, modcrop
@@ -197,7 +234,7 @@ def _scores(candidates: list[dict], models: list[dict], scale: int, device: str,
     from srprior.evaluate import bicubic_upscale, super_resolve
     from srprior.metrics import psnr
 
-    for m in models:
+    for m in (m for method in models for m in method["members"]):
         m["model"].to(device)
     out, image, loaded = np.empty((len(candidates), 1 + len(models))), None, None
     for i, c in enumerate(tqdm(candidates, desc="HardCases-R candidates", unit="crop", disable=not progress)):
@@ -206,8 +243,9 @@ def _scores(candidates: list[dict], models: list[dict], scale: int, device: str,
         top, left, h, w = c["box"]
         hr = image[top:top + h, left:left + w]
         lr, ref = bicubic_lr(hr, scale), modcrop(hr, scale)
-        srs = [bicubic_upscale(lr, scale), *(super_resolve(m["model"], lr, device) for m in models)]
-        out[i] = [psnr(sr, ref, scale) for sr in srs]
+        out[i, 0] = psnr(bicubic_upscale(lr, scale), ref, scale)
+        for j, method in enumerate(models, 1):
+            out[i, j] = np.mean([psnr(super_resolve(m["model"], lr, device), ref, scale) for m in method["members"]])
     return np.round(out, 4)
 
 
@@ -237,10 +275,12 @@ def _replace(tmp: Path, out: Path) -> None:
 
 def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], scale: int = 2,
           count: int = COUNT, max_candidates: int = 0, device: str = "cpu", threads: int = 1,
-          progress: bool = False, archs: Sequence[str] | None = None) -> dict:
+          progress: bool = False, archs: Sequence[str] | None = None, with_bicubic: bool = False) -> dict:
     """Build HardCases-R from the images under `root` into `out`; returns the manifest.
 
-    archs: the architectures whose baselines score (None: every one found).
+    archs: the architectures whose selectors score (None: every one found). with_bicubic: bicubic counts in the
+    mean and spread (Gu et al. list it among their methods; off by default, since an interpolator's failures say
+    little about where *networks* disagree).
     threads: torch CPU threads while scoring. One by default: a 128×128 crop through a micro model is too little
     work to split, and on a busy 2-core machine two threads ran 7× slower than one (they wait on each other).
     """
@@ -261,13 +301,13 @@ def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], 
         psnr = _scores(candidates, models, scale, device, progress)
     finally:
         torch.set_num_threads(before)
-    picked = select(psnr, names, count)
+    picked = select(psnr if with_bicubic else psnr[:, 1:], names, count)
     method_names = ["bicubic", *(m["name"] for m in models)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would outlive the rename
     try:
-        images, scores = [], rank_sum(psnr)
+        images, scores = [], rank_sum(psnr if with_bicubic else psnr[:, 1:])
         for i in picked:
             c = candidates[i]
             top, left, h, w = c["box"]
@@ -282,10 +322,16 @@ def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], 
         manifest = {
             "protocol": PROTOCOL, "scale": scale, "crop": CROP, "count": count,
             "selection": "rank sum of the mean Y-PSNR over methods (ascending) and its std over methods (descending), "
-                         "scipy rankdata average ties, PSNR rounded to 1e-4 dB; ties: lower mean, then name",
+                         "scipy rankdata average ties, PSNR rounded to 1e-4 dB; ties: lower mean, then name; "
+                         "a method's PSNR is the mean over its selector networks (reserved seeds, best weights)",
+            "with_bicubic": with_bicubic,
             "sources": [{"name": label, "folder": folder.relative_to(root).as_posix()} for label, folder in pools],
-            "methods": [{"name": "bicubic", "kind": "MATLAB bicubic (srprior.evaluate.bicubic_upscale)"}] + [
-                {k: m[k] for k in ("name", "arch", "checkpoint", "sha256", "trial")} for m in models],
+            "methods": [{"name": "bicubic", "kind": "MATLAB bicubic (srprior.evaluate.bicubic_upscale)",
+                         "in_selection": with_bicubic}] + [
+                {"name": m["name"], "arch": m["arch"], "in_selection": True,
+                 "members": [{k: x[k] for k in ("key", "checkpoint", "sha256", "trial")} for x in m["members"]]}
+                for m in models],
+            "selector_keys": sorted(k for m in models for k in (x["key"] for x in m["members"])),
             "mean_psnr": dict(zip(method_names, np.round(psnr.mean(axis=0), 4).tolist())),  # over all candidates
             "candidates": {"names": names, "psnr": psnr.tolist()},
             "images": images,
@@ -306,7 +352,8 @@ def _main(args: argparse.Namespace) -> int:
     archs = args.archs.split(",") if args.archs else (CPU_ARCHS if device == "cpu" else None)
     try:
         manifest = build(args.root, args.out, args.checkpoints, args.scale, args.count, args.max_candidates,
-                         device, args.threads, progress=not args.no_progress, archs=archs)
+                         device, args.threads, progress=not args.no_progress, archs=archs,
+                         with_bicubic=args.with_bicubic)
     except (HardCasesError, OSError, ValueError) as exc:  # ImageError / DatasetError are ValueErrors
         print(f"srprior data hardcases: error: {exc}", file=sys.stderr)
         return 1
@@ -316,7 +363,8 @@ def _main(args: argparse.Namespace) -> int:
         print(f"srprior data hardcases: warning: {', '.join(weak)} score below bicubic on average (under-trained?), "
               "so the spread across methods measures their failure more than image difficulty; for a test set, "
               "use baselines trained with --budget short or thesis", file=sys.stderr)
-    used = ", ".join(m["name"] for m in manifest["methods"])
+    used = ", ".join(f"{m['name']} ×{len(m['members'])}" if "members" in m else m["name"]
+                     for m in manifest["methods"] if m["in_selection"])
     print(f"HardCases-R: {len(manifest['images'])} crops of {CROP}x{CROP} from {len(manifest['candidates']['names'])} "
           f"candidates scored by {used} -> {args.out} (manifest.json)")
     return 0
@@ -341,5 +389,7 @@ def register(actions: argparse._SubParsersAction) -> None:
                    help="score at most N candidates, evenly spread (0: all)")
     p.add_argument("--device", default="auto", help="torch device for the models (default: cuda if available)")
     p.add_argument("--threads", type=int_in(1, 1024), default=1, help="torch CPU threads while scoring (default 1)")
+    p.add_argument("--with-bicubic", action="store_true",
+                   help="count bicubic among the methods (default: only the selector networks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_main)

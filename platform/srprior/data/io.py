@@ -25,10 +25,14 @@ EXIF orientation is not applied: benchmark files are pixel arrays, and LR/HR pai
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from srprior.errors import UserError
 
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "PPM")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
@@ -38,7 +42,7 @@ _TO_RGB8 = 'convert it to 8-bit RGB, e.g. `python -c "from PIL import Image; ' \
     "Image.open('IN').convert('RGB').save('OUT.png')\"` (check the result looks right)"
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image file that cannot be used as an 8-bit RGB SR image; the message names the file and the fix."""
 
     def __init__(self, path: str | Path, problem: str, fix: str = _TO_RGB8):
@@ -63,9 +67,27 @@ def _drop_opaque_alpha(path: Path, arr: np.ndarray, mode: str) -> np.ndarray:
     return arr[..., :-1]
 
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when it exists but is no regular file (None for a file or nothing): opening a FIFO would
+    block forever, and "no such image file" about a directory sends the user looking for a missing file."""
+    if path.is_symlink() and not path.exists():
+        return f"a broken symbolic link (to {os.readlink(path)})"
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    return next((f"{kind}, not an image file" for test, kind in _KINDS if test(mode)), None)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read ``path`` as a C-contiguous uint8 (H, W, 3) RGB array; see the module docstring for the rules."""
     path = Path(path)
+    if (kind := not_a_file(path)) is not None:
+        raise ImageError(path, kind, "replace it with the image or remove it")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     try:
@@ -74,6 +96,8 @@ def read_image(path: str | Path) -> np.ndarray:
             img.load()  # force the full decode so truncated files fail here, not in a training loop
             mode = img.mode
             arr = np.asarray(img)
+    except PermissionError as exc:
+        raise ImageError(path, f"not readable ({exc.strerror})", "make it readable (chmod a+r) or remove it") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(path, f"too many pixels ({exc})", "downscale or tile it first") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -198,6 +198,56 @@ def _allowed(h: int, w: int, cfg: ExtractorConfig, device: torch.device) -> torc
     return allowed
 
 
+def _annulus(cfg: ExtractorConfig) -> tuple[int, float]:
+    """(d_min, d_max) of the allowed SSR centres (Chebyshev distance to the PoI centre), as in `_allowed`."""
+    if cfg.scenario in ("local", "random-local") and cfg.local_geometry == "window":
+        return 1, cfg.local_window // 2
+    if cfg.scenario in ("local", "random-local"):
+        return cfg.poi_size, max(cfg.local_window // 2, cfg.poi_size)
+    if cfg.scenario in ("global", "random-global"):
+        return max(cfg.poi_size, cfg.suppress_window // 2 + 1), float("inf")
+    return cfg.poi_size, float("inf")
+
+
+def allowed_counts(h: int, w: int, cfg: ExtractorConfig) -> list[int]:
+    """Allowed SSR centres of every template of an h x w crop, in closed form (no maps: a config check must not
+    allocate N_P * H * W): each region is an annulus d_min <= d <= d_max cut to the centres whose square fits."""
+    top, left, rows, cols = template_grid(h, w, cfg.patch, cfg.poi_size)
+    r, (low, high) = cfg.poi_size // 2, _annulus(cfg)
+
+    def span(c: int, k: float, n: int) -> int:  # positions within k of c along an axis of n, square inside
+        return 0 if k < 0 else max(0, min(c + int(min(k, n)), n - 1 - r) - max(c - int(min(k, n)), r) + 1)
+
+    def square(cy: int, cx: int, k: float) -> int:
+        return span(cy, k, h) * span(cx, k, w)
+
+    ys = [top + cfg.patch // 2 + cfg.patch * i for i in range(rows)]
+    xs = [left + cfg.patch // 2 + cfg.patch * j for j in range(cols)]
+    return [square(y, x, high) - square(y, x, low - 1) for y in ys for x in xs]
+
+
+@functools.lru_cache(maxsize=256)
+def crop_problem(cfg: ExtractorConfig, side: int) -> str | None:
+    """Why `cfg` cannot run on side x side LR training patches (None when it can): the templates must fit, every
+    PoI must have n_ssr allowed SSR positions (else its samples are never valid, or the random scenarios place
+    SSRs outside the region), and select_n may not exceed the positions any template has."""
+    try:
+        counts = allowed_counts(side, side, cfg)
+    except ValueError as exc:
+        return f"ExtractorConfig.patch={cfg.patch}, poi_size={cfg.poi_size}: {exc}; lower them or raise lr_patch"
+    where = f"the {cfg.scenario} scenario allows"
+    if min(counts) == 0:
+        return (f"ExtractorConfig.scenario={cfg.scenario}: some PoI of a {side}x{side} LR patch (lr_patch={side}) "
+                "has no allowed SSR position; use a larger lr_patch or smaller local_window/suppress_window")
+    if cfg.n_ssr > min(counts):
+        return (f"ExtractorConfig.n_ssr={cfg.n_ssr}: {where} at most {min(counts)} SSR positions for some PoI of "
+                f"a {side}x{side} LR patch (lr_patch={side}); use n_ssr <= {min(counts)} or a larger lr_patch")
+    if cfg.select_n > max(counts):
+        return (f"ExtractorConfig.select_n={cfg.select_n}: {where} at most {max(counts)} peaks per template in a "
+                f"{side}x{side} LR patch (lr_patch={side}); use select_n <= {max(counts)} or a larger lr_patch")
+    return None
+
+
 def square_masks(centers: torch.Tensor, size: int, h: int, w: int) -> torch.Tensor:
     """(..., 2) long centres -> (..., H, W) float masks of ``size`` x ``size`` squares."""
     yy = torch.arange(h, device=centers.device).view(h, 1)
