@@ -178,7 +178,7 @@ def _make_sweep_store(root: Path) -> tuple[str, dict[str, float]]:
         run = client.create_run(exp, run_name=f"4.2:{name}", tags={contracts.ROLE: "trial", contracts.PARENT: parent,
                                                                    contracts.ROW: name.rsplit("/", 1)[0]}).info.run_id
         client.log_param(run, "lambda_ap", lambda_ap)
-        reported[name] = 34.0 + 0.25 * i
+        reported[name] = 34.0625 + 0.25 * i  # binary fractions: the page shows them exactly
         client.log_metric(run, f"{contracts.SELECTED}psnr_embedded", reported[name])
         client.log_metric(run, f"{contracts.BICUBIC}psnr_embedded", 33.5)
         client.log_metric(run, "val/psnr", 30.0 + i)  # logged but not reported: not a column of the view
@@ -189,8 +189,9 @@ def _make_sweep_store(root: Path) -> tuple[str, dict[str, float]]:
 
 
 def test_the_link_srprior_ui_prints_shows_the_reported_metrics(tmp_path):
-    """The link a user lands on after a sweep (`srprior ui` prints it) lists the trial runs flat, with the
-    report's metric values as columns: the saved runs view, not a folded parent run without metric columns."""
+    """The link a user lands on after a sweep (`srprior ui` prints it) lists the trial runs grouped by table row
+    with the report's metric values as columns and each row's mean: the saved runs view, not a folded parent
+    run without metric columns."""
     chromium = _chromium()
     exp, reported = _make_sweep_store(tmp_path)
     port = tracking.free_port()
@@ -205,13 +206,16 @@ def test_the_link_srprior_ui_prints_shows_the_reported_metrics(tmp_path):
         page = DevTools(chromium, tmp_path / "chromium-profile")
         page.call("Emulation.setDeviceMetricsOverride", width=1600, height=900, deviceScaleFactor=1, mobile=False)
         page.call("Page.navigate", url=link)
-        values = [f"{v:g}" for v in reported.values()]
-        text = _wait_for(page, [f"4.2:{name}" for name in RUNS] + values, timeout=90)
+        values = [f"{v:.4f}" for v in reported.values()]
+        prior = [v for name, v in reported.items() if "/prior/" in name]
+        mean = f"{sum(prior) / len(prior):.4f} (average)"  # the row's mean, as the report's table cell
+        text = _wait_for(page, [f"4.2:{name}" for name in RUNS] + values + [mean], timeout=90)
         shot = tmp_path / "mlflow-view.png"
         shot.write_bytes(base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"]))
         print(f"screenshot: {shot}")
         assert all(f"4.2:{name}" in text for name in RUNS), f"trial runs not listed; the page shows:\n{text[:3000]}"
         assert all(v in text for v in values), f"reported values missing; the page shows:\n{text[:3000]}"
+        assert mean in text, f"no row mean; the page shows:\n{text[:3000]}"
         assert "33.5" in text and "table-4.2-smoke" not in text  # bicubic column; the sweep's run filtered out
     finally:
         if page is not None:

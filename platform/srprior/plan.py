@@ -28,7 +28,8 @@ ALL_TABLES = ("4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8")  # `--table all`:
 # its plain step taken as half, rcan-t/rnan-t scaled by their CPU ratio to edsr-t: estimates until
 # benchmarks/gpu_suite.sh has run. Other presets scale with their parameter count within the architecture.
 STEP_SECONDS = {
-    "cpu": {"edsr-t": (1.74, 3.50), "rcan-t": (6.10, 14.58), "rnan-t": (3.53, 12.23)},
+    "cpu": {"edsr-t": (1.74, 3.50), "rcan-t": (6.10, 14.58), "rnan-t": (3.53, 12.23),
+            "edsr-t-micro": (0.097, 0.28)},  # micro: one thread, CPU time (overheads, not FLOPs, dominate it)
     "gpu": {"edsr-t": (0.0125, 0.025), "rcan-t": (0.044, 0.104), "rnan-t": (0.025, 0.087)},
 }
 STARTUP_SECONDS = {"cpu": 16.0, "gpu": 50.0}  # Ray Train start-up per trial (benchmarks/sweep_overhead.py)
@@ -106,7 +107,7 @@ def _tables(names: str) -> list[Any]:
 
 def _data_fields(opts: dict[str, Any], budget: Any) -> dict[str, Any]:
     data_root = opts.get("data_root")
-    if data_root is None and budget.name != "smoke":  # smoke stays on the embedded images unless told
+    if data_root is None and not budget.micro:  # micro budgets stay on the embedded images unless told
         data_root = os.environ.get("SRPRIOR_DATA") or None
     out: dict[str, Any] = {}
     for flag, key, folder in (("--data-root", "data_root", data_root), ("--train-root", "train_root",
@@ -259,12 +260,12 @@ def step_seconds(config: TrialConfig, device: str) -> float:
     """Estimated seconds per training step of `config` on `device` ('cpu' | 'gpu'), see STEP_SECONDS."""
     from srprior.archs.presets import PRESETS
 
-    arch = PRESETS[config.model.preset]["arch"]
-    tiny = f"{arch}-t"
+    preset = config.model.preset
+    tiny = preset if preset in STEP_SECONDS[device] else f"{PRESETS[preset]['arch']}-t"  # measured, else scaled
     plain, prior = STEP_SECONDS[device][tiny]
     seconds = prior if config.prior.lambda_ap > 0 else plain
     pixels = config.schedule.batch * config.schedule.lr_patch ** 2
-    return seconds * _params(config.model.preset) / _params(tiny) * pixels / REFERENCE_PIXELS
+    return seconds * _params(preset) / _params(tiny) * pixels / REFERENCE_PIXELS
 
 
 @functools.lru_cache(maxsize=None)

@@ -122,6 +122,13 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
                 f" · reused (FINISHED in MLflow): {0 if retrain else len(finished)}"
                 f" · resumed (unfinished run continues): {len(resumed)}",
                 f"  models: {', '.join(f'{p} (x{s})' for p, s in models)}"]
+        if plan.trials:
+            sched, per_row = plan.trials[0].trial.config.schedule, {}
+            for row, _, _ in (c for cells in plan.cells.values() for c in cells):
+                per_row[row] = per_row.get(row, 0) + 1
+            low, high = min(per_row.values()), max(per_row.values())
+            out.append(f"  per trial: {sched.steps:,} steps × batch {sched.batch} × {sched.lr_patch}×{sched.lr_patch} "
+                       f"LR patches; seeds per row: {low}" + (f"-{high}" if high > low else ""))
         if shared:
             by_config: dict[tuple, list[int]] = {}
             for t in shared:
