@@ -7,6 +7,14 @@ the thesis trains with its own loader (torchvision augmentation, PNGs read direc
 states no repeat factor, and it cuts training "given computational constraints" although EDSR-B's full schedule
 is 300K steps; 1M steps for a *tiny* model would be 3.3× that full schedule, 50K steps is consistent with the
 stated motivation. A different reading is one flag away: `--steps` overrides the budget.
+
+`smoke` tests the platform in minutes; its micro models learn a residual over bicubic (archs.presets), so its
+table's "Δ vs bicub" column shows whether training moves them, never the thesis's effects. `cpu-hour` is the
+smallest budget sized for one: Table 4.2's λ_AP effect on EDSR-T as edsr-t-micro (the one micro model whose
+prior step is cheap on a CPU: 0.28 s per reference step, plan.STEP_SECONDS), three rows (λ_AP = 0, 1e-3, 1e-2:
+the thesis's flat and its largest effect), 10 seeds per row so that a comparison detects 1.33 seed standard
+deviations at 80% power (stats.mde; about 0.07 dB at the 0.05 dB seed spread measured on the test crops), and
+2,000 steps to fill the hour.
 """
 
 from __future__ import annotations
