@@ -4,7 +4,9 @@
 
 Rows: the embedded scikit-image split (always) and T91 (``--t91`` or ``$SRPRIOR_DATA/T91/HR``; LR
 generated with MATLAB bicubic). "images" is sampled/loaded: images whose LR is smaller than the
-patch are dropped (drop_small=True). RSS is the process resident set after the sampler is built.
+patch are dropped (drop_small=True). RSS is the process resident set after the sampler is built. Times are the
+process's CPU time (one thread), so other load on a shared machine barely moves them; "load s" leaves out
+waiting for the disk.
 """
 
 from __future__ import annotations
@@ -34,16 +36,16 @@ def rss_mib() -> float:
 
 
 def measure(name: str, load, scale: int, patch: int, batch: int, batches: int) -> dict:
-    rss0, t0 = rss_mib(), time.perf_counter()
+    rss0, t0 = rss_mib(), time.process_time()
     pairs = load()
-    load_s = time.perf_counter() - t0
+    load_s = time.process_time() - t0
     sampler = PatchSampler(pairs, scale, patch=patch, batch=batch, seed=0, drop_small=True)
     data_mib = sum(p.hr.nbytes + p.lr.nbytes for p in pairs) / 2**20
     sampler.next()  # warm-up
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(batches):
         sampler.next()
-    dt = time.perf_counter() - t0
+    dt = time.process_time() - t0
     return {"source": name, "images": f"{len(sampler)}/{len(pairs)}",
             "HR Mpx": sum(p.hr.shape[0] * p.hr.shape[1] for p in pairs) / 1e6,
             "load s": load_s, "patches/s": batches * batch / dt, "ms/batch": 1e3 * dt / batches,
@@ -67,7 +69,7 @@ def main() -> None:
         print("T91 skipped: pass --t91 DIR or set SRPRIOR_DATA")
     rows = [measure(n, f, args.scale, args.patch, args.batch, args.batches) for n, f in sources]
     print(f"PatchSampler x{args.scale}, batch {args.batch}, LR patch {args.patch}x{args.patch}, "
-          f"{args.batches} batches, 1 thread, numpy {np.__version__}")
+          f"{args.batches} batches, 1 thread, CPU time, numpy {np.__version__}")
     cols = list(rows[0])
     cells = [[f"{r[c]:.1f}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]

@@ -4,6 +4,8 @@
     python benchmarks/lam_cost.py --device cuda --size 128 --reps 3
 
 Prints a Markdown table. Random-init weights: cost does not depend on training, DI does (shown for reference).
+On CPU the time is the process's CPU time with --threads torch threads (default 1), so other load on a shared
+machine barely moves it; on CUDA it is wall time (lam() returns a numpy array, which syncs the device).
 """
 
 from __future__ import annotations
@@ -29,13 +31,18 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=10)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
     args = ap.parse_args()
+    cuda = args.device.startswith("cuda")
+    clock = time.perf_counter if cuda else time.process_time
+    if not cuda:
+        torch.set_num_threads(args.threads)
 
     img = np.asarray(Image.fromarray(data.astronaut()[:256, 128:384]).resize((args.size, args.size), Image.LANCZOS))
     window = di_windows(img.shape, args.scale)[0]
     cfg = LAMConfig(steps=args.steps, chunk=args.chunk)
     print(f"device={args.device} threads={torch.get_num_threads()} LR={args.size}x{args.size} x{args.scale} "
-          f"steps={args.steps} chunk={args.chunk} reps={args.reps}")
+          f"steps={args.steps} chunk={args.chunk} reps={args.reps}; {'wall' if cuda else 'CPU'} time")
     print("| preset | params (M) | s / window | DI (random init) |")
     print("|---|---|---|---|")
     for preset in args.presets:
@@ -45,11 +52,11 @@ def main() -> None:
         lam(model, img, window, LAMConfig(steps=1, chunk=1))  # warm-up (allocator, cuDNN autotune)
         times = []
         for _ in range(args.reps):
-            if args.device.startswith("cuda"):
+            if cuda:
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0 = clock()
             attr = lam(model, img, window, cfg)
-            times.append(time.perf_counter() - t0)  # lam() returns a numpy array, so the device is synced
+            times.append(clock() - t0)  # lam() returns a numpy array, so the device is synced
         print(f"| {preset} | {params:.2f} | {np.median(times):.2f} | {diffusion_index(attr):.2f} |", flush=True)
 
 

@@ -9,9 +9,16 @@ Each (device, preset) runs in a fresh spawned process, so CPU peak RSS growth (r
 post-setup baseline) is not polluted by earlier presets; CUDA peaks are torch.cuda.max_memory_allocated. On CPU
 the prior step is timed once, as the phase-instrumented eager step (identical work); on CUDA TrainStep itself is
 timed (honouring --bf16/--cuda-graph) and the breakdown comes from extra synchronised eager steps. CPU defaults
-(1 warm-up, best of 2 timed steps) keep the three tiny presets to about five minutes on two cores.
+(1 warm-up, best of 2 timed steps) keep the three tiny presets to about ten minutes of CPU time.
+CPU steps are timed by the process's CPU time with one torch thread (--threads): wall time on a shared machine
+counts other users' work and once reported the prior step faster than the plain one; CPU time counts only this
+process's (with N threads it sums theirs, so ms are thread-seconds). CUDA steps are timed by the wall clock
+between synchronisations.
+`--variants eager tf32 bf16 ...` measures several variants per preset in one process (the GPU suite; CUDA peaks
+are reset per variant, CPU peaks are running maxima).
 Usage: python benchmarks/step_cost.py [--presets edsr-t rcan-t rnan-t] [--device cpu|cuda|all] [--batch 16]
-       [--iters N] [--warmup N] [--bf16] [--cuda-graph] [--channels-last]
+       [--iters N] [--warmup N] [--threads N] [--bf16] [--tf32] [--cuda-graph] [--channels-last]
+       [--variants eager tf32 bf16 channels-last cuda-graph bf16+cuda-graph]
 """
 
 from __future__ import annotations
@@ -36,6 +43,12 @@ def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
 
     cuda = device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    clock = time.perf_counter if cuda else time.process_time
+    if not cuda:
+        torch.set_num_threads(args.threads)
+    if args.tf32:  # TF32 tensor cores for matmuls too (torch's default already allows them for cuDNN convolutions)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True  # fixed shapes, as trainers run them (trainers/worker.py)
     train, _ = default_split(args.scale)
     lr, hr = PatchSampler(train, args.scale, patch=args.patch, batch=args.batch, seed=0).next()
     lr, hr = lr.to(device), hr.to(device)
@@ -66,14 +79,15 @@ def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
         times = []
         for _ in range(iters):
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             sync()
-            times.append(1e3 * (time.perf_counter() - t0))
+            times.append(1e3 * (clock() - t0))
         peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss_mib()
         return min(times), peak - base
 
-    row = {"device": torch.cuda.get_device_name() if cuda else f"cpu x{torch.get_num_threads()}", "preset": preset}
+    row = {"device": torch.cuda.get_device_name() if cuda else f"cpu x{torch.get_num_threads()} (CPU time)",
+           "preset": preset}
     row["extract_ms"], _ = timed(lambda: extract(lr, cfg.extractor))
     plain = TrainStep(model, make_optimizer(model), PriorConfig(lambda_ap=0.0), args.scale, bf16=args.bf16,
                       cuda_graph=args.cuda_graph)
@@ -85,20 +99,20 @@ def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
         ext = extract(lr, cfg.extractor)
         opt.zero_grad(set_to_none=True)
         sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         x = lr.detach().requires_grad_(True)
         sr = prior._forward(x)
         l1 = F.l1_loss(sr, hr)
         sync()
-        t1 = time.perf_counter()
+        t1 = clock()
         attr = attribution(sr, x, ext, args.scale, create_graph=True)
         sync()
-        t2 = time.perf_counter()
+        t2 = clock()
         l_ap, _ = prior_loss(attr, ext, cfg)
         torch.autograd.backward(l1 + cfg.lambda_ap * l_ap, inputs=params)
         opt.step()
         sync()
-        t3 = time.perf_counter()
+        t3 = clock()
         phases.append((1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2)))
 
     prior = TrainStep(model, make_optimizer(model), cfg, args.scale, bf16=args.bf16, cuda_graph=args.cuda_graph)
@@ -122,6 +136,26 @@ def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
     return row
 
 
+VARIANT_FLAGS = {"eager": {}, "tf32": {"tf32": True}, "bf16": {"bf16": True}, "channels-last": {"channels_last": True},
+                 "cuda-graph": {"cuda_graph": True}}
+
+
+def _measure_variants(preset: str, device: str, args: argparse.Namespace, variants: list[str]) -> list[dict]:
+    """Rows of `variants` ("eager", "tf32", "bf16+cuda-graph", ...) in one process: one CUDA start-up per preset
+    (the GPU suite's time limit); TF32 flags are reset to torch's defaults between variants."""
+    import torch
+
+    defaults = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    rows = []
+    for variant in variants:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = defaults
+        flags = {"bf16": False, "tf32": False, "cuda_graph": False, "channels_last": False}
+        for part in variant.split("+"):
+            flags.update(VARIANT_FLAGS[part])
+        rows.append({**_measure(preset, device, argparse.Namespace(**{**vars(args), **flags})), "variant": variant})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=["edsr-t", "rcan-t", "rnan-t"])
@@ -132,10 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--iters", type=int, default=None, help="timed iterations (default: CPU 2, CUDA 20)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed iterations (default: CPU 1, CUDA 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1: CPU time per thread)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the model forward in the steps")
+    parser.add_argument("--tf32", action="store_true", help="TF32 for matmuls and convolutions (CUDA)")
     parser.add_argument("--cuda-graph", action="store_true", help="capture the steps as CUDA graphs (CUDA only)")
     parser.add_argument("--channels-last", action="store_true", help="model and batches in channels-last layout")
+    parser.add_argument("--variants", nargs="+", help="rows per preset, in one process each, instead of the flags "
+                        f"above: {' '.join(VARIANT_FLAGS)} or combinations such as bf16+cuda-graph")
     args = parser.parse_args(argv)
+    for variant in args.variants or []:
+        if not set(variant.split("+")) <= set(VARIANT_FLAGS):
+            parser.error(f"--variants {variant}: use {', '.join(VARIANT_FLAGS)}, joined by '+'")
 
     import torch
 
@@ -143,19 +184,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device visible")
     print(f"batch {args.batch}, LR {args.patch}x{args.patch}, x{args.scale}, lambda_AP 1e-4, w=sim, local, n_ssr 1; "
-          f"bf16={args.bf16} cuda_graph={args.cuda_graph} (CUDA only) channels_last={args.channels_last}; "
+          f"bf16={args.bf16} tf32={args.tf32} cuda_graph={args.cuda_graph} (CUDA only) "
+          f"channels_last={args.channels_last}; CPU: process CPU time, {args.threads} thread(s); "
           f"torch {torch.__version__}")
-    cols = ["device", "preset", "plain_ms", "prior_ms", "ratio", "extract_ms", "fwd_ms", "igrad_ms", "dbl_opt_ms",
-            "plain_mib", "prior_mib"] + (["bf16_s_err"] if args.bf16 else [])
+    cols = ["device", "preset"] + (["variant"] if args.variants else []) + [
+        "plain_ms", "prior_ms", "ratio", "extract_ms", "fwd_ms", "igrad_ms", "dbl_opt_ms", "plain_mib",
+        "prior_mib"] + (["bf16_s_err"] if args.bf16 or any("bf16" in v for v in args.variants or []) else [])
     print(" | ".join(cols))
     ctx = mp.get_context("spawn")
     for device in devices[args.device]:
         for preset in args.presets:
             with ctx.Pool(1) as pool:  # fresh process: clean peak memory, no cross-preset caching
-                row = pool.apply(_measure, (preset, device, args))
-            row["ratio"] = row["prior_ms"] / row["plain_ms"]
-            print(" | ".join(f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in cols),
-                  flush=True)
+                rows = (pool.apply(_measure_variants, (preset, device, args, args.variants)) if args.variants
+                        else [pool.apply(_measure, (preset, device, args))])
+            for row in rows:
+                row["ratio"] = row["prior_ms"] / row["plain_ms"]
+                print(" | ".join(f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+                                 for c in cols), flush=True)
     return 0
 
 

@@ -5,26 +5,41 @@ the direction the thesis asserts (+1: row b higher, −1: lower). Every claim is
 rows and metric exist and both rows carry the thesis's printed cell, so the thesis's own numbers can always be
 tested too. `evaluate_claims` turns one table's runs into a verdict per claim (srprior.stats):
 
-- reproduced / contradicted: our seeds give p < 0.05 with the expected / opposite sign;
-- undecided: p ≥ 0.05 at the seeds we have — not evidence against the claim; MDE says what could be seen;
+- reproduced / contradicted: our seeds give adjusted p < 0.05 with the expected / opposite sign;
+- undecided: adjusted p ≥ 0.05 at the seeds we have — not evidence against the claim; MDE says what could be seen;
 - not tested: fewer than 2 seeds in an arm; the columns then show the thesis's own numbers.
 
-"seeds needed" is per arm, to detect the thesis's printed effect (the claim's hypothesis, not our noisy
-estimate) with 80% power, from the spread of our runs (or of the thesis's cells when not tested).
+Adjusted p: one table report is one family (its claims share baseline arms and are read together), so its p
+are corrected for multiplicity, Holm by default (family-wise error ≤ 0.05 under any dependence; "bh":
+Benjamini–Hochberg). Claims tested on our runs form the family; claims shown on the thesis's numbers form their
+own (they are the thesis's tests, not ours). A claim alone (`evaluate_claim`) is a family of one.
+"underpowered": the MDE at these seeds exceeds the thesis's own printed effect, so an undecided verdict there is
+expected whether or not the claim holds. "seeds needed" is per arm, to detect the thesis's printed effect (the
+claim's hypothesis, not our noisy estimate) with 80% power, from the spread of our runs (or of the thesis's cells
+when not tested).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from srprior import stats
 from srprior.search_spaces import get_table
 
 NOT_TESTED = "not tested"
-MARKDOWN_HEADER = ("| § | Claim | Table | b vs a | Metric | Expected | Effect [95% CI] | p | n (a/b) | MDE | "
-                   "Seeds/arm needed | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+SHORT = {"holm": "Holm", "bh": "BH"}  # column names of the adjusted p (srprior.stats.CORRECTIONS)
+
+
+def markdown_header(correction: str = "holm") -> str:
+    """The claims table's header for p adjusted by `correction`."""
+    heads = ["§", "Claim", "Table", "b vs a", "Metric", "Expected", "Effect [95% CI]", "p (raw)",
+             f"p ({SHORT[correction]})", "n (a/b)", "MDE", "Seeds/arm needed", "Verdict"]
+    return "| " + " | ".join(heads) + " |\n|" + "---|" * len(heads)
+
+
+MARKDOWN_HEADER = markdown_header()
 
 
 @dataclass(frozen=True)
@@ -81,18 +96,36 @@ class ClaimResult:
     n_b: int
     mde: float  # at n_a, n_b and this spread, 80% power
     seeds_needed: int | None  # per arm for the thesis's effect; None: the thesis prints no difference
+    thesis_effect: float = math.nan  # the thesis's printed mean_b − mean_a
+    p_adj: float = math.nan  # p adjusted over the report's family of claims (`correction`)
+    correction: str = "holm"
+    family: int = 1  # m: the claims adjusted together
+
+    @property
+    def underpowered(self) -> bool:
+        """These seeds cannot detect the thesis's own effect with 80% power (MDE > |thesis effect|)."""
+        return math.isfinite(self.mde) and self.mde > abs(self.thesis_effect)
+
+    @property
+    def verdict_text(self) -> str:
+        return {stats.UNDECIDED: f"undecided at {self.n_a}/{self.n_b} seeds",
+                NOT_TESTED: "not tested (thesis numbers shown)"}.get(self.verdict, self.verdict)
+
+    def mde_text(self) -> str:
+        """The MDE, with the underpowered mark beside it."""
+        d = 4 if self.claim.metric.startswith("ssim") else 3
+        text = "—" if math.isnan(self.mde) else f"{self.mde:.{d}f}"
+        return f"{text} underpowered (thesis effect {self.thesis_effect:+.{d}f})" if self.underpowered else text
 
     def to_markdown_row(self) -> str:
         c, d = self.claim, 4 if self.claim.metric.startswith("ssim") else 3
         thesis = " (thesis)" if self.source == "thesis" else ""
-        verdict = {stats.UNDECIDED: f"undecided at {self.n_a}/{self.n_b} seeds",
-                   NOT_TESTED: "not tested (thesis numbers shown)"}.get(self.verdict, self.verdict)
         cells = [c.section, c.text, c.table, f"`{c.row_b}` vs `{c.row_a}`", c.metric,
                  "↑" if c.expected_sign > 0 else "↓",
                  f"{self.effect:+.{d}f} [{self.ci[0]:+.{d}f}, {self.ci[1]:+.{d}f}]{thesis}",
-                 "—" if math.isnan(self.p) else f"{self.p:.3g}", f"{self.n_a}/{self.n_b}",
-                 "—" if math.isnan(self.mde) else f"{self.mde:.{d}f}",
-                 "∞" if self.seeds_needed is None else str(self.seeds_needed), f"**{verdict}**"]
+                 *("—" if math.isnan(p) else f"{p:.3g}" for p in (self.p, self.p_adj)), f"{self.n_a}/{self.n_b}",
+                 self.mde_text(), "∞" if self.seeds_needed is None else str(self.seeds_needed),
+                 f"**{self.verdict_text}**"]
         return "| " + " | ".join(cells) + " |"
 
 
@@ -186,15 +219,46 @@ def evaluate_claim(claim: Claim, values: Mapping[str, Mapping[int, Mapping[str, 
         comp, source, verdict = thesis, "thesis", NOT_TESTED
     return ClaimResult(claim, verdict, source, comp.effect, comp.ci, comp.p, comp.n_a, comp.n_b,
                        stats.mde(comp.std_a, comp.std_b, comp.n_a, comp.n_b),
-                       stats.seeds_needed(thesis.effect, comp.std_a, comp.std_b))
+                       stats.seeds_needed(thesis.effect, comp.std_a, comp.std_b), thesis.effect,
+                       p_adj=comp.p, family=0 if math.isnan(comp.p) else 1)
 
 
-def evaluate_claims(claims: Iterable[Claim],
-                    values: Mapping[str, Mapping[int, Mapping[str, float]]]) -> tuple[ClaimResult, ...]:
-    """Every claim against one table's runs; pass CLAIMS_BY_TABLE[table] (row ids repeat across tables)."""
-    return tuple(evaluate_claim(claim, values) for claim in claims)
+def evaluate_claims(claims: Iterable[Claim], values: Mapping[str, Mapping[int, Mapping[str, float]]],
+                    correction: str = "holm") -> tuple[ClaimResult, ...]:
+    """Every claim against one table's runs, p adjusted by `correction` over the claims tested on our runs (and,
+    apart, over those shown on the thesis's numbers); verdicts on the adjusted p. Pass CLAIMS_BY_TABLE[table]
+    (row ids repeat across tables)."""
+    results = [evaluate_claim(claim, values) for claim in claims]
+    for source in ("runs", "thesis"):
+        idx = [i for i, r in enumerate(results) if r.source == source]
+        adjusted = stats.adjust([results[i].p for i in idx], correction)
+        m = sum(not math.isnan(results[i].p) for i in idx)
+        for i, p_adj in zip(idx, adjusted):
+            r = results[i]
+            verdict = r.verdict if source == "thesis" else stats.decide(r.effect, p_adj, r.claim.expected_sign)
+            results[i] = replace(r, p_adj=p_adj, verdict=verdict, correction=correction, family=m)
+    return tuple(results)
 
 
-def to_markdown(results: Iterable[ClaimResult]) -> str:
-    """The claims table: MARKDOWN_HEADER plus one row per result."""
-    return "\n".join([MARKDOWN_HEADER, *(r.to_markdown_row() for r in results)]) + "\n"
+def to_markdown(results: Iterable[ClaimResult], correction: str = "holm") -> str:
+    """The claims table: markdown_header(correction) plus one row per result."""
+    return "\n".join([markdown_header(correction), *(r.to_markdown_row() for r in results)]) + "\n"
+
+
+def to_terminal(results: Iterable[ClaimResult], width: int = 120) -> list[str]:
+    """One line per claim (≤ `width` columns): verdict, rows, metric (PSNR unless named), effect, raw and
+    adjusted p, MDE with the underpowered mark."""
+    lines = []
+    for r in results:
+        c = r.claim
+        group, _, a = c.row_a.partition("/")
+        b = c.row_b.removeprefix(group + "/")
+        ps = "p —" if math.isnan(r.p) else f"p {r.p:.2g} {SHORT[r.correction]} {r.p_adj:.2g}"
+        mde = "" if math.isnan(r.mde) else f" MDE {r.mde:.3g}" + (" UNDERPOWERED" if r.underpowered else "")
+        source = " thesis" if r.source == "thesis" else ""  # the thesis's numbers: not tested on runs
+        metric = c.metric.removeprefix("psnr_")
+        line = (f"  {r.verdict:<10} §{c.section} {group} {b} vs {a} {metric}{'↑' if c.expected_sign > 0 else '↓'} "
+                f"{r.effect:+.3f}{source} {ps}{mde}")
+        lines.append(line if len(line) <= width else line[:width - 1] + "…")
+    return lines
+

@@ -19,12 +19,15 @@ TABLE = TableSpec(
     title="Readings of the thesis, ablated on EDSR-T",
     description="×2 SR, λ_AP = 1e-4, w = Sim, Scenario 1 unless the row says otherwise; each prior row changes "
                 "one reading of the defaults (select_n=5, local_geometry=window, similarity=clamp, "
-                "l1_reduction=mean, di_channels=abs-of-sum, extra_shave=0).",
+                "l1_reduction=mean, di_channels=abs-of-sum, extra_shave=0, selection_area=scenario, "
+                "invalid_samples=drop).",
     metrics=(*BENCH_METRICS, "di"),
     rows=(
         baseline_row("EDSR-T", "edsr-t", {}),
         _reading("defaults", "w/ ours, the defaults"),
         _reading("select-1", "PoI by its best peak (select_n=1)", select_n=1),
+        _reading("select-global", "PoI by the 5 best peaks of its whole SSM", selection_area="global"),
+        _reading("keep-invalid", "dissimilar SSRs kept in L_AP (invalid_samples=keep)", invalid_samples="keep"),
         _reading("ring", "Scenario 1 as the ring touching the PoI", local_geometry="ring"),
         _reading("affine", "similarity (ncc + 1) / 2", similarity="affine"),
         _reading("scenario-3", "Scenario 3, clamp", scenario="random-local"),

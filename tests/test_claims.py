@@ -13,6 +13,7 @@ import pytest
 from scipy import stats as sps
 
 from srprior import stats
+from srprior.search_spaces import get_table
 from srprior.search_spaces.claims import (
     CLAIMS, CLAIMS_BY_TABLE, MARKDOWN_HEADER, NOT_TESTED, Claim, evaluate_claim, evaluate_claims, to_markdown,
 )
@@ -25,7 +26,10 @@ def test_claims_cover_the_sections_and_tables():
     assert len(CLAIMS) >= 10
     assert {c.section for c in CLAIMS} >= {"4.4.1", "4.4.2", "4.5.1", "4.5.2", "4.5.3", "4.5.4", "4.5.5", "4.6"}
     assert sorted(CLAIMS_BY_TABLE) == ["4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8"]
-    assert sum(map(len, CLAIMS_BY_TABLE.values())) == len(CLAIMS)
+    # the 26 claims of issue 16, per table as transcribed (a claim lost or moved to another table fails here)
+    assert {t: len(cs) for t, cs in CLAIMS_BY_TABLE.items()} == {"4.2": 7, "4.3": 2, "4.4": 3, "4.5": 6, "4.6": 3,
+                                                               "4.7": 3, "4.8": 2}
+    assert len(CLAIMS) == 26 and all(c.table == t for t, cs in CLAIMS_BY_TABLE.items() for c in cs)
     assert len({c.key for c in CLAIMS}) == len(CLAIMS)
 
 
@@ -119,3 +123,65 @@ def test_markdown_rows():
     assert "**reproduced**" in lines[0] and "+0.090 [" in lines[0] and "| 4/4 |" in lines[0]
     assert "not tested (thesis numbers shown)" in lines[2] and "(thesis)" in lines[2]
     assert results[0].to_markdown_row() == lines[0]
+
+
+# A family of three claims of Table 4.2 tested on runs: EDSR-T λ=1e-4 clearly up, RNAN-T λ=1e-4 up at raw p 0.028,
+# RNAN-T λ=1e-5 flat. Holm by hand: sorted p_e < p_r1 < p_r5 -> 3 p_e, max(3 p_e, 2 p_r1) = 0.056, max(…, p_r5).
+BASE4 = [28.20, 28.22, 28.21, 28.23]
+FAMILY = runs(**{"edsr-t__baseline": BASE4, "edsr-t__lambda-1e-4": [28.30, 28.31, 28.29, 28.32],
+                 "rnan-t__baseline": BASE4, "rnan-t__lambda-1e-4": [28.23, 28.25, 28.25, 28.23],
+                 "rnan-t__lambda-1e-5": [28.22, 28.20, 28.23, 28.21]})
+
+
+def _in_family(results, row_b):
+    return next(r for r in results if r.claim.row_b == row_b and r.claim.metric == HC)
+
+
+def test_holm_adjusts_the_tables_claims_and_the_verdict_follows_the_adjusted_p():
+    p_e, p_r1, p_r5 = (sps.ttest_ind([FAMILY[b][s][HC] for s in range(4)], BASE4, equal_var=False).pvalue
+                       for b in ("edsr-t/lambda-1e-4", "rnan-t/lambda-1e-4", "rnan-t/lambda-1e-5"))
+    assert p_e < 1e-3 and round(p_r1, 4) == 0.0282 and p_r5 > 0.9  # the example's raw p (scipy)
+    holm = {"edsr-t/lambda-1e-4": 3 * p_e, "rnan-t/lambda-1e-4": max(3 * p_e, 2 * p_r1),
+            "rnan-t/lambda-1e-5": min(1.0, max(3 * p_e, 2 * p_r1, p_r5))}
+    results = evaluate_claims(CLAIMS_BY_TABLE["4.2"], FAMILY)
+    for row_b, expected in holm.items():
+        r = _in_family(results, row_b)
+        assert (r.source, r.correction, r.family) == ("runs", "holm", 3)
+        raw = {"edsr-t/lambda-1e-4": p_e, "rnan-t/lambda-1e-4": p_r1, "rnan-t/lambda-1e-5": p_r5}[row_b]
+        assert r.p_adj == pytest.approx(expected, rel=1e-12) and r.p == pytest.approx(raw, rel=1e-9)
+    assert _in_family(results, "rnan-t/lambda-1e-4").p_adj == pytest.approx(0.0564, abs=1e-4)
+    # raw p 0.028 alone says reproduced; in the family of three, Holm says undecided; BH (x 3/2 = 0.042) reproduced
+    alone = evaluate_claim(_in_family(results, "rnan-t/lambda-1e-4").claim, FAMILY)
+    assert (alone.verdict, alone.p_adj, alone.family) == (stats.REPRODUCED, alone.p, 1)
+    assert _in_family(results, "rnan-t/lambda-1e-4").verdict == stats.UNDECIDED
+    assert _in_family(results, "edsr-t/lambda-1e-4").verdict == stats.REPRODUCED
+    bh = _in_family(evaluate_claims(CLAIMS_BY_TABLE["4.2"], FAMILY, "bh"), "rnan-t/lambda-1e-4")
+    assert bh.p_adj == pytest.approx(1.5 * p_r1, rel=1e-12) and bh.verdict == stats.REPRODUCED
+    # the four claims without two seeds per arm are shown on the thesis's numbers: adjusted among themselves
+    thesis = [r for r in results if r.source == "thesis"]
+    assert len(thesis) == 4 and all(r.family == 4 and r.verdict == NOT_TESTED for r in thesis)
+    assert [r.p_adj for r in thesis] == pytest.approx(stats.adjust([r.p for r in thesis]))
+    table = to_markdown(results)
+    assert "| p (raw) | p (Holm) |" in table and "| p (raw) | p (BH) |" in to_markdown(results, "bh")
+    row = next(line for line in table.splitlines() if "`rnan-t/lambda-1e-4`" in line)
+    assert f"| {p_r1:.3g} | {2 * p_r1:.3g} |" in row and "**undecided at 4/4 seeds**" in row
+
+
+def test_underpowered_when_the_mde_exceeds_the_thesiss_own_effect():
+    """Table 4.8 at 2 seeds (its spec): the MDE is many times the thesis's +0.05 dB; 40 seeds of the same spread
+    detect it. The thesis's own 4 seeds for EDSR-T λ=1e-4 (+0.02 dB, 62 seeds needed) are underpowered too."""
+    claim = next(c for c in CLAIMS_BY_TABLE["4.8"] if c.metric == HC)
+    (ma, sa), (mb, sb) = (get_table("4.8").row(r).thesis[HC] for r in (claim.row_a, claim.row_b))
+    effect = mb - ma
+    rng = np.random.default_rng(0)
+    for n, underpowered in ((2, True), (40, False)):
+        a, b = rng.normal(0, 1, n), rng.normal(0, 1, n)
+        a, b = ma + sa * (a - a.mean()) / a.std(ddof=1), mb + sb * (b - b.mean()) / b.std(ddof=1)  # exact mean, std
+        r = evaluate_claim(claim, {claim.row_a: {s: {HC: v} for s, v in enumerate(a)},
+                                   claim.row_b: {s: {HC: v} for s, v in enumerate(b)}})
+        assert r.thesis_effect == pytest.approx(effect) and r.mde == pytest.approx(stats.mde(sa, sb, n, n))
+        assert r.underpowered is underpowered and (r.mde > abs(effect)) is underpowered
+        assert ("underpowered (thesis effect" in r.to_markdown_row()) is underpowered
+    assert 10 * abs(effect) < stats.mde(sa, sb, 2, 2)  # issue 16: 0.70 dB MDE for a 0.05 dB effect
+    not_tested = evaluate_claim(EDSR_1E4, {})
+    assert not_tested.underpowered and not_tested.seeds_needed == 62 > 4

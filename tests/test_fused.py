@@ -44,13 +44,13 @@ def _members(preset: str, dtype: torch.dtype) -> list[torch.nn.Module]:
     return models
 
 
-def _priors(kind: str, scenario: str = "local"):
+def _priors(kind: str, scenario: str = "local", **reading):
     if kind == "plain":
-        return [prior_config(lambda_ap=0.0)] * K
+        return [prior_config(lambda_ap=0.0, **reading)] * K
     # a prior member with Sim targets, one with a constant w, and a plain member in the same group
-    return [prior_config(lambda_ap=0.5, w="sim", scenario=scenario, n_ssr=2),
-            prior_config(lambda_ap=1.0, w=0.5, scenario=scenario, n_ssr=2),
-            prior_config(lambda_ap=0.0, scenario=scenario, n_ssr=2)]
+    return [prior_config(lambda_ap=0.5, w="sim", scenario=scenario, n_ssr=2, **reading),
+            prior_config(lambda_ap=1.0, w=0.5, scenario=scenario, n_ssr=2, **reading),
+            prior_config(lambda_ap=0.0, scenario=scenario, n_ssr=2, **reading)]
 
 
 def _generators():
@@ -65,15 +65,16 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-CASES = [("edsr-t-micro", "plain", "local"), ("edsr-t-micro", "prior", "random-local"),
-         ("rcan-t-micro", "plain", "local"), ("rcan-t-micro", "prior", "global"),
-         ("rnan-t-micro", "plain", "local"),
-         pytest.param("rnan-t-micro", "prior", "local", marks=pytest.mark.slow)]
+KEEP_GLOBAL = {"selection_area": "global", "invalid_samples": "keep"}  # the non-default extractor readings
+CASES = [("edsr-t-micro", "plain", "local", {}), ("edsr-t-micro", "prior", "random-local", {}),
+         ("rcan-t-micro", "plain", "local", {}), ("rcan-t-micro", "prior", "global", {}),
+         ("rnan-t-micro", "plain", "local", {}), ("edsr-t-micro", "prior", "local", KEEP_GLOBAL),
+         pytest.param("rnan-t-micro", "prior", "local", {}, marks=pytest.mark.slow)]
 
 
-@pytest.mark.parametrize("preset,kind,scenario", CASES)
-def test_float64_weights_equal_separate_trainsteps_after_20_steps(batches, preset, kind, scenario):
-    models, priors = _members(preset, torch.float64), _priors(kind, scenario)
+@pytest.mark.parametrize("preset,kind,scenario,reading", CASES)
+def test_float64_weights_equal_separate_trainsteps_after_20_steps(batches, preset, kind, scenario, reading):
+    models, priors = _members(preset, torch.float64), _priors(kind, scenario, **reading)
     fused = FusedTrainStep([copy.deepcopy(m) for m in models], priors, 2, generators=_generators())
     initial = fused.flat.detach().clone()
     separate = _separate(models, priors)

@@ -43,6 +43,7 @@ SOURCE_VALUES = {
     for i, row in enumerate(("edsr-t/baseline", "edsr-t/lambda-1e-4", "rnan-t/baseline", "rnan-t/lambda-1e-3"))
     for seed in (0, 1)
 }
+HC = "psnr_hardcases"
 SOURCE_OPTIONS = {"table": "4.2", "budget": "short", "seeds": 2}  # smoke would make them the smoke table's trials
 
 
@@ -67,7 +68,7 @@ def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, options: 
         key = keys[(row, seed)]
         tags = {contracts.ROLE: "trial", contracts.RUN_KEY: key, contracts.CONFIG_HASH: key.split("-")[0],
                 contracts.TABLE: table, contracts.ROW: row, contracts.SEED: str(seed),
-                contracts.SWEEP_ID: sweep_id, contracts.PARENT: parent}
+                contracts.SWEEP_ID: sweep_id, contracts.PARENT: parent, contracts.REGION_SET: "embedded-crop256"}
         run_id = client.create_run(experiment_id, tags=tags).info.run_id
         client.log_batch(run_id, metrics=[Metric(k, v, 0, 100) for k, v in metrics.items()],
                          tags=[RunTag("mlflow.runName", f"{row}-s{seed}")])
@@ -293,6 +294,7 @@ def test_table_4_7_reuses_table_4_2_runs_by_content(store):
     assert "| EDSR-T | Baseline | 2/2 | 32.0500 ± 0.0707 (32.2438 ± 0.1513) |" in md, md
     assert "| RNAN-T | w/ ours, λ_AP=1e-4 | 0/2 | — (32.5135 ± 0.0545) |" in md
     assert "INCOMPLETE: 0 failed and 2 unfinished or missing run(s)" in md
+    assert "Image sets: region metrics (PSNR on SSR/PoI, Total) on embedded-crop256." in md  # the runs' tag
 
 
 def test_benchmarks_without_a_thesis_column_lead_the_table(tmp_path):
@@ -415,3 +417,34 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
             row_line = next(line for line in lines if line.startswith(f"{r.row.group} {r.row.label}"))
             assert row_line.split()[row_line.split().index(f"{len(r.seeds)}/{r.expected}") + 2] == \
                 f"{r.cells['psnr_embedded'].mean - expected:+.2f}"
+
+
+def test_claims_show_raw_and_adjusted_p_and_the_underpowered_mark_in_every_view(micro_runs):
+    """One claim of Table 4.2 is tested on these runs (a family of one: Holm leaves p as is); the image set is
+    named; the MDE against the thesis's own effect decides the underpowered mark in terminal, HTML and CSV."""
+    from srprior.report import to_terminal
+    from srprior.stats import mde
+
+    uri, plan, _, finals = micro_runs
+    report = build_report(get_table("4.2"), uri, plan.cells["4.2"], correction="bh")
+    (result,) = [r for r in report.claims if r.source == "runs"]
+    a, b = ([finals[(row, s)]["best/psnr_embedded"] for s in (0, 1)] for row in ("edsr-t/baseline", result.claim.row_b))
+    assert (result.family, result.correction, result.p_adj) == (1, "bh", result.p)
+    thesis = get_table("4.2")
+    effect = thesis.row(result.claim.row_b).thesis[HC][0] - thesis.row("edsr-t/baseline").thesis[HC][0]
+    under = mde(np.std(a, ddof=1), np.std(b, ddof=1), 2, 2) > abs(effect)
+    assert result.underpowered is under and result.thesis_effect == pytest.approx(effect)
+    md = to_markdown(report)
+    assert "Image sets: claims on HardCases PSNR tested on Embedded PSNR (stand-in for HardCases)." in md
+    assert "p adjusted for multiplicity by Benjamini–Hochberg over the 1 claim(s)" in md and "| p (BH) |" in md
+    line = next(x for x in to_terminal(report).splitlines() if "lambda-5e-3 vs baseline hardcases↓" in x)
+    assert f"p {result.p:.2g} BH {result.p:.2g} MDE {result.mde:.3g}" in line
+    assert line.startswith(f"  {result.verdict} ") and line.endswith("UNDERPOWERED" if under else f"{result.mde:.3g}")
+    page = to_html(report)
+    assert "<th>p (raw)</th><th>p (BH)</th>" in page and "Image sets: claims on HardCases" in page
+    assert (f"{result.mde:.3f} underpowered (thesis effect {effect:+.3f})" in page) is under
+    rows = [r for r in csv.DictReader(io.StringIO(to_csv(report))) if r["kind"] == "claim"]
+    assert len(rows) == len(report.claims) == 7
+    row = next(r for r in rows if r["row"] == result.claim.row_b and r["metric"] == HC)
+    assert (row["verdict"], row["correction"], row["underpowered"]) == (result.verdict, "bh", str(int(under)))
+    assert float(row["p_adjusted"]) == float(row["p_value"]) == pytest.approx(result.p)

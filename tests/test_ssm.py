@@ -263,3 +263,99 @@ def test_allowed_counts_match_the_extractors_maps():
         assert allowed_counts(side, side, cfg) == maps.flatten(1).sum(1).tolist(), (cfg, side)
         checked += 1
     assert checked == 480
+
+
+@pytest.fixture(scope="module")
+def embedded_crops() -> torch.Tensor:
+    """48 real 48x48 LR training crops (x2) of the embedded default (scikit-image's images; no data needed)."""
+    from srprior.data.embedded import default_split
+
+    return PatchSampler(default_split(2)[0], 2, patch=48, batch=48, seed=0).next()[0]
+
+
+def _reference_rank(crop: torch.Tensor, textured: torch.Tensor) -> np.ndarray:
+    """§3.3 read literally, from scikit-image and scipy: per template, the mean clamp(NCC) of the 5 best local
+    maxima (5x5 NMS over the positions whose 5x5 square fits) of its whole SSM except its own centre."""
+    from scipy.ndimage import maximum_filter
+
+    grey = crop.permute(1, 2, 0).double().numpy() @ LUMA
+    inside = np.zeros((48, 48), bool)
+    inside[2:46, 2:46] = True
+    ranks = []
+    for n, (cy, cx) in enumerate(ssm.grid_centers(48, 48, 5, 5).tolist()):
+        u = np.where(inside, match_template(grey, grey[cy - 2:cy + 3, cx - 2:cx + 3], pad_input=True).clip(0), -1.0)
+        peaks = (u == maximum_filter(u, size=5, mode="constant", cval=-np.inf)) & inside
+        peaks[cy, cx] = False
+        best = np.sort(u[peaks])[::-1][:5]
+        ranks.append(np.pad(best, (0, 5 - len(best))).mean() if textured[n] else -1.0)
+    return np.array(ranks)
+
+
+def test_selection_area_global_changes_only_the_poi_choice(embedded_crops):
+    """selection_area=global: the PoI is the template with the best 5 local maxima of its whole SSM (checked
+    against scikit-image + scipy); it differs from the scenario-area choice on most real crops (91.8 % of 512 in
+    benchmarks/extractor_readings.py), and given the template, SSRs, targets and validity are the scenario's."""
+    lr = embedded_crops
+    cfg = ssm.ExtractorConfig(n_ssr=2)
+    base, glob = ssm.extract(lr, cfg), ssm.extract(lr, ssm.ExtractorConfig(n_ssr=2, selection_area="global"))
+    changed = base.template != glob.template
+    assert changed.float().mean() > 0.5
+    textured = ssm._tiles(ssm.luma(lr), 5, 5)[0].std(1, unbiased=False) >= cfg.min_std
+    for b in range(6):
+        ref = _reference_rank(lr[b], textured[b])
+        assert ref[glob.template[b]] == pytest.approx(ref.max(), abs=1e-4)
+    # the scenario's SSRs for the globally chosen template: extract on that template alone (others made flat)
+    for b in torch.nonzero(changed)[:8, 0].tolist():
+        assert torch.equal(glob.poi_center[b], ssm.grid_centers(48, 48, 5, 5)[glob.template[b]])
+        allowed = ssm._allowed(48, 48, cfg, torch.device("cpu"))[glob.template[b]]
+        d = _chebyshev(glob.ssr_centers[b], glob.poi_center[b])
+        assert torch.all((d >= 1) & (d <= 3)) and allowed[glob.ssr_centers[b, :, 0], glob.ssr_centers[b, :, 1]].all()
+        u = match_template(lr[b].permute(1, 2, 0).double().numpy() @ LUMA,
+                           *[(lr[b].permute(1, 2, 0).double().numpy() @ LUMA)[y - 2:y + 3, x - 2:x + 3]
+                             for y, x in [glob.poi_center[b].tolist()]], pad_input=True).clip(0)
+        masked = np.where(allowed.numpy(), u, -1.0)
+        from scipy.ndimage import maximum_filter
+
+        peaks = np.sort(masked[(masked == maximum_filter(masked, 5, mode="constant", cval=-np.inf))
+                               & allowed.numpy()])[::-1]
+        top = np.pad(peaks, (0, 2))[:2]
+        np.testing.assert_allclose(glob.sim[b].numpy()[:len(peaks[:2])], peaks[:2], atol=1e-4)
+        assert bool(glob.valid[b]) == bool((top >= cfg.min_sim).all() and len(peaks) >= 2)
+    for name in base.__dataclass_fields__:
+        if name != "ssm":
+            assert torch.equal(getattr(base, name)[~changed], getattr(glob, name)[~changed]), name
+    assert torch.equal(base.ssm, glob.ssm)
+
+
+@pytest.mark.parametrize("scenario", ["local", "global"])
+def test_invalid_samples_keep_fills_missing_peaks_and_raises_the_valid_share(embedded_crops, scenario):
+    """keep: the PoI choice is unchanged, every textured PoI is valid, samples valid under drop are unchanged,
+    and missing peaks are filled with the allowed positions of highest NCC (Scenario 1 at N_SSR = 5: 0.2 % valid
+    under drop, 97.9 % under keep on 512 crops)."""
+    lr = embedded_crops
+    for n_ssr in (3, 5):
+        drop, keep = (ssm.extract(lr, ssm.ExtractorConfig(scenario=scenario, n_ssr=n_ssr, invalid_samples=m))
+                      for m in ("drop", "keep"))
+        textured = ssm._tiles(ssm.luma(lr), 5, 5)[0].std(1, unbiased=False)[torch.arange(len(lr)), keep.template]
+        assert torch.equal(keep.template, drop.template) and torch.equal(keep.valid, textured >= 0.02)
+        assert torch.all(drop.valid <= keep.valid)
+        if scenario == "local" and n_ssr == 5:
+            assert drop.valid.float().mean() < 0.05 and keep.valid.float().mean() > 0.9
+        for name in ("ssr_centers", "sim"):
+            assert torch.equal(getattr(drop, name)[drop.valid], getattr(keep, name)[drop.valid]), name
+        cfg = ssm.ExtractorConfig(scenario=scenario, n_ssr=n_ssr)
+        for b in torch.nonzero(keep.valid & ~drop.valid)[:5, 0].tolist():
+            allowed = ssm._allowed(48, 48, cfg, torch.device("cpu"))[keep.template[b]]
+            got = {tuple(c) for c in keep.ssr_centers[b].tolist()}
+            assert len(got) == n_ssr and all(allowed[y, x] for y, x in got)
+            cand = keep.candidate[b, 0]
+            torch.testing.assert_close(keep.sim[b], cand[keep.ssr_centers[b, :, 0], keep.ssr_centers[b, :, 1]])
+            # the positions drop picked that are peaks with NCC >= 0 stay; the fill beats every other allowed
+            # non-peak position on NCC
+            rest = allowed.clone()
+            rest[keep.ssr_centers[b, :, 0], keep.ssr_centers[b, :, 1]] = False
+            pooled = torch.nn.functional.max_pool2d(torch.where(allowed, cand, -1.0)[None, None], 5, 1, 2)[0, 0]
+            non_peak = rest & (torch.where(allowed, cand, -1.0) != pooled)
+            fill = [cand[y, x] for y, x in got if pooled[y, x] != cand[y, x]]
+            if fill and non_peak.any():
+                assert min(fill) >= cand[non_peak].max()

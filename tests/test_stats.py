@@ -136,3 +136,58 @@ def test_issue_11_numbers_from_the_thesis_cells(claim):
     assert stats.seeds_needed(comp.effect, sa, sb) == exact
     if p < 0.05:  # "4 suffice": the thesis's own seeds already exceed what either formula asks
         assert max(normal, exact) <= n == 4
+
+
+# Multiplicity. A worked example, by hand: p = (0.01, 0.04, 0.03, 0.005), m = 4, sorted 0.005 < 0.01 < 0.03 < 0.04.
+# Holm: 4·0.005 = 0.02; 3·0.01 = 0.03 (max with 0.02: 0.03); 2·0.03 = 0.06; 1·0.04 = 0.04 -> max(0.06, 0.04) = 0.06.
+# BH: 4·0.005/1 = 0.02, 4·0.01/2 = 0.02, 4·0.03/3 = 0.04, 4·0.04/4 = 0.04; running minimum from the largest: same.
+WORKED = [0.01, 0.04, 0.03, 0.005]
+
+
+def test_holm_and_bh_by_hand():
+    assert stats.adjust(WORKED, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-15)
+    assert stats.adjust(WORKED) == stats.adjust(WORKED, "holm")
+    assert stats.adjust(WORKED, "bh") == pytest.approx([0.02, 0.04, 0.04, 0.02], abs=1e-15)
+    # nan (no test possible) stays nan and is not counted: m stays 4
+    got = stats.adjust([0.01, math.nan, 0.04, 0.03, 0.005])
+    assert math.isnan(got[1]) and [got[i] for i in (0, 2, 3, 4)] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.adjust([0.5, 0.6]) == [1.0, 1.0]  # 2·0.5 = 1.0; 0.6 is raised to it; capped at 1
+    assert stats.adjust([0.2]) == [0.2] and stats.adjust([]) == [] and math.isnan(stats.adjust([math.nan])[0])
+    with pytest.raises(ValueError, match="correction 'bonferroni' is unknown"):
+        stats.adjust(WORKED, "bonferroni")
+
+
+def _holm_rejects(p: list[float], alpha: float) -> set[int]:
+    """Holm's procedure as written: step down the sorted p, reject while p_(k) <= alpha / (m - k + 1)."""
+    order, out = sorted(range(len(p)), key=p.__getitem__), set()
+    for k, i in enumerate(order, start=1):
+        if p[i] > alpha / (len(p) - k + 1):
+            break
+        out.add(i)
+    return out
+
+
+def _bh_rejects(p: list[float], alpha: float) -> set[int]:
+    """Benjamini–Hochberg as written: the largest k with p_(k) <= k alpha / m; reject the k smallest."""
+    order = sorted(range(len(p)), key=p.__getitem__)
+    k = max((k for k, i in enumerate(order, start=1) if p[i] <= k * alpha / len(p)), default=0)
+    return set(order[:k])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_adjusted_p_reject_exactly_what_the_procedures_reject(seed):
+    """Adjusted p <= alpha is the decision of the step-down (Holm) / step-up (BH) procedure at every alpha;
+    BH also equals scipy's false_discovery_control."""
+    rng = np.random.default_rng(seed)
+    p = (rng.uniform(0, 0.2, 12) ** rng.uniform(1, 3)).tolist()
+    holm, bh = stats.adjust(p, "holm"), stats.adjust(p, "bh")
+    assert bh == pytest.approx(sps.false_discovery_control(p, method="bh").tolist(), rel=1e-12)
+    for alpha in np.linspace(0.001, 0.2, 60):
+        assert {i for i, q in enumerate(holm) if q <= alpha} == _holm_rejects(p, alpha)
+        assert {i for i, q in enumerate(bh) if q <= alpha} == _bh_rejects(p, alpha)
+    assert all(h >= b >= r * (1 - 1e-12) for h, b, r in zip(holm, bh, p))  # Holm the stricter; none lowers p
+
+
+def test_decide_uses_the_given_p():
+    assert stats.decide(0.1, 0.03, 1) == stats.REPRODUCED and stats.decide(-0.1, 0.03, 1) == stats.CONTRADICTED
+    assert stats.decide(0.1, 0.06, 1) == stats.UNDECIDED and stats.decide(0.1, math.nan, -1) == stats.UNDECIDED

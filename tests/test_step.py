@@ -38,12 +38,17 @@ def _plain_l1(sr: torch.Tensor, hr: torch.Tensor, reduction: str) -> torch.Tenso
     return F.l1_loss(sr, hr) if reduction == "mean" else F.l1_loss(sr, hr, reduction="sum") / sr.shape[0]
 
 
+READINGS = [{}, {"selection_area": "global"}, {"invalid_samples": "keep"},
+            {"selection_area": "global", "invalid_samples": "keep"}]
+
+
+@pytest.mark.parametrize("reading", READINGS, ids=lambda r: "-".join(r.values()) or "defaults")
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_lambda_zero_is_bit_exact_plain_l1_adam_step(train_pairs, reduction):
+def test_lambda_zero_is_bit_exact_plain_l1_adam_step(train_pairs, reduction, reading):
     torch.manual_seed(0)
     model = build_model("edsr-t-micro", 2)
     ref = copy.deepcopy(model)
-    cfg = prior_config(lambda_ap=0.0, scenario="global")
+    cfg = prior_config(lambda_ap=0.0, scenario="global", **reading)
     step = TrainStep(model, make_optimizer(model), cfg, 2, l1_reduction=reduction)
     ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
     sampler = PatchSampler(train_pairs, 2, patch=24, batch=4, seed=0)

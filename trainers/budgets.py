@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STEPS_PER_EPOCH = 50  # 800 DIV2K training images / batch 16
+# GPU budgets train under bf16 autocast: benchmarks/bf16_fidelity.py finds its change to L_AP, L1 and PSNR below
+# seed-to-seed noise (README). A science field, so run keys say so; `--set bf16=false` trains in fp32.
+GPU = {"bf16": True}
 MICRO = {"edsr": "edsr-t-micro", "rcan": "rcan-t-micro", "rnan": "rnan-t-micro"}
 CPU_HOUR_SEEDS = 10  # per row: a Welch comparison's MDE (80% power, α = 0.05) is then 1.33 seed standard deviations
 
@@ -94,12 +97,12 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in (
            caption="cpu-hour budget: {steps} steps of micro models (a residual over bicubic), 10 seeds per row: "
                    "λ_AP's effect on PSNR and DI with its confidence interval at micro scale; the thesis's "
                    "numbers are for EDSR-T after 50,000 steps (`--budget short` on a GPU)."),
-    Budget("short", "one GPU, ~10 min per trial: thesis models and crops, 5,000 steps (100 epochs)",
-           science=dict(steps=100 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=500, val_images=10),
+    Budget("short", "one GPU, ~10 min per trial: thesis models and crops, 5,000 steps (100 epochs), bf16",
+           science=dict(steps=100 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=500, val_images=10, **GPU),
            context=dict(ckpt_every=500, log_every=50)),
-    Budget("thesis", "§4.1: batch 16, 48×48, Adam 1e-4, 1000 epochs = 50,000 steps, all seeds and images",
+    Budget("thesis", "§4.1: batch 16, 48×48, Adam 1e-4, 1000 epochs = 50,000 steps, all seeds and images, bf16",
            science=dict(steps=1000 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=20 * STEPS_PER_EPOCH,
-                        val_images=10),
+                        val_images=10, **GPU),
            context=dict(ckpt_every=20 * STEPS_PER_EPOCH, log_every=STEPS_PER_EPOCH)),
 )}
 

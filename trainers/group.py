@@ -42,6 +42,8 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
     scale, sched = cfg.model.scale, cfg.schedule
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(ctx.cpus_per_worker)))
+    else:  # fixed training shapes: cuDNN times its algorithms once per shape and keeps the fastest
+        torch.backends.cudnn.benchmark = True
     train, val = training_data(cfg)
     roles = held_out(cfg, val)
     models = []

@@ -316,6 +316,8 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     scale, sched = cfg.model.scale, cfg.schedule
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(ctx.cpus_per_worker)))
+    else:  # fixed training shapes: cuDNN times its algorithms once per shape and keeps the fastest
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(trial.seed)  # identical initial weights on every rank
     train, val = training_data(cfg)
     roles = held_out(cfg, val)  # before any step: a test image used for model selection is refused

@@ -1,5 +1,5 @@
-"""Planning a sweep: pure, typed, no Ray. Options in; trials (deduplicated by content), labels, resources and a
-cost estimate out. `srprior sweep ... --plan` prints it without starting anything.
+"""Planning a sweep: pure, typed, no Ray. Options in; trials (deduplicated by content), labels and resources out
+(their cost: srprior.cost). `srprior sweep ... --plan` prints it without starting anything.
 
 A plan is built from tables (or a search), a budget and `--set` overrides: each (table row, seed) becomes a
 srprior.schema.Trial; trials with the same key (same science, same seed) are planned once, the first table row
@@ -10,7 +10,6 @@ launcher's question (srprior.sweep looks their keys up before training).
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -22,18 +21,6 @@ from srprior.errors import UserError
 from srprior.schema import SCIENCE_KEYS, RunContext, Trial, TrialConfig, trial_config
 
 ALL_TABLES = ("4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8")  # `--table all`: the thesis's tables
-
-# Seconds per training step (plain, prior) at batch 16, 48×48 LR, ×2 (benchmarks/step_cost.py).
-# cpu: 2 cores, measured (README). gpu: one H100; edsr-t's prior step from the shared notes (25 ms eager),
-# its plain step taken as half, rcan-t/rnan-t scaled by their CPU ratio to edsr-t: estimates until
-# benchmarks/gpu_suite.sh has run. Other presets scale with their parameter count within the architecture.
-STEP_SECONDS = {
-    "cpu": {"edsr-t": (1.74, 3.50), "rcan-t": (6.10, 14.58), "rnan-t": (3.53, 12.23),
-            "edsr-t-micro": (0.097, 0.28)},  # micro: one thread, CPU time (overheads, not FLOPs, dominate it)
-    "gpu": {"edsr-t": (0.0125, 0.025), "rcan-t": (0.044, 0.104), "rnan-t": (0.025, 0.087)},
-}
-STARTUP_SECONDS = {"cpu": 16.0, "gpu": 50.0}  # Ray Train start-up per trial (benchmarks/sweep_overhead.py)
-REFERENCE_PIXELS = 16 * 48 * 48
 
 
 class PlanError(UserError, ValueError):
@@ -255,19 +242,6 @@ def default_sweep_id(opts: dict[str, Any]) -> str:
     return f"{kind}-{name.replace(',', '+')}-{opts.get('budget') or 'smoke'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-# ---------------------------------------------------------------------------------------------- cost
-def step_seconds(config: TrialConfig, device: str) -> float:
-    """Estimated seconds per training step of `config` on `device` ('cpu' | 'gpu'), see STEP_SECONDS."""
-    from srprior.archs.presets import PRESETS
-
-    preset = config.model.preset
-    tiny = preset if preset in STEP_SECONDS[device] else f"{PRESETS[preset]['arch']}-t"  # measured, else scaled
-    plain, prior = STEP_SECONDS[device][tiny]
-    seconds = prior if config.prior.lambda_ap > 0 else plain
-    pixels = config.schedule.batch * config.schedule.lr_patch ** 2
-    return seconds * _params(preset) / _params(tiny) * pixels / REFERENCE_PIXELS
-
-
 @functools.lru_cache(maxsize=None)
 def _params(preset: str) -> int:
     import torch
@@ -276,26 +250,3 @@ def _params(preset: str) -> int:
 
     with torch.device("meta"):
         return sum(p.numel() for p in build_model(preset, 2).parameters())
-
-
-@dataclass(frozen=True)
-class Cost:
-    device: str
-    compute_s: float  # device-seconds of training steps
-    startup_s: float
-    concurrent: int
-
-    @property
-    def wall_s(self) -> float:
-        return (self.compute_s + self.startup_s) / max(1, self.concurrent)
-
-
-def estimate(trials: Sequence[PlannedTrial], device: str, concurrent: int, runs: int | None = None) -> Cost:
-    """Training steps × step time, plus one start-up per Ray Train run (`runs`: fused groups; default one per
-    trial). Fused members are costed as separate steps: fusion's speed-up is measured, not assumed."""
-    compute = math.fsum(t.trial.config.schedule.steps * step_seconds(t.trial.config, device) for t in trials)
-    return Cost(device, compute, STARTUP_SECONDS[device] * (runs or len(trials)), concurrent)
-
-
-def hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"

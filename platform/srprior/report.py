@@ -17,6 +17,7 @@ import json
 import math
 import shutil
 import sys
+import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ import numpy as np
 from srprior import contracts, tracking
 from srprior.errors import UserError
 from srprior.search_spaces import get_table
-from srprior.search_spaces.claims import CLAIMS_BY_TABLE, evaluate_claims
+from srprior.search_spaces.claims import CLAIMS_BY_TABLE, evaluate_claims, markdown_header
 from srprior.search_spaces.claims import to_markdown as claims_markdown
+from srprior.search_spaces.claims import to_terminal as claims_terminal
 from srprior.search_spaces.spec import EMBEDDED_METRICS, REGION_METRICS, Row, TableSpec
 from srprior.errors import int_in
 from srprior.preflight import check_tracking_uri
@@ -96,6 +98,8 @@ class Report:
     reused: int = 0  # cells answered by runs another sweep trained (content-addressed reuse)
     failed: int = 0  # cells whose run ended FAILED (shown as missing, never as a value)
     missing: int = 0  # cells without a finished run
+    region_sets: tuple[str, ...] = ()  # the image sets the runs' region metrics used (tag srprior.region_set)
+    correction: str = "holm"  # multiplicity correction of the claims' p (srprior.stats.adjust)
 
 
 # ---------------------------------------------------------------------------------------------- reading MLflow
@@ -113,6 +117,7 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
     values: dict[str, dict[int, dict[str, float]]] = {row.id: {} for row in spec.rows}
     counts: dict[str, Any] = {"reused": 0, "failed": 0, "missing": 0}
     bicubic: dict[str, list[float]] = {}
+    region_sets = set()
     for row_id, seed, key in cells:
         run = runs.get(key)
         if run is None or run.info.status != "FINISHED":
@@ -121,10 +126,12 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
         if sweep_id is not None and run.data.tags.get(contracts.SWEEP_ID) != sweep_id:
             counts["reused"] += 1
         values[row_id][seed] = reported_metrics(run.data.metrics)
+        region_sets.add(run.data.tags.get(contracts.REGION_SET, "unrecorded"))
         for m, v in run.data.metrics.items():
             if m.startswith(contracts.BICUBIC):
                 bicubic.setdefault(m.removeprefix(contracts.BICUBIC), []).append(float(v))
     counts["bicubic"] = tuple((m, math.fsum(v) / len(v)) for m, v in bicubic.items())
+    counts["region_sets"] = tuple(sorted(region_sets))
     if not any(values.values()) and sweep_id is not None:
         client = tracking.client(tracking_uri)
         exps = [e.experiment_id for e in contracts.srprior_experiments(client)]
@@ -193,9 +200,10 @@ def reported_metrics(logged: dict[str, float]) -> dict[str, float]:
 
 def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]],
                  sweep_id: str | None = None, parent_run_id: str | None = None,
-                 readings: dict[str, str] | None = None) -> Report:
+                 readings: dict[str, str] | None = None, correction: str = "holm") -> Report:
     """The table `spec` over the planned `cells` (row id, seed, trial key) of a sweep or a budget; `readings`
-    (srprior.schema.readings_in_force of its trials) go into the header."""
+    (srprior.schema.readings_in_force of its trials) go into the header; the claims' p are adjusted by
+    `correction` (srprior.stats.adjust) over this table's claims."""
     values, counts = collect(spec, tracking_uri, cells, sweep_id)
     spec = with_logged_benchmarks(spec, values)
     expected = {row.id: sum(1 for r, _, _ in cells if r == row.id) for row in spec.rows}
@@ -203,9 +211,9 @@ def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int,
     spec = replace(spec, rows=tuple(replace(row, baseline=row.baseline if row.baseline in kept else None)
                                     for row in spec.rows if row.id in kept))
     claim_values, stand_in = _claim_values(values)
-    claims = evaluate_claims(CLAIMS_BY_TABLE.get(spec.name, ()), claim_values)
+    claims = evaluate_claims(CLAIMS_BY_TABLE.get(spec.name, ()), claim_values, correction)
     return Report(spec, tracking_uri, sweep_id, parent_run_id, summarize(spec, values, expected), claims,
-                  stand_in, tuple((readings or {}).items()), **counts)
+                  stand_in, tuple((readings or {}).items()), correction=correction, **counts)
 
 
 def _claim_values(values: dict[str, dict[int, dict[str, float]]]) -> tuple[dict, str | None]:
@@ -277,9 +285,11 @@ def _legend(report: Report) -> list[str]:
         f"{DASH}: no value (std needs 2 seeds).",
     ]
     if report.claims:
-        lines.append("Claims: reproduced / contradicted = p < 0.05 with the expected / opposite sign; undecided = "
-                     "these seeds cannot tell (compare the effect with the MDE); seeds/arm needed = to detect the "
-                     "thesis's printed effect with 80% power at our runs' spread.")
+        lines.append(f"Claims: {_correction(report)}; reproduced / contradicted = adjusted p < 0.05 with the "
+                     "expected / opposite sign; undecided = these seeds cannot tell (compare the effect with the "
+                     "MDE); underpowered = the MDE exceeds the thesis's own effect, so these seeds cannot detect "
+                     "it with 80% power; seeds/arm needed = to detect the thesis's printed effect with 80% power "
+                     "at our runs' spread.")
     if report.failed or report.missing:
         lines.append(f"INCOMPLETE: {report.failed} failed and {report.missing} unfinished or missing run(s) are "
                      "not in the table.")
@@ -292,6 +302,8 @@ def to_markdown(report: Report) -> str:
     lines = [f"## Table {spec.name}: {spec.title}", "", spec.description, ""]
     if report.readings:
         lines += [f"Readings in force: {_readings(report)} (README: The method).", ""]
+    if _image_sets(report):
+        lines += [f"{_image_sets(report)}.", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for result in report.rows:
         cells = []
@@ -318,12 +330,31 @@ def to_markdown(report: Report) -> str:
         if report.claims_on:
             lines += [f"HardCases is not in these runs: claims on HardCases PSNR are tested on "
                       f"{column_name(report.claims_on)}.", ""]
-        lines.append(claims_markdown(report.claims).rstrip())
+        lines += [f"{_correction(report)}.", "", claims_markdown(report.claims, report.correction).rstrip()]
     return "\n".join([*lines, "", *_legend(report)]) + "\n"
 
 
 def _readings(report: Report) -> str:
     return " · ".join(f"{k}={v}" for k, v in report.readings)
+
+
+def _correction(report: Report) -> str:
+    from srprior.stats import CORRECTIONS
+
+    m = max((c.family for c in report.claims if c.source == "runs"), default=0)
+    return (f"p adjusted for multiplicity by {CORRECTIONS[report.correction]} over the {m} claim(s) of this table "
+            "tested on our runs (the thesis's own numbers: a family apart); verdicts use the adjusted p")
+
+
+def _image_sets(report: Report) -> str:
+    """Which images the region metrics (Table 4.7) and the claims on HardCases used, '' when neither applies."""
+    parts = []
+    if report.region_sets and (set(REGION_METRICS) & {*report.spec.metrics, *(c.claim.metric for c in report.claims)}):
+        parts.append(f"region metrics (PSNR on SSR/PoI, Total) on {', '.join(report.region_sets)}")
+    if any(c.claim.metric == "psnr_hardcases" for c in report.claims):
+        parts.append("claims on HardCases PSNR tested on " + (f"{column_name(report.claims_on)} (stand-in for "
+                     "HardCases)" if report.claims_on else "HardCases"))
+    return ("Image sets: " + "; ".join(parts)) if parts else ""
 
 
 TERMINAL_WIDTH = 120
@@ -382,6 +413,8 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
     out = [f"Table {spec.name}: {spec.title}"[:TERMINAL_WIDTH]]
     if report.readings:
         out += textwrap.wrap(f"readings: {_readings(report)}", TERMINAL_WIDTH, subsequent_indent="  ")
+    if _image_sets(report):
+        out += textwrap.wrap(_image_sets(report), TERMINAL_WIDTH, subsequent_indent="  ")
     out += [head, "-" * len(head)]
     for r in report.rows:
         label = f"{r.row.group} {r.row.label}"[:label_w]
@@ -402,7 +435,9 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
             key = c.verdict.split(" at ")[0]
             verdicts[key] = verdicts.get(key, 0) + 1
         where = f" on {column_name(report.claims_on)}" if report.claims_on else ""
-        out.append(f"thesis claims{where}: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
+        out.append(f"thesis claims{where}: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+                   + f" (p {report.correction}-adjusted over the table's claims)")
+        out += claims_terminal(report.claims, TERMINAL_WIDTH)
     if report.failed or report.missing:
         out.append(f"INCOMPLETE: {report.failed} failed, {report.missing} missing of "
                    f"{sum(r.expected for r in report.rows)} planned runs" + (f"; resume: {resume}" if resume else ""))
@@ -418,7 +453,8 @@ def to_csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["table", "kind", "group", "row", "label", "metric", "n", "mean", "std", "p_value",
-                     "significance", "best", "mde", "thesis_mean", "thesis_std", "values"])
+                     "significance", "best", "mde", "thesis_mean", "thesis_std", "values", "p_adjusted",
+                     "correction", "verdict", "underpowered"])
     for result in report.rows:
         for metric in report.spec.metrics:
             c = result.cells[metric]
@@ -430,6 +466,11 @@ def to_csv(report: Report) -> str:
         for metric, value in ref.values.items():
             writer.writerow([report.spec.name, "reference", ref.group, "", ref.label, metric, 0, "", "", "", "", 0,
                              "", repr(value), "", ""])
+    for r in report.claims:  # row: b, label: "b vs a", mean: the effect b − a, thesis_mean: the thesis's effect
+        c = r.claim
+        writer.writerow([report.spec.name, "claim", c.section, c.row_b, f"{c.row_b} vs {c.row_a}", c.metric,
+                         f"{r.n_a}/{r.n_b}", repr(r.effect), "", repr(r.p), "", "", repr(r.mde), repr(r.thesis_effect),
+                         "", "", repr(r.p_adj), r.correction, r.verdict, int(r.underpowered)])
     return out.getvalue()
 
 
@@ -474,8 +515,8 @@ def to_html(report: Report) -> str:
                      for line in _legend(report))
     title = e(f"Table {spec.name}: {spec.title}")
     if report.claims:
-        head_c = "".join(f"<th>{e(h)}</th>" for h in ("§", "Claim", "b vs a", "Metric", "Expected", "Effect [95% CI]",
-                                                        "p", "n (a/b)", "MDE", "Seeds/arm needed", "Verdict"))
+        heads = [h.strip() for h in markdown_header(report.correction).splitlines()[0].strip("|").split("|")]
+        head_c = "".join(f"<th>{e(h)}</th>" for h in heads if h != "Table")
         rows_c = []
         for r in report.claims:
             cells_c = [c.strip() for c in r.to_markdown_row().strip("|").split("|")]
@@ -484,11 +525,14 @@ def to_html(report: Report) -> str:
                                            for c in cells_c) + "</tr>")
         note = (f"<p class=\"legend\">HardCases is not in these runs: claims on HardCases PSNR are tested on "
                 f"{e(column_name(report.claims_on))}.</p>") if report.claims_on else ""
+        note += f'<p class="legend">{e(_correction(report))}.</p>'
+
         legend += (f"<h3>Claims of the thesis on Table {e(spec.name)}</h3>{note}<table><thead><tr>{head_c}</tr></thead>"
                    f"<tbody>{''.join(rows_c)}</tbody></table>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{_CSS}</style></head><body><h2>{title}</h2><p>{e(spec.description)}</p>"
             + (f'<p class="legend">Readings in force: {e(_readings(report))}</p>' if report.readings else "")
+            + (f'<p class="legend">{e(_image_sets(report))}</p>' if _image_sets(report) else "")
             + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{legend}</body></html>\n")
 
 
@@ -681,6 +725,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MLflow store (default: $MLFLOW_TRACKING_URI, else the store under --output-dir)")
     p.add_argument("--output-dir", help="platform output folder holding the default store (default: as `srprior "
                                         "sweep`)")
+    p.add_argument("--claims-correction", choices=("holm", "bh"), default="holm",
+                   help="multiplicity correction of the claims' p over a table: holm (family-wise error, default) "
+                        "or bh (Benjamini–Hochberg, false discovery rate)")
     p.add_argument("--out", default=None,
                    help="folder for the report files (default: <output-dir>/reports/<sweep id or budget>)")
     p.set_defaults(func=run)
@@ -705,7 +752,7 @@ def run(args: argparse.Namespace) -> int:
                 readings = plan_readings(plan, spec.name)
             else:
                 cells, sweep, parent, readings = sweep_cells(spec.name, tracking_uri, args.sweep, args.replan)
-            report = build_report(spec, tracking_uri, cells, sweep, parent, readings)
+            report = build_report(spec, tracking_uri, cells, sweep, parent, readings, args.claims_correction)
     except (KeyError, ReportError, PlanError, ConfigError) as exc:
         print(f"srprior report: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1

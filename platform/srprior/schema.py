@@ -173,7 +173,8 @@ class TrialConfig(Validated):
 
 SCIENCE_KEYS = tuple(leaf_names(TrialConfig))
 """Every name `--set`, table rows and Optuna may set (unique leaf names of TrialConfig)."""
-READINGS = ("select_n", "local_geometry", "similarity", "l1_reduction", "di_channels", "extra_shave")
+READINGS = ("select_n", "local_geometry", "similarity", "l1_reduction", "di_channels", "extra_shave",
+            "selection_area", "invalid_samples")
 """Where the thesis leaves a choice open or the code had to pick (issue "Fidelity"; README: The method)."""
 
 

@@ -15,6 +15,10 @@ summaries (mean, std, n: the thesis's cells), so both go through the same number
   n = (z_{1−α/2} + z_{power})² (s_a² + s_b²) / effect², rounded up (method "normal"); it ignores that the seed
   stds are themselves estimated and comes out 1–2 seeds per arm short of 80% power (exact: 62, 79, 31, 17).
   Its "4 suffice" for λ_AP=5e-3 is the thesis's own 4 seeds, which exceed both formulas (normal 2, t 3).
+- Multiplicity: a table report tests several claims at once (26 over all tables; with all nulls true, ~0.48
+  chance of at least one false "reproduced" at p < 0.05 each). `adjust` gives Holm's step-down adjusted p
+  (family-wise error ≤ α under any dependence: baseline arms are shared between claims) or Benjamini–Hochberg's
+  (false discovery rate; valid under positive dependence), and verdicts compare the adjusted p with α.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ ALPHA = 0.05
 POWER = 0.8
 LEVEL = 0.95
 REPRODUCED, CONTRADICTED, UNDECIDED = "reproduced", "contradicted", "undecided"
+CORRECTIONS = {"holm": "Holm", "bh": "Benjamini–Hochberg"}  # `adjust` methods -> names reports print
 
 
 @dataclass(frozen=True)
@@ -145,8 +150,36 @@ def seeds_needed(effect: float, std_a: float, std_b: float, target: float = POWE
 def verdict(comparison: Comparison, expected_sign: int, alpha: float = ALPHA) -> str:
     """reproduced: the effect has the expected sign and p < alpha; contradicted: the opposite sign and p < alpha;
     undecided: otherwise (the seeds cannot tell)."""
+    return decide(comparison.effect, comparison.p, expected_sign, alpha)
+
+
+def decide(effect: float, p: float, expected_sign: int, alpha: float = ALPHA) -> str:
+    """`verdict` from an effect and a (possibly multiplicity-adjusted) p."""
     if expected_sign not in (1, -1):
         raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign!r}")
-    if not comparison.p < alpha:  # also nan
+    if not p < alpha:  # also nan
         return UNDECIDED
-    return REPRODUCED if math.copysign(1, comparison.effect) == expected_sign else CONTRADICTED
+    return REPRODUCED if math.copysign(1, effect) == expected_sign else CONTRADICTED
+
+
+def adjust(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+    """Multiplicity-adjusted p of one family, in input order; nan stays nan and is not counted in m.
+
+    holm: sorted p_(1) ≤ … ≤ p_(m), adjusted p_(i) = max_{j ≤ i} min(1, (m − j + 1) p_(j)) (step-down);
+    bh: adjusted p_(i) = min_{j ≥ i} min(1, m p_(j) / j) (step-up). Rejecting where adjusted p < α is the
+    same decision as running the procedure at α."""
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction {method!r} is unknown; use one of {', '.join(CORRECTIONS)}")
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, math.nan)
+    finite = np.flatnonzero(~np.isnan(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    if m == 0:
+        return out.tolist()
+    ranks = np.arange(1, m + 1)
+    if method == "holm":
+        out[order] = np.minimum(1.0, np.maximum.accumulate((m - ranks + 1) * p[order]))
+    else:
+        out[order] = np.minimum(1.0, np.minimum.accumulate((m * p[order] / ranks)[::-1])[::-1])
+    return out.tolist()

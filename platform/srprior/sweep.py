@@ -25,7 +25,8 @@ from typing import Any
 
 from srprior import contracts, credentials, exposure, locks, preflight, tracking
 from srprior.errors import Parser, float_in, int_in, run_command
-from srprior.plan import SweepPlan, default_sweep_id, estimate, fuse_groups, hours, make_plan, plan_readings
+from srprior.cost import plan_lines
+from srprior.plan import SweepPlan, default_sweep_id, fuse_groups, make_plan, plan_readings
 from srprior.schema import trial_config
 from srprior.trainers.health import is_diverged
 from srprior.trainers.resources import DRIVER_CPU, Resources, SweepError, plan_resources
@@ -153,12 +154,8 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
         out.append(f"  resources per Ray Train run: {res.workers} worker(s) × {res.cpus_per_worker:g} CPU{gpu}; "
                    f"{res.max_concurrent} at once")
     if plan.mode == "table" and to_train:
-        for dev in dict.fromkeys((device, "gpu")):
-            cost = estimate(to_train, dev, res.max_concurrent if res and dev == device else 1,
-                            len(groups) if groups and dev == device else None)
-            where = "here" if dev == device else "one H100, one trial at a time"
-            out.append(f"  estimated cost ({dev}, {where}): {hours(cost.compute_s)} of training steps + "
-                       f"{hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)} + final evaluations")
+        out += plan_lines(to_train, device, res.max_concurrent if res else 1, len(groups) if groups else None,
+                          plan.context.cuda_graph)
     return "\n".join(out)
 
 

@@ -35,9 +35,21 @@ Readings of the thesis (each a field of ExtractorConfig; why):
   Distinct peaks are >= ``nms_size // 2 + 1`` apart unless they tie exactly (exactly periodic synthetic
   images), so the SSRs of one sample that are peaks do not overlap each other when
   ``nms_size >= 2 * poi_size - 1`` (Table 4.7's extractor) and may otherwise.
-* ``valid``: template std >= ``min_std`` (textured PoI) and all ``n_ssr`` SSRs are peaks with NCC >= ``min_sim``;
-  flat or monochrome crops and crops without enough similar recurrences are excluded (consumers weight by
-  ``valid``; masks of invalid samples are still filled, for figures).
+* ``selection_area``: where the ``select_n`` peaks that rank the templates are searched. "scenario": inside the
+  scenario's allowed SSR centres (with Scenario 1's 7x7 window a template has ~2 peaks there, so missing ones
+  count 0). "global": §3.3's text read literally, "global maxima of SSMs indicate correlation with given
+  template and local maxima represent SSRs ... average similarity value over N_SSR local maxima": the local
+  maxima of the whole SSM (NMS over every position whose square fits in the crop, the template's own peak taking
+  part in the NMS) except the template's own position. Only the PoI choice changes: the training SSRs are the
+  chosen template's best peaks in the scenario's area either way.
+* ``valid``: template std >= ``min_std`` (textured PoI) and, under ``invalid_samples`` "drop", all ``n_ssr`` SSRs
+  are peaks with NCC >= ``min_sim``; flat or monochrome crops and crops without enough similar recurrences are
+  excluded (consumers weight by ``valid``; masks of invalid samples are still filled, for figures).
+  "keep" reads §4.5.1, "it is possible that dissimilar regions are selected to satisfy the local constraint
+  which results in processing less valuable information with increasing number of SSRs": the thesis explains
+  Table 4.4's N_SSR trend by such samples *being trained on*, which only happens if they are kept. So a
+  textured PoI is always valid; missing peaks are filled with the best remaining allowed positions (highest
+  NCC first), and every SSR's target is its similarity (w = Sim: a dissimilar region asks for a small ratio).
 
 No host syncs (no ``.item()``, no data-dependent shapes): usable inside a captured CUDA graph. Memory is
 O(B * N_P * H * W), fine for training crops (48x48: 81 maps) and 128x128 analysis crops.
@@ -56,6 +68,8 @@ from srprior.schema_fields import Validated, integer, number, one_of, option, to
 SCENARIOS = ("local", "global", "random-local", "random-global", "arbitrary")
 LOCAL_GEOMETRIES = ("window", "ring")
 SIMILARITIES = ("clamp", "affine")
+SELECTION_AREAS = ("scenario", "global")
+INVALID_SAMPLES = ("drop", "keep")
 _BY_NUMBER = {"1": "local", "2": "global", "3": "random-local", "4": "random-global"}
 _LUMA = (0.299, 0.587, 0.114)  # BT.601
 _FLAT_STD = 1e-6  # windows/templates with std below this (<< 1/255) are flat: NCC := 0, like skimage's guard
@@ -86,6 +100,12 @@ class ExtractorConfig(Validated):
                                       "or ring (the squares touching the PoI)")
     similarity: str = option("clamp", one_of(SIMILARITIES), thesis="u in [0, 1] (§3.3)",
                              help="NCC -> similarity u: clamp(ncc, 0, 1) or (ncc + 1) / 2")
+    selection_area: str = option("scenario", one_of(SELECTION_AREAS), thesis="candidate SSM (§3.3, §4.4)",
+                                 help="where the select_n peaks ranking the templates are searched: scenario "
+                                      "(its allowed SSR area) or global (local maxima of the whole SSM)")
+    invalid_samples: str = option("drop", one_of(INVALID_SAMPLES), thesis="dissimilar regions (§4.5.1)",
+                                  help="drop: samples whose SSRs are not all peaks with NCC >= min_sim leave L_AP; "
+                                       "keep: fill with the best allowed positions, target = their similarity")
     patch: int = option(5, integer(3, odd=True), parse=to_int, help="template side (a 1x1 template has no std)")
     poi_size: int = option(5, integer(1, odd=True), parse=to_int, thesis="PoI size", help="PoI and SSR side")
     local_window: int = option(7, integer(3, odd=True), parse=to_int, help="Scenario 1 window of SSR centres")
@@ -248,6 +268,29 @@ def crop_problem(cfg: ExtractorConfig, side: int) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=32)
+def _anywhere(h: int, w: int, patch: int, poi_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """((1, 1, H, W) centres whose square fits in the crop, (1, N_P, H, W) those minus each template's own centre):
+    the NMS area and the peak area of ``selection_area`` "global"."""
+    centers = grid_centers(h, w, patch, poi_size, device)
+    yy = torch.arange(h, device=device).view(1, h, 1)
+    xx = torch.arange(w, device=device).view(1, 1, w)
+    r = poi_size // 2
+    inside = ((yy >= r) & (yy < h - r) & (xx >= r) & (xx < w - r)).unsqueeze(0)
+    own = (yy == centers[:, 0, None, None]) & (xx == centers[:, 1, None, None])
+    return inside, inside & ~own.unsqueeze(0)
+
+
+def _peak_scores(corr: torch.Tensor, nms_area: torch.Tensor, area: torch.Tensor, nms_size: int) -> torch.Tensor:
+    """(B, N_P, H*W): clamp(ncc) at the local maxima (NMS over ``nms_area``) inside ``area``, -1 at other positions
+    of ``area``, -2 outside it. Selection runs on clamp(ncc) under either similarity mapping."""
+    b, n_p, h, w = corr.shape
+    masked = torch.where(nms_area, corr.clamp_min(0.0), -1.0)
+    k, r = nms_size, nms_size // 2  # separable max-pool: 2k instead of k*k compares
+    pooled = F.max_pool2d(F.max_pool2d(masked, (1, k), 1, (0, r)), (k, 1), 1, (r, 0))
+    return torch.where((masked == pooled) & area, masked, -1.0).masked_fill(~area, -2.0).view(b, n_p, h * w)
+
+
 def square_masks(centers: torch.Tensor, size: int, h: int, w: int) -> torch.Tensor:
     """(..., 2) long centres -> (..., H, W) float masks of ``size`` x ``size`` squares."""
     yy = torch.arange(h, device=centers.device).view(h, 1)
@@ -255,6 +298,17 @@ def square_masks(centers: torch.Tensor, size: int, h: int, w: int) -> torch.Tens
     cy, cx = centers[..., 0, None, None], centers[..., 1, None, None]
     r = size // 2
     return (((yy - cy).abs() <= r) & ((xx - cx).abs() <= r)).float()
+
+
+def _choose(corr: torch.Tensor, top_val: torch.Tensor, textured: torch.Tensor, cfg: ExtractorConfig) -> torch.Tensor:
+    """(B,) the candidate SSM: the textured template whose ``select_n`` best peaks (in ``selection_area``) have
+    the highest mean similarity; a missing peak counts 0."""
+    if cfg.selection_area == "global":
+        b, _, h, w = corr.shape
+        nms_area, area = _anywhere(h, w, cfg.patch, cfg.poi_size, corr.device)
+        top_val = _peak_scores(corr, nms_area, area, cfg.nms_size).topk(cfg.select_n, dim=-1).values
+    rank = torch.where(textured, top_val[..., :cfg.select_n].clamp_min(0.0).mean(-1), -1.0)
+    return rank.argmax(1)
 
 
 @torch.no_grad()
@@ -271,22 +325,26 @@ def extract(lr: torch.Tensor, cfg: ExtractorConfig, generator: torch.Generator |
     sim_maps = to_similarity(corr, cfg.similarity)
     n_p = sim_maps.shape[1]
     allowed = _allowed(h, w, cfg, lr.device).unsqueeze(0)  # (1, N_P, H, W)
-    masked = torch.where(allowed, corr.clamp_min(0.0), -1.0)  # selection on clamp(ncc) under either mapping
-    k, r = cfg.nms_size, cfg.nms_size // 2  # separable max-pool: 2k instead of k*k compares
-    pooled = F.max_pool2d(F.max_pool2d(masked, (1, k), 1, (0, r)), (k, 1), 1, (r, 0))
     # peaks rank by similarity, then other allowed positions (-1), never disallowed ones (-2): SSRs always
     # satisfy the geometry when the region has n_ssr positions; a missing peak reads -1 and makes it invalid
-    score = torch.where(masked == pooled, masked, -1.0).masked_fill(~allowed, -2.0).view(b, n_p, h * w)
+    score = _peak_scores(corr, allowed, allowed, cfg.nms_size)
     n_top = max(cfg.select_n, cfg.n_ssr)
     top_val, top_idx = score.topk(n_top, dim=-1)  # (B, N_P, n_top), best first
     tpl_std = _tiles(grey, cfg.patch, cfg.poi_size)[0].std(1, unbiased=False)  # (B, N_P)
     textured = tpl_std >= cfg.min_std
-    rank = torch.where(textured, top_val[..., :cfg.select_n].clamp_min(0.0).mean(-1), -1.0)
-    chosen = rank.argmax(1)  # (B,)
+    chosen = _choose(corr, top_val, textured, cfg)  # (B,)
     pick = chosen.view(b, 1, 1).expand(-1, 1, n_top)
     peak_val = top_val.gather(1, pick).squeeze(1)[:, :cfg.n_ssr]  # (B, n_ssr)
     ssr_idx = top_idx.gather(1, pick).squeeze(1)[:, :cfg.n_ssr]
-    valid = textured.gather(1, chosen[:, None]).squeeze(1) & (peak_val >= cfg.min_sim).all(-1)
+    valid = textured.gather(1, chosen[:, None]).squeeze(1)
+    if cfg.invalid_samples == "keep":  # missing peaks: the best other allowed positions, by NCC (see above)
+        rows = chosen.view(b, 1, 1).expand(-1, 1, h * w)
+        own = score.gather(1, rows).squeeze(1)  # (B, H*W): peaks >= 0, other allowed -1, disallowed -2
+        ncc_own = corr.clamp_min(0.0).view(b, n_p, h * w).gather(1, rows).squeeze(1)
+        fill = torch.where(own == -1.0, ncc_own - 2.0, own).masked_fill(own == -2.0, -3.0)  # peaks, then by NCC
+        ssr_idx = torch.where(peak_val >= 0.0, ssr_idx, fill.topk(cfg.n_ssr, dim=-1).indices)  # peaks come first
+    else:
+        valid = valid & (peak_val >= cfg.min_sim).all(-1)
     candidate = sim_maps.gather(1, chosen.view(b, 1, 1, 1).expand(-1, 1, h, w)).view(b, h * w)
     if cfg.scenario.startswith("random"):
         u = torch.rand(b, h * w, generator=generator, device=lr.device)

@@ -1,0 +1,229 @@
+"""What a sweep costs: FLOPs counted per training step, divided by an efficiency measured per device and precision.
+
+Why FLOPs: a step's time is its arithmetic over the rate at which a device does it, and the two vary apart —
+EDSR-B has 30x EDSR-T's FLOPs but keeps an H100 6x busier, so scaling EDSR-T's milliseconds by size (the old
+rule) put Table 4.8 at 4-6x its measured time. The arithmetic is counted, not guessed: one plain or prior step
+(srprior.method.step.TrainStep, double backward and Adam included) runs on the meta device under torch's FLOP
+formulas (torch.utils.flop_counter), at the trial's own batch and crop, so RNAN's non-local attention (quadratic
+in pixels) is counted exactly. FLOPS ships the thesis shapes (tests check it against the counter); other shapes
+are counted once per process.
+
+The efficiency (TFLOP/s) is data: efficiency.json beside this module (package data, so an editable install and
+a wheel read the same file; benchmarks/gpu_suite_table.py rewrites it from a GPU run). Each entry says how it
+was obtained — measured, or extrapolated — and a lookup that has to borrow another preset's or precision's
+entry says so ("assumed"), so the plan never passes a guess off as an estimate.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EFFICIENCY_FILE = Path(__file__).with_name("efficiency.json")
+STARTUP_SECONDS = {"cpu": 16.0, "gpu": 50.0}  # Ray Train start-up per run (benchmarks/sweep_overhead.py)
+MODES = ("plain", "prior")
+
+# FLOPs of one training step at the thesis shape (x2, batch 16, 48x48 LR), counted by step_flops (test_cost.py).
+THESIS_SHAPE = (2, 16, 48)
+FLOPS = {
+    "edsr-t": (303_477_497_856, 607_235_678_208),
+    "edsr-t-bn": (303_477_497_856, 607_235_678_208),
+    "edsr-t-15": (287_170_043_904, 574_620_770_304),
+    "edsr-b": (9_008_855_064_576, 18_018_373_017_600),
+    "rcan-t": (1_102_545_690_624, 2_205_372_063_744),
+    "rnan-t": (394_527_449_088, 855_622_361_088),
+}
+
+
+def count_step_flops(preset: str, scale: int, batch: int, patch: int, prior: bool) -> int:
+    """FLOPs of one TrainStep on the meta device (no memory, no arithmetic: shapes only).
+
+    torch's FlopCounterMode itself cannot wrap the prior step (its module tracker's backward hooks reject
+    `autograd.backward(inputs=...)` inside a double backward), so its FLOP formulas are applied here by a bare
+    dispatch mode."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from srprior.archs import build_model
+    from srprior.method.prior import PriorConfig
+    from srprior.method.step import TrainStep, make_optimizer
+
+    class Count(TorchDispatchMode):
+        registry = FlopCounterMode().flop_registry
+        flops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            formula = self.registry.get(func._overloadpacket)
+            if formula is not None:
+                self.flops += formula(*args, **(kwargs or {}), out_val=out)
+            return out
+
+    with torch.device("meta"):
+        model = build_model(preset, scale)
+        lr, hr = torch.empty(batch, 3, patch, patch), torch.empty(batch, 3, patch * scale, patch * scale)
+    step = TrainStep(model, make_optimizer(model), PriorConfig(lambda_ap=1e-4 if prior else 0.0), scale)
+    with Count() as counter:
+        step(lr, hr)
+    return int(counter.flops)
+
+
+@functools.lru_cache(maxsize=None)
+def step_flops(preset: str, scale: int, batch: int, patch: int, prior: bool) -> int:
+    """FLOPs of one plain or prior training step: the shipped count at the thesis shape, else counted."""
+    if (scale, batch, patch) == THESIS_SHAPE and preset in FLOPS:
+        return FLOPS[preset][prior]
+    return count_step_flops(preset, scale, batch, patch, prior)
+
+
+def config_flops(config: Any) -> int:
+    return step_flops(config.model.preset, config.model.scale, config.schedule.batch, config.schedule.lr_patch,
+                      config.prior.lambda_ap > 0)
+
+
+# ---------------------------------------------------------------------------------------------- efficiency
+@dataclass(frozen=True)
+class Rate:
+    """TFLOP/s assumed for one (device, precision, preset, mode), and where the number comes from."""
+
+    tflops: float
+    source: str  # "measured" | "extrapolated" | "assumed"
+    basis: str  # who measured it, how it was extrapolated, or whose entry is borrowed
+
+    def label(self) -> str:
+        return f"{self.tflops:.3g} TFLOP/s {self.source} ({self.basis})"
+
+
+def load_efficiency(path: Path | None = None) -> dict[str, Any]:
+    return json.loads((path or EFFICIENCY_FILE).read_text())
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> dict[str, Any]:
+    return load_efficiency()
+
+
+def precision(config: Any, cuda_graph: bool = False, device: str = "gpu") -> str:
+    """The efficiency table's precision key of a trial: fp32 (torch defaults) or bf16, '+graph' when captured."""
+    return ("bf16" if config.model.bf16 else "fp32") + ("+graph" if cuda_graph and device == "gpu" else "")
+
+
+def rate(device: str, prec: str, preset: str, mode: str, data: dict[str, Any] | None = None) -> Rate:
+    """Efficiency of `preset`'s `mode` step: its own entry, else (assumed) the nearest-sized preset of the same
+    architecture (in FLOPs), at this precision, then without '+graph', then at fp32."""
+    from srprior.archs.presets import PRESETS
+
+    table = (data or _shipped())["devices"][device]
+    arch = PRESETS[preset]["arch"]
+    for p in dict.fromkeys((prec, prec.split("+")[0], "fp32")):
+        entries = {name: modes[mode] for name, modes in table.get(p, {}).items() if mode in modes}
+        kin = [name for name in entries if PRESETS[name]["arch"] == arch]
+        if not kin:
+            continue
+        best = preset if preset in entries else min(kin, key=lambda n: abs(math.log(_size(n) / _size(preset))))
+        e = entries[best]
+        if best == preset and p == prec:
+            return Rate(e["tflops"], e["source"], e["by"])
+        return Rate(e["tflops"], "assumed", f"{best} {p} {mode}'s, {e['source']}")
+    raise KeyError(f"{EFFICIENCY_FILE.name}: no {device} efficiency for any {arch} preset ({mode} steps)")
+
+
+def _size(preset: str) -> int:
+    """How big a preset is, for borrowing the nearest one's efficiency: its plain step's FLOPs."""
+    return step_flops(preset, *THESIS_SHAPE, False)
+
+
+
+def entry(preset: str, mode: str, ms: float, by: str, shape: tuple[int, int, int] = THESIS_SHAPE) -> dict:
+    """An efficiency entry from a measured step time at `shape` (scale, batch, LR patch): TFLOP/s = FLOPs / time."""
+    flops = step_flops(preset, *shape, mode == "prior")
+    return {"tflops": float(f"{flops / (ms * 1e-3) / 1e12:.5g}"), "source": "measured", "by": by, "ms": ms,
+            "scale": shape[0], "batch": shape[1], "patch": shape[2]}
+
+
+# ---------------------------------------------------------------------------------------------- the plan's cost
+def step_seconds(config: Any, device: str, cuda_graph: bool = False) -> float:
+    """Seconds per training step of `config` on `device` ('cpu' | 'gpu'): counted FLOPs / efficiency."""
+    mode = MODES[config.prior.lambda_ap > 0]
+    r = rate(device, precision(config, cuda_graph, device), config.model.preset, mode)
+    return config_flops(config) / (r.tflops * 1e12)
+
+
+@dataclass(frozen=True)
+class Cost:
+    device: str
+    compute_s: float  # device-seconds of training steps
+    startup_s: float
+    concurrent: int
+    flops: float  # all training steps' FLOPs
+
+    @property
+    def wall_s(self) -> float:
+        return (self.compute_s + self.startup_s) / max(1, self.concurrent)
+
+
+def estimate(trials: Sequence[Any], device: str, concurrent: int, runs: int | None = None,
+             cuda_graph: bool = False) -> Cost:
+    """Training steps × step time, plus one start-up per Ray Train run (`runs`: fused groups; default one per
+    trial). Fused members are costed as separate steps: fusion's speed-up is measured, not assumed."""
+    configs = [t.trial.config for t in trials]
+    compute = math.fsum(c.schedule.steps * step_seconds(c, device, cuda_graph) for c in configs)
+    flops = math.fsum(c.schedule.steps * config_flops(c) for c in configs)
+    return Cost(device, compute, STARTUP_SECONDS[device] * (runs or len(trials)), concurrent, flops)
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def model_lines(trials: Sequence[Any], devices: Sequence[str], cuda_graph: bool = False) -> list[str]:
+    """One line per kind of step in the plan: FLOPs per step, and per device the TFLOP/s assumed, its source and
+    the resulting time per step."""
+    kinds: dict[tuple, Any] = {}
+    for t in trials:
+        c = t.trial.config
+        kinds.setdefault((c.model.preset, c.model.scale, c.schedule.batch, c.schedule.lr_patch, c.model.bf16,
+                          c.prior.lambda_ap > 0), c)
+    out = [f"  cost model: FLOPs per step (counted) / TFLOP/s ({EFFICIENCY_FILE.name}: measured, extrapolated or "
+           "assumed) = time per step:"]
+    for (preset, scale, batch, patch, _, prior), c in sorted(kinds.items(), key=lambda kv: str(kv[0])):
+        flops = config_flops(c)
+        out.append(f"    {preset} x{scale} b{batch} {patch}² {precision(c)} {MODES[prior]}: "
+                   f"{flops / 1e9:,.0f} GFLOP/step")
+        for dev in devices:
+            r = rate(dev, precision(c, cuda_graph, dev), preset, MODES[prior])
+            out.append(f"      {dev}: {r.label()} -> {_ms(flops / (r.tflops * 1e12))}")
+    return out
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def plan_lines(to_train: Sequence[Any], device: str, concurrent: int, runs: int | None,
+               cuda_graph: bool = False) -> list[str]:
+    """The plan's cost block: the cost model per kind of step, then the estimate here and on one H100 with its
+    floor at the H100's dense bf16 peak."""
+    devices = tuple(dict.fromkeys((device, "gpu")))
+    out = model_lines(to_train, devices, cuda_graph)
+    data = _shipped()
+    for dev in devices:
+        here = dev == device
+        cost = estimate(to_train, dev, concurrent if here else 1, runs if here else None, cuda_graph)
+        where = "here" if here else "one H100, one trial at a time"
+        out.append(f"  estimated cost ({dev}, {where}): {hours(cost.compute_s)} of training steps + "
+                   f"{hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)} + final evaluations")
+        if dev == "gpu":
+            peak, suite = data["peak"]["gpu"], data.get("gpu_suite")
+            floor = cost.flops / (peak["tflops"] * 1e12) / 3600
+            out.append(f"    = {cost.compute_s / 3600:.1f} H100-hours for {cost.flops / 1e18:.3g} EFLOP; floor at "
+                       f"the {peak['what']} ({peak['tflops']:g} TFLOP/s): {floor:.2f} H100-hours; "
+                       + (f"efficiency measured by benchmarks/gpu_suite.sh ({suite})" if suite else
+                          "GPU efficiency is not yet from benchmarks/gpu_suite.sh: extrapolated"))
+    return out
