@@ -3,6 +3,7 @@ differences), bf16 autocast, CUDA, preset validation."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -34,14 +35,43 @@ def meta_model(preset: str, scale: int = 2, **overrides) -> nn.Module:
 
 
 def micro(preset: str, scale: int = 2, dtype: torch.dtype = torch.float32, live_non_local: bool = True) -> nn.Module:
-    """Seeded micro model; RNAN's zero-initialised non-local output convs get weights so attention is live."""
+    """Seeded micro model; RNAN's zero-initialised non-local output convs and the zeroed last conv of the micro
+    presets' residual tail get weights so that every path is live."""
     torch.manual_seed(0)
     model = build_model(preset, scale).to(dtype)
     if live_non_local:
         for module in model.modules():
             if isinstance(module, NonLocalBlock):
                 nn.init.normal_(module.W.weight, std=0.3)
+        model.tail[-1].reset_parameters()
     return model
+
+
+@pytest.mark.parametrize("preset", MICRO)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_micro_presets_start_as_the_matlab_bicubic_reference(preset, scale):
+    """`bicubic_skip`: an untrained micro model is the reports' bicubic reference (data/imresize.py, MATLAB-exact)
+    to the last grey level, on a real image; the thesis presets have no skip (Table 4.1 as printed)."""
+    from srprior.data.embedded import default_split
+    from srprior.data.imresize import imresize
+    from srprior.evaluate import quantise, to_tensor
+
+    lr = default_split(scale)[1][0].lr[:40, :52]
+    with torch.no_grad():
+        sr = build_model(preset, scale)(to_tensor(lr))
+    assert (sr * 255 - torch.round(sr * 255)).abs().max() < 1e-4  # on the 8-bit grid, as MATLAB's uint8 passes
+    assert np.array_equal(quantise(sr), imresize(lr, scale))
+    assert all(kwargs.get("bicubic_skip", False) == name.endswith("-micro") for name, kwargs in PRESETS.items())
+
+
+def test_bicubic_skip_passes_the_interpolation_gradient():
+    """The skip's rounding is straight-through: its input gradient is the bicubic interpolation's (each LR pixel
+    feeds s² outputs with weights summing to s² away from the border), so the prior's attribution sees it."""
+    from srprior.archs.common import BicubicUpsample
+
+    x = (0.25 + 0.5 * torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+    (grad,) = torch.autograd.grad(BicubicUpsample(2)(x).sum(), x, create_graph=True)
+    torch.testing.assert_close(grad[..., 2:-2, 2:-2], torch.full_like(grad[..., 2:-2, 2:-2], 4.0))
 
 
 @pytest.mark.parametrize("preset", sorted(TABLE_COUNTS))

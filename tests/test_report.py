@@ -395,17 +395,28 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
     uri, _, _, _ = micro_runs
     plan = make_plan({"table": "4.2", "budget": "smoke", "set": ["di=false"]})
     report = build_report(get_table("4.2"), uri, plan.cells["4.2"])
-    text = to_terminal(report, {"html": Path("report.html")}, resume="srprior sweep --resume s")
+    from srprior.trainers.budgets import get_budget
+
+    caption = get_budget("smoke").caption.format(steps=100)
+    text = to_terminal(report, {"html": Path("report.html")}, resume="srprior sweep --resume s", caption=caption)
     lines = text.splitlines()
     assert max(map(len, lines)) <= 120 and "INCOMPLETE: 0 failed, 28 missing of 32 planned runs; resume: " \
         "srprior sweep --resume s" in text and lines[-1] == "with the thesis's numbers: report.html"
-    from srprior.trainers.budgets import get_budget
+    assert " ".join(text.split()).count(" ".join(caption.split())) == 1 and "smoke budget: 100 steps" in text
 
     crop = [_crop(test_split(2)[0], get_budget("smoke").science["eval_crop"])]
     expected = bicubic_baseline(crop, 2)["psnr"]
     bicubic = next(line for line in lines if line.startswith("Bicubic (same crops)"))
     assert f"{expected:.2f}" in bicubic.split()[3]
     assert dict(report.bicubic)["psnr_embedded"] == pytest.approx(expected, abs=1e-9)
+    # each row's gain over bicubic: its mean Embedded PSNR minus the bicubic line, in the column after it
+    head = next(line for line in lines if "Δ vs bicub" in line)
+    assert head.index("Embedded PSNR") < head.index("Δ vs bicub") < head.index("Embedded SSIM")
+    for r in report.rows:
+        if r.cells["psnr_embedded"].n:
+            row_line = next(line for line in lines if line.startswith(f"{r.row.group} {r.row.label}"))
+            assert row_line.split()[row_line.split().index(f"{len(r.seeds)}/{r.expected}") + 2] == \
+                f"{r.cells['psnr_embedded'].mean - expected:+.2f}"
 
 
 def test_claims_show_raw_and_adjusted_p_and_the_underpowered_mark_in_every_view(micro_runs):

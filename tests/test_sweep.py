@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _opts(tmp: Path, **extra) -> dict:
-    base = {"table": "smoke", "budget": "smoke", "seeds": 2, "output_dir": str(tmp), "address": None}
+    base = {"table": "smoke", "budget": "smoke", "seeds": 2, "steps": 20, "output_dir": str(tmp), "address": None}
     return {**base, **extra}
 
 
@@ -113,7 +113,7 @@ def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
         sorted((row, seed) for row in ROWS for seed in ("0", "1"))
     # fused (2 members per run) yet exactly the runs --fuse 1 would log: one per planned key
     plan_keys = {t.key for t in make_plan({"table": "smoke", "seeds": 2, "data_root": os.environ["SRPRIOR_DATA"],
-                                           "benchmarks": "set5"}).trials}
+                                           "benchmarks": "set5", "steps": 20}).trials}
     assert {r.data.tags[contracts.RUN_KEY] for r in runs} == plan_keys
     assert {r.data.metrics["system/fused_members"] for r in runs} == {2.0}
     assert len(list((smoke_sweep / "ray" / "train").glob("train-group-*"))) == 2

@@ -163,3 +163,62 @@ def test_runs_page_renders_the_runs_in_chromium(tmp_path):
             page.close()
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
+
+
+def _make_sweep_store(root: Path) -> tuple[str, dict[str, float]]:
+    """A table's experiment as a sweep leaves it: the sweep's parent run, trial runs nested under it with the
+    reported metrics, and the runs view the sweep saves (the same call)."""
+    from srprior import contracts
+
+    client = MlflowClient(tracking.default_tracking_uri(root))
+    exp = tracking.experiment_id(client, contracts.table_experiment("4.2"))
+    parent = client.create_run(exp, run_name="table-4.2-smoke", tags={contracts.ROLE: "sweep"}).info.run_id
+    reported = {}
+    for i, (name, lambda_ap) in enumerate(RUNS.items()):
+        run = client.create_run(exp, run_name=f"4.2:{name}", tags={contracts.ROLE: "trial", contracts.PARENT: parent,
+                                                                   contracts.ROW: name.rsplit("/", 1)[0]}).info.run_id
+        client.log_param(run, "lambda_ap", lambda_ap)
+        reported[name] = 34.0625 + 0.25 * i  # binary fractions: the page shows them exactly
+        client.log_metric(run, f"{contracts.SELECTED}psnr_embedded", reported[name])
+        client.log_metric(run, f"{contracts.BICUBIC}psnr_embedded", 33.5)
+        client.log_metric(run, "val/psnr", 30.0 + i)  # logged but not reported: not a column of the view
+        client.set_terminated(run)
+    client.set_terminated(parent)
+    tracking.save_runs_view(client, exp, [f"{contracts.SELECTED}psnr_embedded", f"{contracts.BICUBIC}psnr_embedded"])
+    return exp, reported
+
+
+def test_the_link_srprior_ui_prints_shows_the_reported_metrics(tmp_path):
+    """The link a user lands on after a sweep (`srprior ui` prints it) lists the trial runs grouped by table row
+    with the report's metric values as columns and each row's mean: the saved runs view, not a folded parent
+    run without metric columns."""
+    chromium = _chromium()
+    exp, reported = _make_sweep_store(tmp_path)
+    port = tracking.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    server = subprocess.Popen([sys.executable, "-m", "srprior.cli", "ui", "--output-dir", str(tmp_path),
+                               "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True)
+    page = None
+    try:
+        assert _readline(server, 180).startswith(f"MLflow UI: http://127.0.0.1:{port}")
+        link = _readline(server, 30).strip().split(": ", 1)[1]
+        assert link == tracking.ui_url(f"http://127.0.0.1:{port}", exp, view=True)
+        page = DevTools(chromium, tmp_path / "chromium-profile")
+        page.call("Emulation.setDeviceMetricsOverride", width=1600, height=900, deviceScaleFactor=1, mobile=False)
+        page.call("Page.navigate", url=link)
+        values = [f"{v:.4f}" for v in reported.values()]
+        prior = [v for name, v in reported.items() if "/prior/" in name]
+        mean = f"{sum(prior) / len(prior):.4f} (average)"  # the row's mean, as the report's table cell
+        text = _wait_for(page, [f"4.2:{name}" for name in RUNS] + values + [mean], timeout=90)
+        shot = tmp_path / "mlflow-view.png"
+        shot.write_bytes(base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"]))
+        print(f"screenshot: {shot}")
+        assert all(f"4.2:{name}" in text for name in RUNS), f"trial runs not listed; the page shows:\n{text[:3000]}"
+        assert all(v in text for v in values), f"reported values missing; the page shows:\n{text[:3000]}"
+        assert mean in text, f"no row mean; the page shows:\n{text[:3000]}"
+        assert "33.5" in text and "table-4.2-smoke" not in text  # bicubic column; the sweep's run filtered out
+    finally:
+        if page is not None:
+            page.close()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0

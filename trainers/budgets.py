@@ -7,6 +7,14 @@ the thesis trains with its own loader (torchvision augmentation, PNGs read direc
 states no repeat factor, and it cuts training "given computational constraints" although EDSR-B's full schedule
 is 300K steps; 1M steps for a *tiny* model would be 3.3× that full schedule, 50K steps is consistent with the
 stated motivation. A different reading is one flag away: `--steps` overrides the budget.
+
+`smoke` tests the platform in minutes; its micro models learn a residual over bicubic (archs.presets), so its
+table's "Δ vs bicub" column shows whether training moves them, never the thesis's effects. `cpu-hour` is the
+smallest budget sized for one: Table 4.2's λ_AP effect on EDSR-T as edsr-t-micro (the one micro model whose
+prior step is cheap on a CPU: 0.28 s per reference step, plan.STEP_SECONDS), three rows (λ_AP = 0, 1e-3, 1e-2:
+the thesis's flat and its largest effect), 10 seeds per row so that a comparison detects 1.33 seed standard
+deviations at 80% power (stats.mde; about 0.07 dB at the 0.05 dB seed spread measured on the test crops), and
+2,000 steps to fill the hour.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ MICRO = {"edsr": "edsr-t-micro", "rcan": "rcan-t-micro", "rnan": "rnan-t-micro"}
 # Thesis-sized models on DIV2K: a trial still 3 dB under bicubic after a fifth of its steps is not learning SR
 # (srprior.trainers.health.Behaviour; RunContext's comment says why each rule exists)
 DIVERGE = dict(diverge_psnr_margin=3.0, diverge_warmup=0.2)
+CPU_HOUR_SEEDS = 10  # per row: a Welch comparison's MDE (80% power, α = 0.05) is then 1.33 seed standard deviations
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class Budget:
     context: dict[str, Any] = field(default_factory=dict)  # RunContext fields: log_every, ckpt_every, figures
     seeds: int | None = None  # first N seeds of each row (None: all)
     micro: bool = False  # replace each preset by its architecture's -micro preset (CPU smoke runs)
+    rows: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> the rows it is sized for ({}: all)
+    caption: str = ""  # under the console table: what this budget's numbers can and cannot show
 
     def __post_init__(self) -> None:
         from srprior.schema import RunContext, trial_config
@@ -43,6 +54,15 @@ class Budget:
         RunContext(**self.context)
         if self.seeds is not None and self.seeds < 1:
             raise ValueError(f"budget {self.name!r}: seeds={self.seeds} must be >= 1 or None")
+
+    def table_rows(self, table: str) -> tuple[str, ...] | None:
+        """The rows of `table` this budget runs (None: all); a budget sized for some tables refuses the others."""
+        if not self.rows:
+            return None
+        if table not in self.rows:
+            raise ValueError(f"budget {self.name!r} is sized for table(s) {', '.join(self.rows)} only; for table "
+                             f"{table} use --budget smoke (CPU, minutes) or short (GPU)")
+        return self.rows[table]
 
     def preset(self, preset: str) -> str:
         """The model this budget trains for a row's `preset` (micro budgets swap it)."""
@@ -62,11 +82,24 @@ def micro_preset(preset: str) -> str:
 
 
 BUDGETS: dict[str, Budget] = {b.name: b for b in (
-    Budget("smoke", "CPU, minutes: micro models, 24×24 patches, 20 steps, 2 seeds per row (real ± and tests), "
-           "one 32×32 LR crop per eval set, figures (about 1 s per trial)",
-           science=dict(steps=20, batch=4, lr_patch=24, val_every=10, max_eval_images=1, val_images=1, eval_crop=32),
-           # no PSNR divergence rule: micro models after 20 steps sit 15 dB under bicubic (18.3 vs 33.4 dB)
-           context=dict(ckpt_every=10, log_every=5, figures=True, diverge_psnr_margin=None), seeds=2, micro=True),
+    Budget("smoke", "CPU, minutes: micro models (a residual over bicubic), 100 steps of 8 32×32 patches at Adam "
+           "1e-3, 2 seeds per row (real ± and tests), one 32×32 LR crop per eval set, figures (about 1 s per trial)",
+           science=dict(steps=100, batch=8, lr_patch=32, learning_rate=1e-3, val_every=10, max_eval_images=1,
+                        val_images=1, eval_crop=32),
+           context=dict(ckpt_every=10, log_every=5, figures=True), seeds=2, micro=True,
+           caption="smoke budget: {steps} steps, micro models learning a residual over bicubic; it tests the "
+                   "platform, too short to reproduce the thesis's effects (`--budget cpu-hour` on 2 CPU cores, "
+                   "`short` on a GPU for that)."),
+    Budget("cpu-hour", "2 CPU cores, about an hour: Table 4.2's EDSR-T rows λ_AP = 0, 1e-3, 1e-2 as micro models, "
+           "10 seeds each (MDE 1.33 seed-std per comparison at 80% power), 2,000 steps of 16 32×32 patches at Adam "
+           "1e-3, all three test images as 64×64 LR crops",
+           science=dict(steps=2000, batch=16, lr_patch=32, learning_rate=1e-3, val_every=250, val_images=1,
+                        eval_crop=64),
+           context=dict(ckpt_every=500, log_every=50, figures=True), seeds=CPU_HOUR_SEEDS, micro=True,
+           rows={"4.2": ("edsr-t/baseline", "edsr-t/lambda-1e-3", "edsr-t/lambda-1e-2")},
+           caption="cpu-hour budget: {steps} steps of micro models (a residual over bicubic), 10 seeds per row: "
+                   "λ_AP's effect on PSNR and DI with its confidence interval at micro scale; the thesis's "
+                   "numbers are for EDSR-T after 50,000 steps (`--budget short` on a GPU)."),
     Budget("short", "one GPU, ~10 min per trial: thesis models and crops, 5,000 steps (100 epochs), bf16",
            science=dict(steps=100 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=500, val_images=10, **GPU),
            context=dict(ckpt_every=500, log_every=50, **DIVERGE)),

@@ -94,7 +94,7 @@ def _tables(names: str) -> list[Any]:
 
 def _data_fields(opts: dict[str, Any], budget: Any) -> dict[str, Any]:
     data_root = opts.get("data_root")
-    if data_root is None and budget.name != "smoke":  # smoke stays on the embedded images unless told
+    if data_root is None and not budget.micro:  # micro budgets stay on the embedded images unless told
         data_root = os.environ.get("SRPRIOR_DATA") or None
     out: dict[str, Any] = {}
     for flag, key, folder in (("--data-root", "data_root", data_root), ("--train-root", "train_root",
@@ -145,9 +145,11 @@ def make_plan(opts: dict[str, Any]) -> SweepPlan:
     cells: dict[str, list[tuple[str, int, str]]] = {}
     for spec in specs:
         try:
-            table_cells = spec.cells(seeds=seeds, rows=rows)
+            table_cells = spec.cells(seeds=seeds, rows=rows or budget.table_rows(spec.name))
         except KeyError as exc:
             raise PlanError(exc.args[0]) from None
+        except ValueError as exc:
+            raise PlanError(f"--budget: {exc}") from None
         cells[spec.name] = []
         for row, seed, overrides in table_cells:
             flat = {**overrides, **budget.science, **spec.budgets.get(budget.name, {}), **user,

@@ -385,23 +385,49 @@ def _short(metric: str, mean: float | None, std: float | None, mark: str) -> str
     return f"{mean:.{d}f}±{std:.{d}f}{mark}" if std is not None else f"{mean:.{d}f}{mark}"
 
 
-def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: str | None = None) -> str:
-    """The table as a terminal shows it: ≤ 120 columns, our numbers only (mean ± std over seeds with † ‡), the
-    bicubic reference, the claims' verdicts in one line; the thesis's numbers and every column stay in the
-    Markdown/CSV/HTML files. Columns without any value are left out; when they do not fit, SSIM goes first."""
+def _gain_metric(metrics: list[str], bicubic: dict[str, float]) -> str | None:
+    """The first PSNR column with a bicubic value on the same crops: its gain over bicubic gets a column."""
+    return next((m for m in metrics if m.startswith("psnr") and m in bicubic), None)
+
+
+def runs_view_metrics(report: Report) -> list[str]:
+    """The MLflow metrics behind the console table's columns (the best-validation weights' values and the
+    bicubic reference of the gain column): the columns of the runs view a sweep saves (tracking.save_runs_view)."""
+    metrics = [m for m in report.spec.metrics if any(r.cells[m].n for r in report.rows)]
+    gain = _gain_metric(metrics, dict(report.bicubic))
+    return [f"{contracts.SELECTED}{m}" for m in metrics[:6]] + ([f"{contracts.BICUBIC}{gain}"] if gain else [])
+
+
+def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: str | None = None,
+                caption: str | None = None) -> str:
+    """The table as a terminal shows it: ≤ 120 columns, our numbers only (mean ± std over seeds with † ‡), each
+    row's PSNR gain over bicubic on the same crops (so "the models learn" reads at a glance), the bicubic
+    reference, the claims' verdicts in one line and `caption` (what the budget can and cannot show); the
+    thesis's numbers and every column stay in the Markdown/CSV/HTML files. Columns without any value are left
+    out; when they do not fit, SSIM goes first."""
+    import textwrap
+
     spec, bicubic = report.spec, dict(report.bicubic)
     metrics = [m for m in spec.metrics if any(r.cells[m].n for r in report.rows)]
     label_w = min(34, max([len(f"{r.row.group} {r.row.label}") for r in report.rows] + [len("Bicubic (same crops)")]))
-    col_w = 15
+    col_w, gain_w = 15, 11
+    gain = _gain_metric(metrics, bicubic)
 
     def fits(ms: list[str]) -> bool:
-        return label_w + 6 + len(ms) * (col_w + 1) <= TERMINAL_WIDTH
+        return label_w + 6 + len(ms) * (col_w + 1) + (gain_w + 1 if gain else 0) <= TERMINAL_WIDTH
 
     if not fits(metrics):
         metrics = [m for m in metrics if not m.startswith("ssim")]
     while not fits(metrics):
         metrics.pop()
-    head = f"{'':{label_w}} {'n':>4} " + " ".join(f"{column_name(m)[:col_w]:>{col_w}}" for m in metrics)
+
+    def line(label: str, n: str, cells: list[str], delta: str) -> str:
+        cols = [f"{c:>{col_w}}" for c in cells]
+        if gain:
+            cols.insert(metrics.index(gain) + 1, f"{delta:>{gain_w}}")
+        return f"{label:{label_w}} {n:4} " + " ".join(cols)
+
+    head = line("", "   n", [column_name(m)[:col_w] for m in metrics], "Δ vs bicub")
     out = [f"Table {spec.name}: {spec.title}"[:TERMINAL_WIDTH]]
     if report.readings:
         out += textwrap.wrap(f"readings: {_readings(report)}", TERMINAL_WIDTH, subsequent_indent="  ")
@@ -411,12 +437,16 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
     for r in report.rows:
         label = f"{r.row.group} {r.row.label}"[:label_w]
         cells = [_short(m, r.cells[m].mean, r.cells[m].std, r.cells[m].mark) for m in metrics]
-        out.append(f"{label:{label_w}} {len(r.seeds)}/{r.expected:<2} " + " ".join(f"{c:>{col_w}}" for c in cells))
+        mean = r.cells[gain].mean if gain else None
+        out.append(line(label, f"{len(r.seeds)}/{r.expected:<2}", cells,
+                        DASH if mean is None else f"{mean - bicubic[gain]:+.2f} dB"))
     if bicubic:
         cells = [f"{bicubic[m]:.{_decimals(m)}f}" if m in bicubic else "" for m in metrics]
-        out.append(f"{'Bicubic (same crops)':{label_w}} {'':4} " + " ".join(f"{c:>{col_w}}" for c in cells))
-    out.append("mean±std over seeds of each run's best-validation checkpoint; † p<0.05, ‡ p<0.01 vs the group's "
-               "baseline (Welch)."[:TERMINAL_WIDTH])
+        out.append(line("Bicubic (same crops)", "", cells, ""))
+    legend = "mean±std over seeds of each run's best-validation checkpoint; † p<0.05, ‡ p<0.01 vs the group's " \
+             "baseline (Welch)"
+    out += textwrap.wrap(legend + (f"; Δ vs bicub: mean {column_name(gain)} minus bicubic's on the same crops."
+                                   if gain else "."), TERMINAL_WIDTH)
     if report.claims:
         verdicts: dict[str, int] = {}
         for c in report.claims:
@@ -429,6 +459,8 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
     if report.failed or report.missing:
         out.append(f"INCOMPLETE: {report.failed} failed, {report.missing} missing of "
                    f"{sum(r.expected for r in report.rows)} planned runs" + (f"; resume: {resume}" if resume else ""))
+    if caption:
+        out += textwrap.wrap(caption, TERMINAL_WIDTH)
     if files:
         out.append(f"with the thesis's numbers: {files.get('html') or next(iter(files.values()))}")
     return "\n".join(out) + "\n"

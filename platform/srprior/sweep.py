@@ -123,6 +123,13 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
                 f" · reused (FINISHED in MLflow): {0 if retrain else len(finished)}"
                 f" · resumed (unfinished run continues): {len(resumed)}",
                 f"  models: {', '.join(f'{p} (x{s})' for p, s in models)}"]
+        if plan.trials:
+            sched, per_row = plan.trials[0].trial.config.schedule, {}
+            for row, _, _ in (c for cells in plan.cells.values() for c in cells):
+                per_row[row] = per_row.get(row, 0) + 1
+            low, high = min(per_row.values()), max(per_row.values())
+            out.append(f"  per trial: {sched.steps:,} steps × batch {sched.batch} × {sched.lr_patch}×{sched.lr_patch} "
+                       f"LR patches; seeds per row: {low}" + (f"-{high}" if high > low else ""))
         if shared:
             by_config: dict[tuple, list[int]] = {}
             for t in shared:
@@ -256,7 +263,7 @@ def _reports(plan: SweepPlan, sweep_id: str, uri: str, store: str, output: Path,
              resume: str | None) -> str:
     """Every table's report: files written and logged to its parent run (with a summary plot); the terminal
     view of each returned."""
-    from srprior.report import ReportError, build_report, search_report, to_terminal, write_report
+    from srprior.report import ReportError, build_report, runs_view_metrics, search_report, to_terminal, write_report
     from srprior.search_spaces import get_table
 
     texts = []
@@ -272,8 +279,19 @@ def _reports(plan: SweepPlan, sweep_id: str, uri: str, store: str, output: Path,
             continue
         paths = write_report(replace(report, tracking_uri=store), output / "reports" / sweep_id,
                              tracking_uri=uri)
-        texts.append(to_terminal(report, paths, resume))
+        if plan.mode == "table" and name in parents:  # the link `srprior ui` prints opens this view
+            client = tracking.client(uri)
+            tracking.save_runs_view(client, client.get_run(parents[name]).info.experiment_id,
+                                    runs_view_metrics(report))
+        texts.append(to_terminal(report, paths, resume, budget_caption(plan)))
     return "\n".join(texts)
+
+
+def budget_caption(plan: SweepPlan) -> str:
+    """The budget's caption (what its numbers can and cannot show) with this plan's steps filled in."""
+    from srprior.trainers.budgets import get_budget
+
+    return get_budget(plan.budget).caption.format(steps=plan.science.get("steps", "?"))
 
 
 def _print_seed_plan(plan: SweepPlan, opts: dict[str, Any], uri: str) -> int:

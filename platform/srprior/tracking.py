@@ -306,17 +306,34 @@ def get_or_create_run(mlflow_client: Any, exp_id: str, key: dict[str, str], run_
 MAKE_STORE = ("sweep", "--table", "4.2", "--budget", "smoke")  # the smallest sweep: a store with one experiment
 
 
-def ui_url(base_url: str, experiment_id: str) -> str:
-    """The link that opens an experiment's training runs in the MLflow 3.17 UI.
+RUNS_VIEW = "srprior"  # key of the runs view a sweep saves on its experiment (MLflow's shared view state)
+VIEW_TAG = "mlflow.sharedViewState."  # MLflow 3.17's experiment tag prefix for a shared view (UI: "Share")
+
+
+def save_runs_view(mlflow_client: Any, experiment_id: str, metrics: list[str]) -> None:
+    """Save the runs table a user should land on as the experiment's shared view, which the UI reads from the
+    tag `mlflow.sharedViewState.<key>` when the link carries `viewStateShareKey=<key>` (columns are UI state,
+    not URL parameters, in MLflow 3.17): the trial runs only, so they are listed flat instead of folded under
+    the sweep's run, with `metrics` (what the report shows) and λ_AP as columns."""
+    columns = [f"metrics.`{m}`" for m in metrics] + ["params.`lambda_ap`", "params.`preset`"]
+    state = {"searchFilter": f"tags.`{contracts.ROLE}` = 'trial'", "selectedColumns": columns,
+             "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": contracts.ROW}]}}
+    mlflow_client.set_experiment_tag(experiment_id, VIEW_TAG + RUNS_VIEW, json.dumps(state))
+
+
+def ui_url(base_url: str, experiment_id: str, view: bool = False) -> str:
+    """The link that opens an experiment's training runs in the MLflow 3.17 UI (`view`: in the saved runs view).
 
     The UI routes in the URL fragment, and a browser it has never seen starts in its GenAI view (traces,
     evaluations), where training runs are not listed: `workflowType=machine_learning` selects the runs table."""
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    shared = f"&viewStateShareKey={RUNS_VIEW}" if view else ""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning{shared}"
 
 
-def newest_experiment(url: str, timeout: float = 5.0, auth: Any = None) -> tuple[str, str] | None:
-    """(id, name) of the most recently created srprior experiment behind the server at `url`, None when there
-    is none or the server does not answer within `timeout` (REST, not MlflowClient: that retries for minutes)."""
+def newest_experiment(url: str, timeout: float = 5.0, auth: Any = None) -> tuple[str, str, bool] | None:
+    """(id, name, has the saved runs view) of the most recently created srprior experiment behind the server at
+    `url`, None when there is none or the server does not answer within `timeout` (REST, not MlflowClient: that
+    retries for minutes)."""
     body = {"max_results": 1, "filter": f"name LIKE '{contracts.EXPERIMENT_PREFIX}%'",
             "order_by": ["creation_time DESC"]}
     req = urllib.request.Request(f"{url.rstrip('/')}/api/2.0/mlflow/experiments/search", method="POST",
@@ -327,7 +344,10 @@ def newest_experiment(url: str, timeout: float = 5.0, auth: Any = None) -> tuple
             found = json.loads(resp.read()).get("experiments", [])
     except (OSError, ValueError):
         return None
-    return (found[0]["experiment_id"], found[0]["name"]) if found else None
+    if not found:
+        return None
+    tags = {tag["key"] for tag in found[0].get("tags", [])}
+    return found[0]["experiment_id"], found[0]["name"], VIEW_TAG + RUNS_VIEW in tags
 
 
 def command(*args: str) -> str:
@@ -370,7 +390,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _print_newest(url: str, auth: Any = None) -> None:
     newest = newest_experiment(url, auth=auth)
     if newest is not None:
-        print(f"Runs of {newest[1]} (newest): {ui_url(url, newest[0])}", flush=True)
+        print(f"Runs of {newest[1]} (newest): {ui_url(url, newest[0], newest[2])}", flush=True)
 
 
 def run_ui(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """EDSR (Lim et al., CVPR-W 2017): head conv, residual blocks without BN, long skip, sub-pixel tail.
 
 ``bn=True`` puts BatchNorm back into the residual blocks (thesis Table 4.6 regularisation ablation).
+``bicubic_skip=True`` (micro presets only) adds the bicubic upsampling of the input to the output (common.py).
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from srprior.archs.common import MeanShift, ResBlock, Upsampler, check_positive, check_scale, default_conv
+from srprior.archs.common import (MeanShift, ResBlock, Upsampler, check_positive, check_scale,
+                                   default_conv, residual_output, residual_skip)
 
 
 class EDSR(nn.Module):
@@ -19,6 +21,7 @@ class EDSR(nn.Module):
         n_feats: int = 64,
         res_scale: float = 1.0,
         bn: bool = False,
+        bicubic_skip: bool = False,
     ):
         super().__init__()
         check_scale(scale)
@@ -31,7 +34,8 @@ class EDSR(nn.Module):
         )
         self.tail = nn.Sequential(Upsampler(scale, n_feats), default_conv(n_feats, 3, 3))
         self.add_mean = MeanShift(+1)
+        self.skip = residual_skip(scale, self.tail) if bicubic_skip else None  # micro presets: learn a residual
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x))
-        return self.add_mean(self.tail(x + self.body(x)))
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.sub_mean(lr))
+        return residual_output(self.tail(x + self.body(x)), lr, self.add_mean, self.skip)

@@ -20,7 +20,8 @@ PRESETS: dict[str, dict] = {
     "rnan-b": {"arch": "rnan", "n_resgroups": 10, "n_feats": 64},
     "rnan-t": {"arch": "rnan", "n_resgroups": 2, "n_feats": 64},
     # CPU-test sizes.
-    "edsr-t-micro": {"arch": "edsr", "n_resblocks": 2, "n_feats": 8, "res_scale": 1.0},
-    "rcan-t-micro": {"arch": "rcan", "n_resgroups": 2, "n_resblocks": 2, "n_feats": 16, "reduction": 4},
-    "rnan-t-micro": {"arch": "rnan", "n_resgroups": 3, "n_feats": 8},
+    "edsr-t-micro": {"arch": "edsr", "n_resblocks": 2, "n_feats": 8, "res_scale": 1.0, "bicubic_skip": True},
+    "rcan-t-micro": {"arch": "rcan", "n_resgroups": 2, "n_resblocks": 2, "n_feats": 16, "reduction": 4,
+                     "bicubic_skip": True},
+    "rnan-t-micro": {"arch": "rnan", "n_resgroups": 3, "n_feats": 8, "bicubic_skip": True},
 }

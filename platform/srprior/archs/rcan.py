@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from srprior.archs.common import MeanShift, Upsampler, check_positive, check_scale, default_conv
+from srprior.archs.common import (MeanShift, Upsampler, check_positive, check_scale, default_conv,
+                                   residual_output, residual_skip)
 
 
 class CALayer(nn.Module):
@@ -69,6 +70,7 @@ class RCAN(nn.Module):
         n_resblocks: int = 20,
         n_feats: int = 64,
         reduction: int = 16,
+        bicubic_skip: bool = False,
     ):
         super().__init__()
         check_scale(scale)
@@ -81,7 +83,8 @@ class RCAN(nn.Module):
         )
         self.tail = nn.Sequential(Upsampler(scale, n_feats), default_conv(n_feats, 3, 3))
         self.add_mean = MeanShift(+1)
+        self.skip = residual_skip(scale, self.tail) if bicubic_skip else None  # micro presets: learn a residual
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x))
-        return self.add_mean(self.tail(x + self.body(x)))
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.sub_mean(lr))
+        return residual_output(self.tail(x + self.body(x)), lr, self.add_mean, self.skip)

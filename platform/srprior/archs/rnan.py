@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from srprior.archs.common import MeanShift, ResBlock, Upsampler, check_scale, default_conv
+from srprior.archs.common import (MeanShift, ResBlock, Upsampler, check_scale, default_conv,
+                                   residual_output, residual_skip)
 
 
 class NonLocalBlock(nn.Module):
@@ -111,7 +112,7 @@ class ResGroup(nn.Module):
 
 
 class RNAN(nn.Module):
-    def __init__(self, scale: int = 2, n_resgroups: int = 10, n_feats: int = 64):
+    def __init__(self, scale: int = 2, n_resgroups: int = 10, n_feats: int = 64, bicubic_skip: bool = False):
         super().__init__()
         check_scale(scale)
         if n_resgroups < 2:
@@ -128,8 +129,9 @@ class RNAN(nn.Module):
         self.body_nl_high = nn.Sequential(ResGroup(n_feats, non_local=True))
         self.tail = nn.Sequential(Upsampler(scale, n_feats), default_conv(n_feats, 3, 3))
         self.add_mean = MeanShift(+1)
+        self.skip = residual_skip(scale, self.tail) if bicubic_skip else None  # micro presets: learn a residual
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x))
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.sub_mean(lr))
         res = self.body_nl_high(self.body(self.body_nl_low(x)))
-        return self.add_mean(self.tail(x + res))
+        return residual_output(self.tail(x + res), lr, self.add_mean, self.skip)

@@ -283,7 +283,8 @@ class FusedTrainStep:
                 dst[k] = torch.cat([(p if key is None else s.get(key, torch.zeros_like(p))).detach().flatten()
                                     for p, s in zip(params, states)]).to(dst.dtype)
             for name, b in model.named_buffers():
-                self._buffers[name][k] = b
+                if name in model_state:  # non-persistent buffers (the bicubic skip's taps) stay the group's
+                    self._buffers[name][k] = b
         self.steps[k] = steps.pop()
         self.alive[k] = True
 
