@@ -191,7 +191,8 @@ def test_similarity_mapping_changes_only_ssm_and_targets(bsd_crops, scenario):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="host-sync check needs CUDA")
 @pytest.mark.parametrize("cfg", [ssm.ExtractorConfig(scenario=s, n_ssr=2) for s in ssm.SCENARIOS]
-                         + [ssm.ExtractorConfig(local_geometry="ring", similarity="affine"), TABLE_4_7])
+                         + [ssm.ExtractorConfig(local_geometry="ring", similarity="affine"), TABLE_4_7,
+                            ssm.ExtractorConfig(n_ssr=3, selection_area="global", invalid_samples="keep")])
 def test_extractor_never_syncs_the_device(cfg):
     lr = _textures(8, 48, seed=5).cuda()
     gen = torch.Generator("cuda").manual_seed(0)
