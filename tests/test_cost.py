@@ -92,6 +92,12 @@ def test_rate_says_when_it_borrows():
     bf16 = cost.rate("gpu", "bf16", "edsr-t-15", "plain")
     assert bf16.source == "assumed" and bf16.basis.startswith("edsr-t fp32 plain's")
     assert cost.rate("cpu", "fp32", "rcan-t-micro", "prior").basis.startswith("rcan-t fp32 prior's")
+    # a preset's own fp32 entry before a smaller preset's bf16 one: size moves efficiency more than precision
+    data = cost.load_efficiency()
+    data["devices"]["gpu"]["bf16"] = {"edsr-t": {"prior": {"tflops": 40.0, "source": "measured", "by": "x"}}}
+    assert cost.rate("gpu", "bf16", "edsr-b", "prior", data).basis == "edsr-b fp32 prior's, measured"
+    nearest = cost.rate("gpu", "bf16", "edsr-t-15", "prior", data)
+    assert nearest == cost.Rate(40.0, "assumed", "edsr-t bf16 prior's, measured")
 
 
 def _plan(capsys, table: str) -> str:
