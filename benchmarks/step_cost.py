@@ -30,6 +30,20 @@ import sys
 import time
 
 
+def _backends(args: argparse.Namespace, cuda: bool):
+    """Set up torch as the variant asks and return the clock: CPU time with --threads threads on CPU, the wall
+    clock on CUDA (TF32 when asked, cudnn.benchmark as the trainers set it)."""
+    import torch
+
+    if not cuda:
+        torch.set_num_threads(args.threads)
+        return time.process_time
+    if args.tf32:  # TF32 tensor cores for matmuls too (torch's default already allows them for cuDNN convolutions)
+        torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.benchmark = True  # fixed shapes, as trainers run them (trainers/worker.py)
+    return time.perf_counter
+
+
 def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
@@ -43,12 +57,7 @@ def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
 
     cuda = device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    clock = time.perf_counter if cuda else time.process_time
-    if not cuda:
-        torch.set_num_threads(args.threads)
-    if args.tf32:  # TF32 tensor cores for matmuls too (torch's default already allows them for cuDNN convolutions)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True  # fixed shapes, as trainers run them (trainers/worker.py)
+    clock = _backends(args, cuda)
     train, _ = default_split(args.scale)
     lr, hr = PatchSampler(train, args.scale, patch=args.patch, batch=args.batch, seed=0).next()
     lr, hr = lr.to(device), hr.to(device)
@@ -142,17 +151,20 @@ VARIANT_FLAGS = {"eager": {}, "tf32": {"tf32": True}, "bf16": {"bf16": True}, "c
 
 def _measure_variants(preset: str, device: str, args: argparse.Namespace, variants: list[str]) -> list[dict]:
     """Rows of `variants` ("eager", "tf32", "bf16+cuda-graph", ...) in one process: one CUDA start-up per preset
-    (the GPU suite's time limit); TF32 flags are reset to torch's defaults between variants."""
+    (the GPU suite's time limit); the matmul precision is reset between variants."""
     import torch
 
-    defaults = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    default = torch.get_float32_matmul_precision()
     rows = []
     for variant in variants:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = defaults
+        torch.set_float32_matmul_precision(default)
         flags = {"bf16": False, "tf32": False, "cuda_graph": False, "channels_last": False}
         for part in variant.split("+"):
             flags.update(VARIANT_FLAGS[part])
-        rows.append({**_measure(preset, device, argparse.Namespace(**{**vars(args), **flags})), "variant": variant})
+        try:
+            rows.append({**_measure(preset, device, argparse.Namespace(**{**vars(args), **flags})), "variant": variant})
+        except Exception as exc:  # one lever failing on a card must not cost the other levers' rows
+            print(f"{preset} {variant} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     return rows
 
 

@@ -92,6 +92,12 @@ def test_rate_says_when_it_borrows():
     bf16 = cost.rate("gpu", "bf16", "edsr-t-15", "plain")
     assert bf16.source == "assumed" and bf16.basis.startswith("edsr-t fp32 plain's")
     assert cost.rate("cpu", "fp32", "rcan-t-micro", "prior").basis.startswith("rcan-t fp32 prior's")
+    # a preset's own fp32 entry before a smaller preset's bf16 one: size moves efficiency more than precision
+    data = cost.load_efficiency()
+    data["devices"]["gpu"]["bf16"] = {"edsr-t": {"prior": {"tflops": 40.0, "source": "measured", "by": "x"}}}
+    assert cost.rate("gpu", "bf16", "edsr-b", "prior", data).basis == "edsr-b fp32 prior's, measured"
+    nearest = cost.rate("gpu", "bf16", "edsr-t-15", "prior", data)
+    assert nearest == cost.Rate(40.0, "assumed", "edsr-t bf16 prior's, measured")
 
 
 def _plan(capsys, table: str) -> str:
@@ -126,8 +132,9 @@ def test_all_tables_plan_prints_total_and_floor_at_peak(capsys):
     total, eflop, floor = map(float, m.groups())
     assert floor == pytest.approx(eflop * 1e18 / 989e12 / 3600, rel=2e-3) and 6.5 < floor < 7.5 < total
     assert "rnan-t x2 b16 48² bf16 prior: 856 GFLOP/step" in out
-    assert "gpu: 9.72 TFLOP/s assumed (rnan-t fp32 prior's, extrapolated)" in out
-    cpu = cost.load_efficiency()["devices"]["cpu"]["fp32"]["rnan-t"]["prior"]["tflops"]
+    data = cost.load_efficiency()["devices"]
+    gpu, cpu = (data[d]["fp32"]["rnan-t"]["prior"]["tflops"] for d in ("gpu", "cpu"))
+    assert f"gpu: {gpu:.3g} TFLOP/s assumed (rnan-t fp32 prior's, extrapolated)" in out
     assert f"cpu: {cpu:.3g} TFLOP/s assumed (rnan-t fp32 prior's, measured)" in out  # the measured CPU times
 
 
