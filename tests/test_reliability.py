@@ -36,7 +36,8 @@ def _example(cls: type[BaseException]) -> BaseException:
 
 
 def _project_error_classes() -> list[type[BaseException]]:
-    """Every exception class defined in the project's modules (imported by walking the packages)."""
+    """Every *Error class defined in the project's modules (imported by walking the packages); internal signals
+    that never reach a user (CorruptCheckpoint, ...) are not named *Error."""
     import importlib
     import pkgutil
 
@@ -48,7 +49,8 @@ def _project_error_classes() -> list[type[BaseException]]:
     for info in infos:
         module = importlib.import_module(info.name)
         for obj in vars(module).values():
-            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == info.name:
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == info.name \
+                    and obj.__name__.endswith("Error"):
                 found[obj.__qualname__] = obj
     return [found[name] for name in sorted(found)]
 
@@ -206,11 +208,11 @@ class _Payload:
 
 
 def test_checkpoints_load_without_running_code(tmp_path):
-    """trainers.worker.load_state reads with weights_only=True: a real checkpoint (model, Adam, numpy RNG state)
+    """trainers.checkpoints.load_state reads with weights_only=True: a real checkpoint (model, Adam, numpy RNG state)
     loads; one carrying a code-running pickle is refused and its code never runs."""
     import torch
 
-    from srprior.trainers.worker import STATE_FILE, load_state
+    from srprior.trainers.checkpoints import STATE_FILE, load_state
 
     trial, _ = _smoke_trial(steps=2, val_every=2)
     session = LocalSession()

@@ -153,9 +153,9 @@ class TestLocalSweeps:
 
     def test_dead_tracking_server_ends_the_sweep_within_a_minute_and_resume_finishes(self, local_ray, tmp_path):
         """The sweep process (its own Ray, as from the command line) loses its MLflow server while a trial trains:
-        it exits 1 within a minute with the reason and the resume command; `--resume` marks the runs the dead sweep
-        left RUNNING as KILLED, continues them, and ends with one FINISHED run per (config, seed), every curve point
-        logged once."""
+        it exits 1 within a minute with the reason and the resume command, its runs marked KILLED (written to the
+        store behind the dead server); `--resume` continues them and ends with one FINISHED run per (config, seed),
+        every curve point logged once."""
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         cmd = [sys.executable, str(REPO / "sweep.py"), "--table", "smoke", "--rows", ROWS[0], "--seeds", "2",
                "--name", "dead-server", "--output-dir", str(tmp_path), "--address", "local", "--num-cpus", "2"]
@@ -180,7 +180,10 @@ class TestLocalSweeps:
         # the sweep's own output has no traceback (Ray forwards its actors' logs, prefixed "(Actor pid=…)")
         assert not [line for line in err.splitlines() if "Traceback" in line and "pid=" not in line], err[-3000:]
         print(f"sweep ended {ended - killed_at:.1f} s after its tracking server was killed")
-        assert _running_trials(tmp_path / "mlflow.db") >= 1  # left RUNNING by the dead sweep
+        assert _running_trials(tmp_path / "mlflow.db") == 0  # the sweep marked the runs it owned before it exited
+        killed = [r for r in _trial_runs(tracking.default_tracking_uri(tmp_path)) if r.info.status == "KILLED"]
+        assert killed and {r.data.tags[contracts.FAILURE].split(" (pid")[0] for r in killed} == \
+            {"killed: the MLflow tracking server"}
         assert sweep.run_sweep({"resume": "dead-server", "output_dir": str(tmp_path), "address": None,
                                 "verbose": True}) == 0
         uri = tracking.default_tracking_uri(tmp_path)

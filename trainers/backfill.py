@@ -31,7 +31,7 @@ def checkpoint_index(output: Path) -> dict[str, tuple[Path, dict]]:
     import torch
 
     from srprior.data.hardcases import find_checkpoints
-    from srprior.trainers.worker import load_state
+    from srprior.trainers.checkpoints import load_state
 
     index: dict[str, tuple[Path, dict]] = {}
     for path in find_checkpoints(output):

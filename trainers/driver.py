@@ -5,6 +5,8 @@ DataParallelTrainer (with TorchConfig's process group when the trial is DDP) and
 trial's content address (`train-<key>`, or a digest of a fused group's keys, in a folder shared by every sweep of the output folder), so any sweep
 that needs an unfinished trial — a restarted Tune trial, `--resume`, or another table with the same row —
 resumes it from its last checkpoint; FailureConfig restarts dead workers from that checkpoint within the trial.
+Only one trainer at a time: the driver holds a lease per trial key beside the Train folders (srprior.locks); a
+trial that another live sweep is training is waited for and its FINISHED run reused, never reopened.
 
 Tune config shapes: table mode {"members": [{"trial": Trial.to_dict(), "labels", "experiment", "parent_run_id",
 "resume_run_id"}, ...]} (one member, or a fused group: srprior.trainers.group); search mode the
@@ -49,6 +51,43 @@ def train_name(trials: list[Trial], ctx: RunContext) -> str:
 
 def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunContext, storage_path: str,
                  max_failures: int) -> None:
+    """One Tune trial: under the leases of its trial keys (srprior.locks.trial_leases: another sweep training
+    one of them is waited for, the progress line says so), the members whose runs are FINISHED by then are
+    reused, never touched; the others train as one Ray Train run."""
+    import ray.tune
+
+    from srprior import contracts, locks
+
+    members = make_trials(config, science)
+    if "://" in storage_path:  # object storage has no locks: the sweep lease is all (srprior.locks)
+        return _train(members, context, storage_path, max_failures)
+
+    def waiting(holder: str) -> None:
+        ray.tune.report({"step": 0, contracts.OBJECTIVE: float("nan"), contracts.WAITING: holder})
+
+    names = [t.key + (f"-{context.sweep_id}" if context.retrain else "") for t, _ in members]
+    with locks.trial_leases(storage_path, names, context.sweep_id or "srprior", waiting):
+        done = _finished_elsewhere([t for t, _ in members], context)
+        if done and len(done) == len(members):
+            metric = [r.data.metrics.get(contracts.OBJECTIVE, float("nan")) for r in done.values()]
+            ray.tune.report({"step": 0, contracts.OBJECTIVE: sum(metric) / len(metric), "members_reused": len(done)})
+            return None
+        return _train([m for m in members if m[0].key not in done], context, storage_path, max_failures)
+
+
+def _finished_elsewhere(trials: list[Trial], context: RunContext) -> dict[str, Any]:
+    """The FINISHED runs of `trials` (by key): another sweep trained them since this one planned (while it waited
+    for their lease, or before its trial started). Reused, never reopened: a FINISHED run is never modified."""
+    if not context.tracking_uri or context.retrain:
+        return {}
+    from srprior import tracking
+
+    runs = tracking.runs_by_key(context.tracking_uri, {t.key for t in trials})
+    return {k: r for k, r in runs.items() if r.info.status == "FINISHED"}
+
+
+def _train(members: list[tuple[Trial, dict[str, Any]]], context: RunContext, storage_path: str,
+           max_failures: int) -> None:
     import ray.train
     from ray.train.torch import TorchConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
@@ -56,7 +95,6 @@ def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunCo
 
     from srprior.trainers.worker import train_fn_per_worker
 
-    members = make_trials(config, science)
     trials, started = [t for t, _ in members], time.time()
     name = train_name(trials, context)
     ctxs = [context.replace(**changes, trial_started_at=started, storage_dir=os.path.join(storage_path, name))

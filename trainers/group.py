@@ -35,6 +35,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
     from srprior.evaluate import evaluate
     from srprior.method.fused import FusedTrainStep
     from srprior.trainers.evaluation import held_out, shave, training_data
+    from srprior.trainers.health import Behaviour
 
     if session.world != 1:
         raise ValueError("fused groups train in one worker (no DDP); use --fuse 1 with --workers N")
@@ -69,16 +70,23 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
         step, steps_s = state["step"], state["steps_s"]
         run_ids, val_psnr = [m["run_id"] for m in state["members"]], [m["val_psnr"] for m in state["members"]]
         best = [Best(m["best"]) for m in state["members"]]
-    loggers = [RunLogger(t, c, run_ids[i] or c.resume_run_id, step, roles) if c.tracking_uri else None
-               for i, (t, c) in enumerate(zip(trials, ctxs))]
+    starts = [m.get("loss_start") for m in state["members"]] if state is not None else [None] * k
+    first = Behaviour(ctxs[0], cfg, val, starts[0])  # divergence without NaN, per member (srprior.trainers.health)
+    behaviours = [first] + [Behaviour(c, t.config, None, s, first.bicubic) for t, c, s in
+                            zip(trials[1:], ctxs[1:], starts[1:])]
+    loggers = [RunLogger(t, c, run_ids[i] or c.resume_run_id, step, roles, session.fallback)
+               if c.tracking_uri else None for i, (t, c) in enumerate(zip(trials, ctxs))]
     failed: dict[int, tuple[int, str]] = {}
 
+    def fail(i: int, found: tuple[int, str] | None) -> None:
+        if found is not None and i not in failed:
+            failed[i] = found
+            if loggers[i]:
+                loggers[i].fail(*found)
+
     def fail_new() -> None:
-        for i, (at, reason) in fused.failures().items():
-            if i not in failed:
-                failed[i] = (at, reason)
-                if loggers[i]:
-                    loggers[i].fail(at, reason)
+        for i, found in fused.failures().items():
+            fail(i, found)
 
     first_step_at = last_step_at = None
     while step < sched.steps:
@@ -91,11 +99,13 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
         t0 = time.time()
         first_step_at = first_step_at or t0
         out = fused(lr, hr)
-        if step % ctx.log_every == 0:
+        if step == 1 or step % ctx.log_every == 0:
             fail_new()
             l1, l_ap, total = (v.tolist() for v in (out.l1, out.l_ap, out.total))
             for i, logger in enumerate(loggers):
-                if logger and i not in failed:
+                if i not in failed:
+                    fail(i, behaviours[i].loss(step, total[i]))
+                if logger and i not in failed and step % ctx.log_every == 0:
                     logger.add(step, {"train/l1": l1[i], "train/l_ap": l_ap[i], "train/loss": total[i]})
         last_step_at = time.time()
         steps_s += last_step_at - t0
@@ -110,6 +120,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
                 best[i].update(step, val_psnr[i], member.state_dict)
                 if loggers[i]:
                     loggers[i].add(step, {contracts.OBJECTIVE: val_psnr[i]})
+                fail(i, behaviours[i].psnr(step, val_psnr[i]))
         alive = [v for i, v in enumerate(val_psnr) if i not in failed]
         metrics = {"step": step, contracts.OBJECTIVE: sum(alive) / len(alive) if alive else math.nan,
                    "members_failed": len(failed)}
@@ -124,7 +135,7 @@ def train_group(trials: list[Trial], ctxs: list[RunContext], session: Any) -> li
                 members.append({"trial": t.to_dict(), "model": model_sd, "optimizer": optim_sd,
                                 "sampler": samplers[i].state_dict(), "generator": generators[i].get_state(),
                                 "run_id": loggers[i] and loggers[i].run_id, "val_psnr": val_psnr[i],
-                                "best": best[i].state()})
+                                "best": best[i].state(), "loss_start": behaviours[i].start})
             saved = {"members": members, "step": step, "steps_s": steps_s, "rng": _rng_state(generators[0])}
         session.report(metrics, saved)
 

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,8 +34,8 @@ import torch
 
 from srprior import contracts
 from srprior.schema import RunContext, Trial
+from srprior.trainers import checkpoints
 
-STATE_FILE = "state.pt"
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
 WATERMARK_CURVES = ("train/loss", "val/psnr")  # their last logged step is the resume watermark
 
@@ -63,7 +64,7 @@ class RunLogger:
     """Rank 0's MLflow run, found by content (run key) or created; buffered curves, final metrics."""
 
     def __init__(self, trial: Trial, ctx: RunContext, run_id: str | None, resumed_at: int,
-                 images: dict[str, Any] | None = None):
+                 images: dict[str, Any] | None = None, fallback: str | None = None):
         from mlflow.entities import Param, RunTag
 
         from srprior import tracking
@@ -71,6 +72,8 @@ class RunLogger:
         self.client = tracking.client(ctx.tracking_uri)
         self.run_id = open_run(self.client, trial, ctx, run_id)
         tags = [RunTag(contracts.RESUMED_AT, str(resumed_at))] if resumed_at else []
+        if fallback:  # the newest checkpoint(s) could not be read (srprior.trainers.checkpoints)
+            tags.append(RunTag(contracts.CHECKPOINT_FALLBACK, fallback[:4000]))
         params = {**trial.config.params(), "seed": str(trial.seed)}
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()], tags=tags)
         if images is not None:  # which images selected the model and which report it (disjoint)
@@ -115,7 +118,7 @@ class RunLogger:
 class LocalSession:
     """One process, one rank: checkpoints stay in memory (the last one is `checkpoint`), reports are kept."""
 
-    rank, world = 0, 1
+    rank, world, fallback = 0, 1, None
 
     def __init__(self, device: str | torch.device = "cpu", checkpoint: dict | None = None):
         self.device = torch.device(device)
@@ -146,6 +149,7 @@ class RaySession:
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
+        self.fallback: str | None = None  # set by load(): which checkpoints were unreadable
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         import ray.train.torch
@@ -165,8 +169,8 @@ class RaySession:
         checkpoint = ray.train.get_checkpoint()
         if not checkpoint:
             return None
-        with checkpoint.as_directory() as d:
-            return load_state(Path(d) / STATE_FILE, self.device)
+        state, self.fallback = checkpoints.load_intact(checkpoint, self.device)
+        return state
 
     def report(self, metrics: dict[str, Any], state: dict | None) -> None:
         import ray.train
@@ -174,23 +178,9 @@ class RaySession:
         with tempfile.TemporaryDirectory() as d:
             saved = None
             if state is not None:
-                torch.save(state, Path(d) / STATE_FILE)
+                checkpoints.write(state, Path(d))
                 saved = ray.train.Checkpoint.from_directory(d)
             ray.train.report(metrics, checkpoint=saved)
-
-
-def _numpy_globals() -> list:
-    """The numpy types of np.random.get_state() (the checkpoint's RNG state): all that torch.load's
-    weights_only mode needs besides tensors and builtins."""
-    core = getattr(np, "_core", None) or np.core
-    return [np.ndarray, np.dtype, np.dtypes.UInt32DType, core.multiarray._reconstruct]
-
-
-def load_state(path: Path, device: torch.device) -> dict:
-    """A checkpoint written by this module, loaded with weights_only=True: a checkpoint from shared storage
-    cannot run code when it is read."""
-    with torch.serialization.safe_globals(_numpy_globals()):
-        return torch.load(path, map_location=device, weights_only=True)
 
 
 # ---------------------------------------------------------------------------------------------- model selection
@@ -267,8 +257,6 @@ def _maybe_fault(ctx: RunContext, step: int, rank: int) -> None:
 
 def _quiet_reports() -> None:
     """Drop Ray Train's INFO lines per report and per checkpoint (hundreds in a table sweep)."""
-    import sys
-
     logging.getLogger("ray.train.v2._internal.execution.storage").setLevel(logging.WARNING)
     module = sys.modules.get("ray.train.v2._internal.execution.context")  # logger named after its file
     if module is not None:
@@ -299,8 +287,8 @@ def train_fn_per_worker(config: dict) -> None:
             from srprior.trainers.group import train_group
 
             train_group(config["trials"], config["contexts"], session)
-    except health.non_retryable() as exc:  # it would repeat on every retry: FAILED runs, no Train error
-        health.end_failed(config["trials"], config["contexts"], session, exc)
+    except Exception as exc:  # noqa: BLE001 - what would repeat on every retry is not raised to Train (health)
+        health.end_without_retry(config["trials"], config["contexts"], session, exc)
 
 
 def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]:
@@ -310,7 +298,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
     from srprior.evaluate import evaluate
     from srprior.method.step import TrainStep, make_optimizer
     from srprior.trainers.evaluation import held_out, shave, training_data
-    from srprior.trainers.health import Divergence, final_failure, report_failed
+    from srprior.trainers.health import Behaviour, Divergence, agree, final_failure, report_failed
 
     cfg, rank, world, device = trial.config, session.rank, session.world, session.device
     scale, sched = cfg.model.scale, cfg.schedule
@@ -345,10 +333,12 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         step, run_id, val_psnr, steps_s = state["step"], state["run_id"], state["val_psnr"], state["steps_s"]
         best = Best(state["best"])
     run_id = run_id or ctx.resume_run_id
-    logger = RunLogger(trial, ctx, run_id, step, roles) if rank == 0 and ctx.tracking_uri else None
+    logger = RunLogger(trial, ctx, run_id, step, roles, session.fallback) if rank == 0 and ctx.tracking_uri \
+        else None
 
     first_step_at = last_step_at = None
-    out, failure, health = None, None, Divergence(device)
+    out, failure = None, None
+    health = Divergence(device, Behaviour(ctx, cfg, val if rank == 0 else None, (state or {}).get("loss_start")))
     while step < sched.steps:
         step += 1
         _maybe_fault(ctx, step, rank)
@@ -360,7 +350,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         first_step_at = first_step_at or t
         out = train_step(lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
         health.track(step, out.total)
-        if step % ctx.log_every == 0 and (failure := health.check(session, step)):
+        if step % ctx.log_every == 0 and (failure := health.check(session, step)):  # loss: health.behaviour too
             break
         if step % ctx.log_every == 0 and logger:
             logger.add(step, {"train/l1": out.l1.item(), "train/l_ap": out.l_ap.item(),
@@ -378,6 +368,8 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
         metrics = {"step": step, contracts.OBJECTIVE: val_psnr, "train/loss": out.total.item()}
         if logger:
             logger.add(step, {contracts.OBJECTIVE: val_psnr})
+        if failure := agree(session, health.behaviour.psnr(step, val_psnr) if rank == 0 else None):
+            break
         states = session.gather((sampler.state_dict(), _rng_state(generator)))
         saved = None
         if is_ckpt and rank == 0:
@@ -386,7 +378,7 @@ def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]
             saved = {"trial": trial.to_dict(), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                      "step": step, "sampler": [s for s, _ in states], "rng": [r for _, r in states],
                      "run_id": logger and logger.run_id, "val_psnr": val_psnr, "steps_s": steps_s,
-                     "best": best.state()}
+                     "best": best.state(), "loss_start": health.behaviour.start}
         session.report(metrics, saved)
 
     final: dict[str, Any] = {"step": step, contracts.OBJECTIVE: val_psnr}

@@ -28,6 +28,8 @@ BICUBIC = "bicubic/"  # the same evaluation of MATLAB-bicubic upscaling: every r
 SELECTED, LAST = "best/", "final/"  # final metrics of the best-validation weights (reported) and of the last step
 BEST_STEP = "best_step"
 OBJECTIVE = "val/psnr"  # what Tune/Optuna optimise (mean over seeds in a search)
+STOP_SWEEP = "srprior/stop_sweep"  # in a Tune result: why the whole sweep must stop (a full disk; srprior.watchdog)
+WAITING = "srprior/waiting_for"  # in a Tune result: the trial waits for the sweep holding its lease (srprior.locks)
 # Timings of a trial (start-up, training steps, wall) live under system/, so MLflow shows them with the system
 # metrics instead of before the training curves.
 
@@ -38,6 +40,7 @@ RUN_KEY = "srprior.run_key"  # content address: <config hash>-s<seed>
 CONFIG_HASH = "srprior.config_hash"
 RETRAIN = "srprior.retrain"  # set on runs trained again by --retrain (value: the sweep id)
 RESUMED_AT = "srprior.resumed_at_step"
+CHECKPOINT_FALLBACK = "srprior.checkpoint_fallback"  # which newer checkpoints were unreadable, which one resumed
 REGION_SET = "srprior.region_set"
 FAILURE = "srprior.failure"  # why a trial run ended FAILED ("step N: reason") or was marked KILLED
 OWNER = "srprior.owner"  # the sweep that last opened the run (its lease tells whether it is alive)

@@ -14,6 +14,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from srprior import contracts
+
 QUIET_ENV = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/JSON/TensorBoard loggers, no TensorBoard hint
     "RAY_AIR_NEW_OUTPUT": "0",  # Tune's classic reporter honours verbose=0 (the new one prints its config box)
@@ -45,6 +47,7 @@ class SweepProgress(Callback):
         self.done = self.failed = 0
         self.steps: dict[str, int] = {}
         self.members: dict[str, int] = {}
+        self.waiting: set[str] = set()  # trials waiting for another sweep that trains them (srprior.locks)
         self.bar = tqdm(total=sum(s for _, s in runs), unit="step", desc=desc, dynamic_ncols=True,
                         mininterval=1 if sys.stderr.isatty() else 30, file=sys.stderr,
                         bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} steps "
@@ -57,8 +60,10 @@ class SweepProgress(Callback):
         return type(self), (self.runs, self.reused, self.desc)
 
     def _postfix(self) -> None:
-        running = sum(self.members.values())
-        self.bar.set_postfix_str(f"trials {self.done}/{self.total_trials} done · {running} running · "
+        waiting = sum(self.members.get(t, 0) for t in self.waiting)
+        running = sum(self.members.values()) - waiting
+        wait = f" · {waiting} waiting for another sweep training them" if waiting else ""
+        self.bar.set_postfix_str(f"trials {self.done}/{self.total_trials} done · {running} running{wait} · "
                                  f"{self.failed} failed · {self.reused} reused", refresh=True)
 
     def _members(self, trial: Any) -> int:
@@ -70,15 +75,21 @@ class SweepProgress(Callback):
         self._postfix()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if (contracts.WAITING in result) != (trial.trial_id in self.waiting):
+            self.waiting ^= {trial.trial_id}
+            self._postfix()
         step = int(result.get("step", 0) or 0)
         self.bar.update(max(0, step - self.steps.get(trial.trial_id, 0)))
         self.steps[trial.trial_id] = max(step, self.steps.get(trial.trial_id, 0))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         members = self.members.pop(trial.trial_id, self._members(trial))
+        self.waiting.discard(trial.trial_id)
         failed = int((trial.last_result or {}).get("members_failed", 0) or 0)
-        self.done += members - failed
+        reused = int((trial.last_result or {}).get("members_reused", 0) or 0)  # another sweep trained them
+        self.done += members - failed - reused
         self.failed += failed
+        self.reused += reused
         self._postfix()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

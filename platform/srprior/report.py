@@ -118,10 +118,13 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
     counts: dict[str, Any] = {"reused": 0, "failed": 0, "missing": 0}
     bicubic: dict[str, list[float]] = {}
     region_sets = set()
+    failures: dict[str, str] = {}  # row -> a failed run's reason
     for row_id, seed, key in cells:
         run = runs.get(key)
         if run is None or run.info.status != "FINISHED":
             counts["failed" if run is not None and run.info.status == "FAILED" else "missing"] += 1
+            if run is not None and run.info.status == "FAILED":
+                failures[row_id] = run.data.tags.get(contracts.FAILURE, "?")
             continue
         if sweep_id is not None and run.data.tags.get(contracts.SWEEP_ID) != sweep_id:
             counts["reused"] += 1
@@ -132,6 +135,15 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
                 bicubic.setdefault(m.removeprefix(contracts.BICUBIC), []).append(float(v))
     counts["bicubic"] = tuple((m, math.fsum(v) / len(v)) for m, v in bicubic.items())
     counts["region_sets"] = tuple(sorted(region_sets))
+    counts["failed_rows"] = frozenset(failures)
+    if not any(values.values()) and counts["failed"] == len(cells):
+        from srprior.trainers.health import is_diverged
+
+        diverged = [r for r in failures.values() if is_diverged(r)]
+        what = "diverged" if len(diverged) == len(failures) else "failed"
+        raise ReportError(f"all {len(cells)} trial run(s) of table {spec.name} {what}, e.g. "
+                          f"{(diverged or list(failures.values()))[0]!r}: no value to report (a smaller learning "
+                          "rate or λ_AP, or the runs' srprior.failure tags, say more)")
     if not any(values.values()) and sweep_id is not None:
         client = tracking.client(tracking_uri)
         exps = [e.experiment_id for e in contracts.srprior_experiments(client)]
@@ -151,9 +163,11 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
 
 
 def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]],
-              expected: dict[str, int] | None = None) -> tuple[RowResult, ...]:
+              expected: dict[str, int] | None = None, bicubic: dict[str, float] | None = None,
+              failed_rows: frozenset[str] = frozenset()) -> tuple[RowResult, ...]:
     """Cells with Welch p-values and the minimum detectable effect against each row's baseline, and the best
-    mean per column within each group."""
+    mean per column within each group, among rows with no failed run and not below `bicubic` (a model worse
+    than bicubic upscaling, or a row whose failed seeds are missing from its mean, is never "best")."""
     from scipy import stats
 
     from srprior.stats import mde as min_effect
@@ -180,11 +194,12 @@ def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]],
         results.append(RowResult(row, tuple(sorted(values.get(row.id, {}))), n, cells))
     for metric in spec.metrics:  # higher is better for every column (PSNR, SSIM, DI)
         for group in {r.row.group for r in results}:
-            means = [r.cells[metric].mean for r in results if r.row.group == group]
-            best = max((m for m in means if m is not None), default=None)
+            floor = (bicubic or {}).get(metric, -math.inf)
+            means = [r.cells[metric].mean for r in results if r.row.group == group and r.row.id not in failed_rows]
+            best = max((m for m in means if m is not None and m >= floor), default=None)
             for r in results:
                 cell = r.cells[metric]
-                if r.row.group == group and best is not None and cell.mean == best:
+                if r.row.group == group and best is not None and cell.mean == best and r.row.id not in failed_rows:
                     r.cells[metric] = replace(cell, best=True)
     return tuple(results)
 
@@ -205,6 +220,7 @@ def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int,
     (srprior.schema.readings_in_force of its trials) go into the header; the claims' p are adjusted by
     `correction` (srprior.stats.adjust) over this table's claims."""
     values, counts = collect(spec, tracking_uri, cells, sweep_id)
+    failed_rows = counts.pop("failed_rows")
     spec = with_logged_benchmarks(spec, values)
     expected = {row.id: sum(1 for r, _, _ in cells if r == row.id) for row in spec.rows}
     kept = {row.id for row in spec.rows if expected[row.id]}
@@ -212,7 +228,8 @@ def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int,
                                     for row in spec.rows if row.id in kept))
     claim_values, stand_in = _claim_values(values)
     claims = evaluate_claims(CLAIMS_BY_TABLE.get(spec.name, ()), claim_values, correction)
-    return Report(spec, tracking_uri, sweep_id, parent_run_id, summarize(spec, values, expected), claims,
+    table = summarize(spec, values, expected, dict(counts["bicubic"]), failed_rows)
+    return Report(spec, tracking_uri, sweep_id, parent_run_id, table, claims,
                   stand_in, tuple((readings or {}).items()), correction=correction, **counts)
 
 
@@ -279,7 +296,8 @@ def _legend(report: Report) -> list[str]:
         "Cells: our mean ± sample std (ddof=1) over seeds of each run's best-validation checkpoint (thesis §4.2: "
         "the validation split is used for model selection; the last step's numbers are in MLflow as final/…), then "
         "the thesis's (mean ± std) as printed. "
-        "n = seeds with a finished run / seeds planned. **Bold**: best mean of the column within its group. "
+        "n = seeds with a finished run / seeds planned. **Bold**: best mean of the column within its group, "
+        "among rows with no failed run and not below the bicubic reference. "
         "† p < 0.05, ‡ p < 0.01: Welch's t-test against the group's baseline row; MDE: the smallest difference "
         "these seeds detect with 80% power (α = 0.05). "
         f"{DASH}: no value (std needs 2 seeds).",

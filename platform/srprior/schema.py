@@ -246,11 +246,24 @@ class RunContext:
     cuda_graph: bool = False  # capture the step as one CUDA graph (GPU, one worker); ignored on CPU
     fault_kill_at_step: int = 0  # tests: os._exit() the worker once at this step (0 = never)
     trial_started_at: float = 0.0  # unix time the Tune trial started (overhead timings)
+    # Divergence without NaN (srprior.trainers.health.Behaviour; budgets set them): a run is FAILED "diverged"
+    # when its training loss exceeds diverge_loss_ratio × its step-1 value (the untrained model's: a too large
+    # learning rate blows it up by orders of magnitude, lr=1 on the smoke table 0.3 → 3e11, while training lowers
+    # it; 0 = off), or when after diverge_warmup × steps its validation PSNR is more than diverge_psnr_margin dB
+    # below bicubic's on the same images (None = off: a model that cannot beat bicubic yet, e.g. smoke's).
+    diverge_loss_ratio: float = 100.0
+    diverge_psnr_margin: float | None = None
+    diverge_warmup: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("log_every", "ckpt_every", "num_workers"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ConfigError(f"RunContext.{name}={getattr(self, name)!r}: must be an integer >= 1")
+        if not (self.diverge_loss_ratio == 0 or self.diverge_loss_ratio > 1) or not 0 <= self.diverge_warmup <= 1 \
+                or (self.diverge_psnr_margin is not None and not self.diverge_psnr_margin >= 0):
+            raise ConfigError(f"RunContext: diverge_loss_ratio={self.diverge_loss_ratio} must be 0 (off) or > 1, "
+                              f"diverge_warmup={self.diverge_warmup} in [0, 1], diverge_psnr_margin="
+                              f"{self.diverge_psnr_margin} None (off) or >= 0")
         if self.cuda_graph and self.num_workers > 1:
             raise ConfigError("cuda_graph needs one worker per trial (DDP's gradient all-reduce is not captured)")
         if self.use_gpu != (self.gpus_per_worker > 0):

@@ -415,6 +415,7 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
     """Servers, Ray, Tune and the reports of a checked sweep (run_sweep holds its lease)."""
     import ray
 
+    from srprior.stopping import SignalStop
     from srprior.watchdog import Watchdog
 
     state = Path(storage) / sweep_id / STATE_FILE
@@ -422,11 +423,13 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
         raise SweepError(f"sweep {sweep_id!r} exists under {storage}; use --resume {sweep_id} or another --name")
     uri, server, unfinished, n_run, failed, stopped = user_uri, None, 0, 0, [], None
     verbose = bool(opts.get("verbose"))
-    resume_cmd = tracking.command("sweep", "--resume", sweep_id, "--output-dir", str(output))
+    resume_cmd = tracking.command("sweep", "--resume", sweep_id, "--output-dir", str(output),
+                                  *(("--storage", opts["storage"]) if opts.get("storage") else ()))
     backend, log = tracking.default_tracking_uri(output), output / "mlflow-server.log"
     if uri is None and address is None:  # the platform's store, behind a server: concurrent trials never lock it
         server = tracking.TrackingServer(backend, tracking.artifacts_dir(output), log=log).launch()
     auth = credentials.for_sweep(output, uri is None and address is not None, uri)  # clusters: basic auth
+    signals = SignalStop().__enter__()
     try:
         if needs_ray and owns_ray and address is None:
             start_local_ray(local_cpus, verbose)
@@ -434,6 +437,7 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
             from srprior.progress import quiet_ray
 
             ray.init(address=address, runtime_env=credentials.runtime_env(), **({} if verbose else quiet_ray()))
+        signals.install()  # over Ray's native handler (a stack dump instead of the summary)
         if needs_ray and (not owns_ray or address is not None):
             total = ray.cluster_resources()
             res = _resources(plan, to_train, opts, total.get("CPU", 0), total.get("GPU", 0), len(groups))
@@ -473,14 +477,21 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
                 callbacks.append(progress)
             try:
                 with Watchdog(uri if tracking.is_remote(uri) else None, server and server.proc, log,
-                              folders) as watch:
-                    results = _tuner(plan, sweep_id, storage, groups, context, parents, existing, resume,
-                                     max_failures, res.max_concurrent, callbacks, verbose, watch.stopper()).fit()
+                              folders + _ray_temp(owns_ray and address is None)) as watch:
+                    signals.tuning = True
+                    try:
+                        results = _tuner(plan, sweep_id, storage, groups, context, parents, existing, resume,
+                                         max_failures, res.max_concurrent, callbacks, verbose, watch.stopper()).fit()
+                    except Exception:  # noqa: BLE001 - e.g. Tune cannot save its state on the full disk it stops for
+                        if watch.reason is None:
+                            raise
+                        results = None
             finally:
+                signals.tuning = False
                 if progress is not None:
                     progress.close()
-            stopped = watch.reason
-            unfinished = n_run - results.num_terminated  # errored, or stopped by Ctrl-C
+            stopped = watch.reason or signals.reason
+            unfinished = n_run - (results.num_terminated if results else 0)  # errored, or stopped by Ctrl-C
         if stopped is None:
             failed = _failed(uri, to_train + diverged) if plan.mode == "table" else []
             store = uri if server is None else server.backend_uri
@@ -489,11 +500,22 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
             client = tracking.client(uri)
             for run_id in parents.values():
                 client.set_terminated(run_id, "FAILED" if unfinished or failed else "FINISHED")
+    except KeyboardInterrupt:
+        if signals.reason is None:
+            raise
+        stopped = signals.reason
     finally:
+        signals.__exit__()
         if owns_ray and ray.is_initialized():
             ray.shutdown()
+        if not (stopped or "").startswith("disk full"):  # nothing can be written: the next sweep marks them
+            _mark_owned(uri, server, sweep_id, stopped or "the sweep ended before the run finished")
         if server is not None:
             server.stop()
+    if stopped is not None and stopped == signals.reason:
+        counts = f" before {unfinished} of {n_run} Ray Train run(s) finished" if unfinished else ""
+        print(f"INCOMPLETE: {stopped}{counts}; resume with: {resume_cmd}", flush=True)
+        return 1
     if stopped is not None:
         print(f"srprior sweep: error: {stopped}; the sweep stopped, resume with: {resume_cmd}", file=sys.stderr)
         return 1
@@ -504,6 +526,40 @@ def _launch(plan: SweepPlan, opts: dict[str, Any], sweep_id: str, output: Path, 
         print(f"INCOMPLETE: {unfinished} of {n_run} Ray Train run(s) did not finish; resume with: {resume_cmd}")
     print(f"Open the MLflow UI: {tracking.ui_command(output)}")
     return 1 if unfinished or failed else 0
+
+
+def _mark_owned(uri: str | None, server: Any, sweep_id: str, reason: str) -> None:
+    """The runs this sweep leaves RUNNING end KILLED (srprior.stopping): through the server while it lives, else
+    straight into the store behind it; a store that cannot be reached leaves them to the next sweep."""
+    from srprior.stopping import mark_owned_runs
+
+    if server is not None and (uri is None or server.proc.poll() is not None):
+        uri = server.backend_uri
+    if uri is None or (server is None and tracking.is_remote(uri) and not _answers(uri)):
+        return
+    try:
+        mark_owned_runs(uri, sweep_id, reason)
+    except Exception as exc:  # noqa: BLE001 - the sweep's own outcome is what the user must see
+        print(f"srprior sweep: warning: could not mark this sweep's unfinished runs KILLED ({exc}); the next "
+              "sweep of these trials marks them", file=sys.stderr)
+
+
+def _ray_temp(local: bool) -> tuple[Path, ...]:
+    """The temp folder of the local Ray this sweep started (logs, spilled objects): watched for a full disk."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None) if local else None
+    return (Path(node.get_temp_dir_path()),) if node is not None else ()
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -3,14 +3,17 @@
 Trials write through the MLflow server. When it dies, every MLflow call of every trial retries with backoff for
 minutes, the sweep ends in a raw traceback and the runs stay RUNNING. So while Tune runs, a thread polls the
 server's process and `/health` every POLL_S seconds, and the free space of the sweep's folders; on the server's
-death (its process exited, or `/health` unanswered for UNHEALTHY_S) or a disk below srprior.preflight's minimum it
-records one line, and `StopOnFailure`, a Tune stopper, ends the experiment at Tune's next step (a fraction of a
-second): the sweep prints the line and the resume command and exits 1, well within a minute. The runs left
-RUNNING are marked KILLED by the next sweep of the same keys (srprior.locks.mark_orphaned_runs).
+death (its process exited, or `/health` unanswered for UNHEALTHY_S), a disk below srprior.preflight's minimum, a
+disk that cannot take PROBE_BYTES more (full, even with the minimum off: SRPRIOR_MIN_FREE_MB=0), or a trial that
+hit a full disk (a result with contracts.STOP_SWEEP, srprior.trainers.health) it records one line, and
+`StopOnFailure`, a Tune stopper, ends the experiment at Tune's next step (a fraction of a
+second): the sweep prints the line and the resume command and exits 1, well within a minute, after marking
+its runs KILLED (srprior.stopping; behind a dead server it writes to the store directly).
 """
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import threading
 import time
@@ -20,6 +23,8 @@ from pathlib import Path
 from ray.tune.stopper import Stopper
 
 POLL_S = 5.0
+TUNE_STATE_LOGGER = "ray.tune.execution.experiment_state"  # logs a traceback when it cannot save on a full disk
+PROBE_BYTES = 64 * 1024  # written (and removed) in every watched folder at each poll: a full disk fails it
 UNHEALTHY_S = 30.0
 _RUNNING: dict[str, Watchdog] = {}  # by id: the stopper Tune pickles holds only the id
 
@@ -57,7 +62,7 @@ class Watchdog(threading.Thread):
             check_free_space(self.folders)
         except PreflightError as exc:
             return str(exc)
-        return None
+        return next(filter(None, map(probe, self.folders)), None)
 
     def run(self) -> None:
         while not self._stop_event.wait(POLL_S):
@@ -68,12 +73,14 @@ class Watchdog(threading.Thread):
 
     def __enter__(self) -> Watchdog:
         _RUNNING[str(id(self))] = self
+        logging.getLogger(TUNE_STATE_LOGGER).addFilter(_not_disk_full)
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop_event.set()
         _RUNNING.pop(str(id(self)), None)
+        logging.getLogger(TUNE_STATE_LOGGER).removeFilter(_not_disk_full)
 
     def stopper(self) -> StopOnFailure:
         return StopOnFailure(str(id(self)))
@@ -86,8 +93,43 @@ class StopOnFailure(Stopper):
         self.key = key
 
     def __call__(self, trial_id: str, result: dict) -> bool:
+        from srprior import contracts
+
+        watchdog = _RUNNING.get(self.key)
+        if result.get(contracts.STOP_SWEEP) and watchdog is not None and watchdog.reason is None:
+            watchdog.reason = f"{result[contracts.STOP_SWEEP]} (in trial {trial_id})"
         return False
 
     def stop_all(self) -> bool:
         watchdog = _RUNNING.get(self.key)
         return watchdog is not None and watchdog.reason is not None
+
+
+def probe(folder: Path) -> str | None:
+    """'disk full: …' when `folder` (an existing one) cannot take PROBE_BYTES more, else None."""
+    import errno
+    import os
+
+    if not Path(folder).is_dir():
+        return None
+    path = Path(folder) / f".srprior-probe-{os.getpid()}"
+    try:
+        with open(path, "wb") as f:
+            f.write(b"\0" * PROBE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            return None
+        return f"disk full: {folder}: {exc.strerror}"
+    finally:
+        path.unlink(missing_ok=True)
+    return None
+
+
+def _not_disk_full(record: logging.LogRecord) -> bool:
+    """Drop Tune's traceback for an experiment state it could not save on a full disk: the sweep's one line says
+    the disk is full (a logging filter)."""
+    from srprior.trainers.health import disk_full
+
+    return not (record.exc_info and disk_full(record.exc_info[1]))

@@ -191,8 +191,9 @@ def _inside(target: Path, root: Path, what: str) -> Path:
         path = path / part
         if path.is_symlink() and not path.resolve().is_relative_to(real_root):
             break
-    raise DownloadError(f"{what} would be written to {target.resolve()}, outside {root}, through the symbolic link "
-                        f"{path} -> {os.readlink(path)}; remove the link (or unpack into another --root) and rerun")
+    link = f", through the symbolic link {path} -> {os.readlink(path)}" if path.is_symlink() else ""
+    raise DownloadError(f"{what} would be written to {target.resolve()}, outside {root}{link}; remove the link (or "
+                        "unpack into another --root) and rerun")
 
 
 def check_root(root: Path) -> None:

@@ -120,7 +120,7 @@ def load_checkpoint_models(path: str | Path, weights: str = "best") -> list:
 
     from srprior.archs import build_model
     from srprior.schema import Trial
-    from srprior.trainers.worker import load_state
+    from srprior.trainers.checkpoints import load_state
 
     path = Path(path)
     try:

@@ -1,0 +1,87 @@
+"""A full disk, met for real: a 1 MiB tmpfs filled to the last page (root only; skipped elsewhere). Every writer
+a sweep has — torch.save of a checkpoint, pyarrow's copy into Train storage, SQLite — names ENOSPC the way
+srprior.trainers.health.disk_full recognises, and the watchdog's probe and Tune stopper stop the sweep."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import subprocess
+
+import pytest
+import torch
+
+from srprior import contracts
+from srprior.trainers import checkpoints
+from srprior.trainers.health import disk_full
+from srprior.watchdog import Watchdog, probe
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        with open(disk / "filler", "wb", buffering=0) as f:
+            for size in [65536] * 20 + [4096] * 300:  # more than 1 MiB: the disk ends full
+                try:
+                    f.write(b"\0" * size)
+                except OSError:
+                    continue
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_every_writer_reports_a_full_disk_as_such(full_disk, tmp_path):
+    with pytest.raises(OSError) as saved:
+        checkpoints.write({"x": torch.zeros(100_000)}, full_disk)  # torch's own error is an opaque RuntimeError
+    assert saved.value.errno == errno.ENOSPC and disk_full(saved.value).startswith("[Errno 28] No space left")
+    import pyarrow.fs
+
+    (tmp_path / "state.pt").write_bytes(b"\0" * 300_000)
+    with pytest.raises(OSError) as copied:  # what ray.train.report's upload into storage raises
+        pyarrow.fs.copy_files(str(tmp_path / "state.pt"), str(full_disk / "ckpt.pt"))
+    assert "No space left on device" in disk_full(copied.value)
+    (full_disk / "filler").unlink()
+    (full_disk / "filler2").write_bytes(b"\0" * (1024 * 1024 - 8192))  # room for the empty store only
+    db = sqlite3.connect(full_disk / "mlflow.db")
+    with pytest.raises(sqlite3.OperationalError) as store:
+        db.execute("CREATE TABLE t (x BLOB)")
+        for _ in range(100):
+            db.execute("INSERT INTO t VALUES (?)", (b"\0" * 65536,))
+            db.commit()
+    db.close()
+    wrapped = RuntimeError("API request to endpoint /api/2.0/mlflow/runs/log-batch failed")
+    wrapped.__cause__ = store.value  # as MLflow's client raises what the server answered
+    assert disk_full(wrapped) == "database or disk is full"
+    assert disk_full(RuntimeError("connection refused")) is None
+
+
+def test_the_watchdog_stops_the_sweep_on_a_full_disk_or_a_trial_that_met_one(full_disk, tmp_path, monkeypatch,
+                                                                              caplog):
+    monkeypatch.setenv("SRPRIOR_MIN_FREE_MB", "0")  # the guard off: only the disk being full stops a sweep
+    import logging
+
+    from srprior.watchdog import TUNE_STATE_LOGGER
+
+    def tune_cannot_save(exc: BaseException) -> None:
+        try:
+            raise exc
+        except OSError:
+            logging.getLogger(TUNE_STATE_LOGGER).error("Saving experiment state failed", exc_info=True)
+    assert probe(full_disk) == f"disk full: {full_disk}: No space left on device"
+    assert probe(tmp_path) is None and list(tmp_path.iterdir()) == [full_disk]  # the probe cleans up
+    with Watchdog(None, folders=(tmp_path,)) as watch:
+        stopper = watch.stopper()
+        assert watch.check() is None and not stopper.stop_all()
+        assert stopper("t1", {"step": 3, contracts.STOP_SWEEP: "disk full: x"}) is False
+        assert watch.reason == "disk full: x (in trial t1)" and stopper.stop_all()
+        with caplog.at_level(logging.ERROR, logger=TUNE_STATE_LOGGER):
+            tune_cannot_save(OSError(errno.ENOSPC, "No space left on device"))  # the sweep's line says it
+            tune_cannot_save(OSError(errno.EACCES, "Permission denied"))  # anything else is Tune's to say
+        assert [r.exc_info[1].errno for r in caplog.records] == [errno.EACCES]
+    with Watchdog(None, folders=(full_disk,)) as watch:
+        assert watch.check() == f"disk full: {full_disk}: No space left on device"

@@ -1,0 +1,216 @@
+"""Sweeps that stop and resume, as from the command line (each sweep its own process with its own local Ray on 2
+CPUs): a truncated newest checkpoint is skipped for the previous one; SIGTERM ends a sweep with the INCOMPLETE
+summary and KILLED runs, and the printed resume command finishes it; two sweeps of one table on one folder train
+each trial once; a full output disk ends a sweep within a minute. Micro models; every wait is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+
+from srprior import contracts, tracking  # noqa: E402
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+ROWS = "edsr-t-micro/baseline,edsr-t-micro/lambda-1e-4"
+SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's list of a run's kept checkpoints
+
+
+def _env() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+
+def _sweep(out: Path, name: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, str(REPO / "sweep.py"), "--table", "smoke", "--rows", ROWS, "--seeds", "2", "--no-di",
+           "--name", name, "--output-dir", str(out), "--address", "local", "--num-cpus", "2", *extra]
+    return subprocess.Popen(cmd, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _snapshots(out: Path) -> dict[Path, dict]:
+    """Train folder -> its checkpoint snapshot (those written completely so far)."""
+    found = {}
+    for path in (out / "ray" / "train").glob(f"train-*/{SNAPSHOT}"):
+        try:
+            found[path.parent] = json.loads(path.read_text())
+        except (OSError, ValueError):  # being rewritten
+            continue
+    return found
+
+
+def _wait_for_checkpoints(proc: subprocess.Popen, out: Path, n: int, timeout: float = 480) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(len(s["checkpoint_results"]) >= n for s in _snapshots(out).values()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(f"no Train run with {n} checkpoints:\n{proc.communicate()[1][-3000:]}")
+        time.sleep(0.2)
+
+
+def _kill_tree(root: int) -> None:
+    """SIGKILL the sweep and every descendant (Ray's GCS, raylet and workers, the MLflow server)."""
+    from test_sweep_faults import _descendants
+
+    for pid in _descendants(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _runs(out: Path, role: str = "trial") -> list:
+    client = tracking.client(tracking.default_tracking_uri(out))
+    exps = [e.experiment_id for e in contracts.srprior_experiments(client)]
+    return contracts.search_all(client, exps, contracts.tag_filter({contracts.ROLE: role}))
+
+
+def _no_traceback(err: str) -> None:
+    # Ray forwards its actors' logs prefixed "(Actor pid=…)"; the sweep's own output must have none
+    assert not [line for line in err.splitlines() if "Traceback" in line and "pid=" not in line], err[-3000:]
+
+
+def test_a_truncated_newest_checkpoint_resumes_from_the_previous_one(tmp_path):
+    """The whole process tree is killed once a Train run has two checkpoints; its newest state.pt is then cut in
+    half. `--resume` skips it (checksum), continues from the previous checkpoint (srprior.resumed_at_step, and the
+    fallback named on the run) and ends 4/4 FINISHED with no traceback, every curve point once."""
+    proc = _sweep(tmp_path, "rot", "--steps", "200")
+    try:
+        _wait_for_checkpoints(proc, tmp_path, 2)
+    finally:
+        _kill_tree(proc.pid)
+        proc.communicate(timeout=60)
+    truncated = {}
+    for folder, snap in _snapshots(tmp_path).items():
+        if len(snap["checkpoint_results"]) < 2:
+            continue
+        newest = snap["latest_checkpoint_result"]["checkpoint_dir_name"]
+        (previous,) = [r for r in snap["checkpoint_results"] if r["checkpoint_dir_name"] != newest]
+        state = folder / newest / "state.pt"
+        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+        truncated[folder.name] = (newest, previous["checkpoint_dir_name"], int(previous["metrics"]["step"]))
+    assert truncated
+    resumed = subprocess.run([sys.executable, str(REPO / "sweep.py"), "--resume", "rot", "--output-dir",
+                              str(tmp_path)], env=_env(), capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _no_traceback(resumed.stderr)
+    runs = _runs(tmp_path)
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
+    fallbacks = sorted(r.data.tags.get(contracts.CHECKPOINT_FALLBACK, "") for r in runs)
+    for newest, previous, step in truncated.values():
+        ours = [r for r in runs if newest in r.data.tags.get(contracts.CHECKPOINT_FALLBACK, "")]
+        assert ours, fallbacks
+        for run in ours:
+            assert f"resumed from {previous} (step {step})" in run.data.tags[contracts.CHECKPOINT_FALLBACK]
+            assert run.data.tags[contracts.RESUMED_AT] == str(step)
+    client = tracking.client(tracking.default_tracking_uri(tmp_path))
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        assert steps == list(range(5, 201, 5))
+
+
+def test_sigterm_prints_the_summary_marks_its_runs_killed_and_the_printed_resume_finishes(tmp_path):
+    """SIGTERM (what `timeout` and batch schedulers send) while trials train: within 30 s the sweep prints
+    INCOMPLETE with the resume command, no Ray stack dump; its trial and parent runs are KILLED with the reason;
+    the resume command, run as printed, ends 4/4 FINISHED."""
+    proc = _sweep(tmp_path, "term", "--steps", "200")
+    try:
+        _wait_for_checkpoints(proc, tmp_path, 1)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            _kill_tree(proc.pid)
+    print(f"the sweep ended {took:.1f} s after SIGTERM")
+    assert proc.returncode == 1, err[-3000:]
+    assert took < 30
+    assert "SIGTERM received" not in out + err and "PC: @" not in err
+    _no_traceback(err)
+    line = next(x for x in out.splitlines() if x.startswith("INCOMPLETE: stopped by SIGTERM"))
+    command = re.search(r"resume with: (.*)$", line).group(1)
+    assert command == tracking.command("sweep", "--resume", "term", "--output-dir", str(tmp_path))
+    trials, (parent,) = _runs(tmp_path), _runs(tmp_path, "sweep")
+    assert trials and {r.info.status for r in trials + [parent]} == {"KILLED"}
+    assert {r.data.tags[contracts.FAILURE] for r in trials} == {"killed: stopped by SIGTERM (sweep term)"}
+    resumed = subprocess.run(command, shell=True, cwd=os.getcwd(), env=_env(), capture_output=True, text=True,
+                             timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _no_traceback(resumed.stderr)
+    assert sorted(r.info.status for r in _runs(tmp_path)) == ["FINISHED"] * 4
+
+
+def test_two_sweeps_of_one_table_on_one_folder_train_each_trial_once(tmp_path):
+    """The second sweep of the same table starts while the first trains: it waits for the trials' leases (its
+    progress line says so), then reuses the runs the first finished. Both exit 0 with complete reports; every
+    run is FINISHED once (one set of final metrics, every curve point once) and carries the first sweep's tags."""
+    first = _sweep(tmp_path, "s1", "--steps", "1500")
+    second = None
+    try:
+        _wait_for_checkpoints(first, tmp_path, 1)
+        second = _sweep(tmp_path, "s2", "--steps", "1500")
+        outs = {name: proc.communicate(timeout=1200) for name, proc in (("s1", first), ("s2", second))}
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                _kill_tree(proc.pid)
+    for name, proc in (("s1", first), ("s2", second)):
+        assert proc.returncode == 0, f"{name}:\n{outs[name][1][-3000:]}"
+        _no_traceback(outs[name][1])
+        assert "INCOMPLETE" not in (tmp_path / "reports" / name / "table-smoke.md").read_text()
+    print(outs["s2"][1][-600:])
+    runs = _runs(tmp_path)
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {(r.data.tags[contracts.SWEEP_ID], r.data.tags[contracts.OWNER]) for r in runs} == {("s1", "s1")}
+    assert all(contracts.FAILURE not in r.data.tags for r in runs)
+    client = tracking.client(tracking.default_tracking_uri(tmp_path))
+    for run in runs:
+        assert len(client.get_metric_history(run.info.run_id, f"{contracts.SELECTED}psnr_embedded")) == 1
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(5, 1501, 5))
+    assert "waiting for another sweep training them" in outs["s2"][1]
+
+
+def test_a_full_output_disk_ends_the_sweep_within_a_minute_with_the_guard_off(tmp_path):
+    """The output folder (store, artifacts, checkpoints) on a 64 MiB tmpfs and the free-space guard off
+    (SRPRIOR_MIN_FREE_MB=0): once trials train, the disk is filled to the last page. The sweep exits 1 within
+    60 s with one line naming the full disk and the resume command, and no traceback."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = None
+    try:
+        proc = _sweep(disk, "full", "--steps", "1500", env={**_env(), "SRPRIOR_MIN_FREE_MB": "0"})
+        _wait_for_checkpoints(proc, disk, 1)
+        with open(disk / "filler", "wb", buffering=0) as f:
+            for size in [2**20] * 80 + [4096] * 300:  # at most 80 MiB + 1.2 MiB: more than the disk holds
+                try:
+                    f.write(b"\0" * size)
+                except OSError:
+                    continue
+        filled = time.monotonic()
+        out, err = proc.communicate(timeout=300)
+        took = time.monotonic() - filled
+    finally:
+        if proc is not None and proc.poll() is None:
+            _kill_tree(proc.pid)
+            proc.wait()
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+    print(f"the sweep ended {took:.1f} s after its output disk filled")
+    assert proc.returncode == 1, err[-3000:]
+    assert took < 60
+    _no_traceback(err)
+    (line,) = [x for x in err.splitlines() if x.startswith("srprior sweep:")]
+    assert line.startswith("srprior sweep: error: disk full: ") and "No space left on device" in line, line
+    assert line.endswith(f"; the sweep stopped, resume with: "
+                         f"{tracking.command('sweep', '--resume', 'full', '--output-dir', str(disk))}")

@@ -1,0 +1,112 @@
+"""Checkpoints that survive rot: every state.pt carries its SHA-256, and a resume falls back to an older intact one.
+
+Ray Train keeps the last two checkpoints of a run (driver: CheckpointConfig(num_to_keep=2)) and hands a resumed
+worker only the newest. A newest checkpoint that is truncated (a disk that filled, a node that died while
+uploading), altered or gone used to fail the same way on every Train retry and every `--resume`. So `write`
+stores `state.pt.sha256` (sha256sum's format) beside the state, and `load_intact` tries the newest checkpoint,
+then the older ones of the same Train folder, newest first: the first whose checksum matches and which loads
+wins, and the files skipped are named (a warning, and the `srprior.checkpoint_fallback` tag on the run). None
+intact: the trial trains from step 0 (a checkpoint that cannot be read is never retried).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_FILE = "state.pt"
+CHECKSUM_FILE = STATE_FILE + ".sha256"
+log = logging.getLogger(__name__)
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint whose state does not match its checksum."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write(state: dict, folder: Path) -> None:
+    """state.pt and its checksum into `folder` (the directory that becomes the Train checkpoint). torch.save on a
+    full disk raises an opaque RuntimeError ("unexpected pos …"): that one is raised as ENOSPC."""
+    path = Path(folder) / STATE_FILE
+    try:
+        torch.save(state, path)
+    except RuntimeError as exc:
+        if shutil.disk_usage(folder).free >= 2**20:
+            raise
+        raise OSError(errno.ENOSPC, f"No space left on device writing {path}") from exc
+    (Path(folder) / CHECKSUM_FILE).write_text(f"{_sha256(path)}  {STATE_FILE}\n")
+
+
+def _numpy_globals() -> list:
+    """The numpy types of np.random.get_state() (the checkpoint's RNG state): all that torch.load's
+    weights_only mode needs besides tensors and builtins."""
+    core = getattr(np, "_core", None) or np.core
+    return [np.ndarray, np.dtype, np.dtypes.UInt32DType, core.multiarray._reconstruct]
+
+
+def load_state(path: Path, device: torch.device) -> dict:
+    """A checkpoint written by this module, loaded with weights_only=True: a checkpoint from shared storage
+    cannot run code when it is read."""
+    with torch.serialization.safe_globals(_numpy_globals()):
+        return torch.load(path, map_location=device, weights_only=True)
+
+
+def read(folder: Path, device: torch.device) -> dict:
+    """The state in `folder`, checked against its checksum (checkpoints written before checksums: loaded as
+    they are); raises CorruptCheckpoint, or whatever reading the file raises."""
+    path, checksum = Path(folder) / STATE_FILE, Path(folder) / CHECKSUM_FILE
+    if checksum.is_file():
+        expected = checksum.read_text().split()[0]
+        if (found := _sha256(path)) != expected:
+            raise CorruptCheckpoint(f"SHA-256 {found[:12]}… does not match the stored {expected[:12]}…")
+    return load_state(path, device)
+
+
+def candidates(latest: Any) -> list[Any]:
+    """`latest` (a ray.train.Checkpoint), then the older checkpoints of its Train folder, newest first (their
+    folder names are Train's sortable timestamps), on whatever filesystem the storage is."""
+    import pyarrow.fs
+    import ray.train
+
+    parent, name = latest.path.rstrip("/").rsplit("/", 1)
+    infos = latest.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    older = sorted((i.path for i in infos if i.type == pyarrow.fs.FileType.Directory
+                    and i.base_name.startswith("checkpoint_") and i.base_name < name), reverse=True)
+    return [latest] + [ray.train.Checkpoint(path, filesystem=latest.filesystem) for path in older]
+
+
+def load_intact(latest: Any, device: torch.device) -> tuple[dict | None, str | None]:
+    """(state, note): the newest intact checkpoint from `candidates(latest)`, and a note naming the ones
+    skipped and why (None when the newest was fine); (None, note) when none is intact."""
+    skipped = []
+    for checkpoint in candidates(latest):
+        name = checkpoint.path.rstrip("/").rsplit("/", 1)[1]
+        try:
+            with checkpoint.as_directory() as d:
+                state = read(Path(d), device)
+        except Exception as exc:  # noqa: BLE001 - any failure to read this file makes it unusable, for good
+            skipped.append(f"{name} ({type(exc).__name__}: {str(exc)[:200]})")
+            log.warning("srprior: checkpoint %s unreadable: %s", checkpoint.path, exc)
+            continue
+        if not skipped:
+            return state, None
+        note = f"unreadable: {'; '.join(skipped)}; resumed from {name} (step {state.get('step')})"
+        log.warning("srprior: %s", note)
+        return state, note
+    note = f"unreadable: {'; '.join(skipped)}; no intact checkpoint left, training from step 0"
+    log.warning("srprior: %s", note)
+    return None, note
