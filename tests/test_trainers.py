@@ -214,7 +214,7 @@ def test_validation_and_test_images_are_disjoint_and_logged(tmp_path):
     # the reported number is the test crop's, recomputed independently from the embedded test split
     crop = _crop(test_split(2)[0], trial.config.data.eval_crop)
     assert eval_sets(trial.config)["embedded"][0].hr.tobytes() == crop.hr.tobytes()
-    with pytest.raises(DatasetError, match=r"test images \['moon:.*'\] are also validation images"):
+    with pytest.raises(DatasetError, match=r"test images \['coffee:.*'\] are also validation images"):
         held_out(trial.config, [crop])  # a validation list holding a test image is refused before training
 
 
