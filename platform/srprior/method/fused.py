@@ -15,11 +15,12 @@ A member whose loss, gradient, updated parameters or Adam state is non-finite is
 (never updated again, the others untouched) and reported by ``failures()``. ``step`` never syncs the host.
 
 ``cuda_graph=True`` (CUDA tensors only) captures the whole fused step once per input shape and replays it with
-TrainStep's recipe (srprior.method.step.StepGraph): three eager warm-up steps on a side stream, then every state tensor (parameters, moments, step
-counts, alive/failure flags) is restored in place, so the trajectory equals eager. It removes vmap's per-op Python
-dispatch, which grows with the number of ops, not with K. Random scenarios then use the default CUDA generator
-(per-member generators cannot be replayed); the learning rate is baked into the graph, as in TrainStep. Not
-supported: BatchNorm in train mode (``edsr-t-bn``: running statistics are updated in place).
+TrainStep's recipe (srprior.method.step.StepGraph): three eager warm-up steps on a side stream, then every state
+tensor (parameters, moments, step counts, alive/failure flags) is restored in place, so the trajectory equals
+eager. It removes vmap's per-op Python dispatch, which grows with the number of ops, not with K. Random scenarios
+then use the default CUDA generator (per-member generators cannot be replayed); the learning rate is baked into
+the graph, as in TrainStep. Not supported: BatchNorm in train mode (``edsr-t-bn``: running statistics are updated
+in place).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class FusedTrainStep:
             raise ValueError(f"FusedTrainStep(l1_reduction={l1_reduction!r}): use one of {', '.join(L1_REDUCTIONS)}")
         self.l1_reduction = l1_reduction
         self.k, self.scale, self.bf16, self.weight_decay = k, scale, bf16, weight_decay
-        self.learning_rate = learning_rate  # a Python float read by every eager step (set per step by schedules)
+        self.learning_rate = learning_rate  # read by every eager step (a schedule sets it; a CUDA graph bakes it)
         self.cuda_graph = cuda_graph
         self._graph = StepGraph(self._eager, lambda: [t.detach().clone() for t in self._state()], self._restore)
         self.priors, self.generators = list(priors), list(generators or [None] * k)
