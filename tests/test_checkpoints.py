@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from srprior.plan import make_plan
-from srprior.schema import RunContext
+from srprior.schema import RunContext, Trial
 from srprior.trainers import checkpoints
 from srprior.trainers.worker import LocalSession, train_trial
 
@@ -67,3 +67,29 @@ def test_a_checkpoint_without_checksum_still_loads_and_a_bad_one_is_refused(tmp_
     (folder / checkpoints.CHECKSUM_FILE).write_text("0" * 64 + "  state.pt\n")
     with pytest.raises(checkpoints.CorruptCheckpoint, match="does not match the stored 000000000000"):
         checkpoints.read(folder, torch.device("cpu"))
+
+
+def test_member_states_read_both_layouts_and_find_checkpoints_takes_each_runs_newest(tmp_path, states):
+    """A single trial's state is its one member (top-level keys); a fused group's members are under "members";
+    member_weights gives the best-validation weights, or the last step's; find_checkpoints the newest per run."""
+    from srprior.trainers import loop
+
+    single = states[-1]
+    (member,) = checkpoints.member_states(single)
+    assert member["trial"] == single["trial"] and member["step"] == 6
+    assert checkpoints.member_weights(member) is single["best"]["model"] is not None
+    assert checkpoints.member_weights(member, "last") is single["model"]
+    trial = make_plan({"table": "smoke", "seeds": 1, "set": ["steps=2", "val_every=2", "di=false"]}).trials[0].trial
+    group = [trial, Trial(trial.config, 1)]
+    session = LocalSession()
+    loop.train(group, [RunContext(ckpt_every=2, log_every=1, figures=False)] * 2, session)
+    members = checkpoints.member_states(session.checkpoint)
+    assert [m["trial"] for m in members] == [t.to_dict() for t in group] and "model" not in session.checkpoint
+    assert not all(torch.equal(a, b) for a, b in zip(*(checkpoints.member_weights(m, "last").values()
+                                                        for m in members)))  # two seeds, two models
+    for run, n in (("train-a", 9), ("train-a", 10), ("train-b", 1)):
+        folder = tmp_path / "ray" / "sweep" / run / f"checkpoint_{n:06d}"
+        folder.mkdir(parents=True)
+        checkpoints.write(single, folder)
+    assert [p.relative_to(tmp_path / "ray" / "sweep").as_posix() for p in checkpoints.find_checkpoints(tmp_path)] \
+        == ["train-a/checkpoint_000010/state.pt", "train-b/checkpoint_000001/state.pt"]

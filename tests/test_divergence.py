@@ -13,7 +13,7 @@ from srprior.plan import make_plan
 from srprior.report import ReportError, build_report, summarize
 from srprior.schema import RunContext, Trial, trial_config
 from srprior.search_spaces import get_table
-from srprior.trainers.group import train_group
+from srprior.trainers import loop
 from srprior.trainers.health import is_diverged
 from srprior.trainers.worker import LocalSession, train_trial
 
@@ -72,7 +72,7 @@ def test_a_fused_group_fails_its_diverging_members(tmp_path):
     """The smoke table's rows fused into one worker with learning_rate=1: each member ends FAILED diverged."""
     uri = tracking.default_tracking_uri(tmp_path)
     trials = [_trial(p, learning_rate=1.0) for p in SMOKE.trials]
-    assert train_group(trials, [_ctx(uri, p) for p in SMOKE.trials], LocalSession()) == [{}, {}]
+    assert loop.train(trials, [_ctx(uri, p) for p in SMOKE.trials], LocalSession()) == [{}, {}]
     runs = tracking.runs_by_key(uri)
     assert [runs[t.key].info.status for t in trials] == ["FAILED", "FAILED"]
     assert all(runs[t.key].data.tags[contracts.FAILURE].startswith("step 5: diverged: training loss")

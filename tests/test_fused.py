@@ -189,7 +189,7 @@ def test_rejects_mixed_extractors_batchnorm_and_wrong_shapes():
     with pytest.raises(ValueError, match="expected LR"):
         fused(torch.rand(2, B, 3, 8, 8), torch.rand(2, B, 3, 16, 16))
     with pytest.raises(ValueError, match="optimizer settings"):
-        fused.load_member_state(0, models[0].state_dict(), make_optimizer(models[0], lr=2e-4).state_dict())
+        fused.load_member_state(0, models[0].state_dict(), make_optimizer(models[0], learning_rate=2e-4).state_dict())
 
 
 def test_graph_warmup_restore_leaves_the_trajectory_unchanged(batches):

@@ -28,7 +28,7 @@ def test_make_optimizer_is_thesis_adam():
     group = opt.param_groups[0]
     assert isinstance(opt, torch.optim.Adam)
     assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (1e-4, (0.9, 0.999), 1e-8, 0.0)
-    assert make_optimizer(model, lr=2e-4, weight_decay=1e-4).param_groups[0]["weight_decay"] == 1e-4
+    assert make_optimizer(model, learning_rate=2e-4, weight_decay=1e-4).param_groups[0]["weight_decay"] == 1e-4
     with pytest.raises(ValueError, match="weight_decay"):
         make_optimizer(model, weight_decay=-1.0)
 

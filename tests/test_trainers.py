@@ -20,11 +20,11 @@ from srprior.plan import make_plan
 from srprior.schema import RunContext, Trial, trial_config
 from srprior.schema_fields import ConfigError
 from srprior.search_spaces import get_table
-from srprior.trainers import budgets, resources
+from srprior.trainers import budgets, loop, resources
 from srprior.trainers.driver import TRIAL_INDEX, make_trials, train_name
-from srprior.trainers.group import train_group
 from srprior.trainers.evaluation import _crop, final_metrics, lam_config, training_data
-from srprior.trainers.worker import LocalSession, _rng_state, _set_rng_state, train_trial
+from srprior.trainers.rng import rng_state, set_rng_state
+from srprior.trainers.worker import LocalSession, train_trial
 
 
 def test_trial_schema_rejects_bad_input_naming_the_field():
@@ -77,7 +77,7 @@ def test_budgets_define_epochs_and_micro_models():
         "edsr-b": "edsr-t-micro", "edsr-t": "edsr-t-micro", "edsr-t-bn": "edsr-t-micro",
         "rcan-t": "rcan-t-micro", "rnan-t": "rnan-t-micro"}
     assert thesis.preset("rcan-t") == "rcan-t"
-    with pytest.raises(ValueError, match="unknown budget 'huge'; available: smoke, short, thesis"):
+    with pytest.raises(ValueError, match="unknown budget 'huge'; available: smoke, cpu-hour, short, thesis"):
         budgets.get_budget("huge")
     with pytest.raises(ConfigError, match="budget 'x': ScheduleConfig.steps=0"):
         budgets.Budget("x", "", science={"steps": 0})
@@ -239,14 +239,14 @@ def test_fused_group_equals_separate_trials_and_isolates_a_diverging_member():
     bad = Trial(trial_config(**{**good[0].config.flat(), "lambda_ap": 1e39}), 0)
     separate = [train_trial(t, ctx, LocalSession()) for t in good]
     session = LocalSession()
-    fused = train_group([good[0], bad, good[1]], [ctx] * 3, session)
+    fused = loop.train([good[0], bad, good[1]], [ctx] * 3, session)
     assert fused[1] == {} and session.reports[-1]["members_failed"] == 1
     for alone, member in zip(separate, (fused[0], fused[2])):
         for key in ("best/psnr_embedded", "best/ssim_embedded", "best/psnr_total", "final/psnr_embedded"):
             assert member[key] == pytest.approx(alone[key], abs=1e-4), key
     assert [m["trial"] for m in session.checkpoint["members"]] == [t.to_dict() for t in (good[0], bad, good[1])]
     with pytest.raises(ValueError, match="group checkpoint holds other members"):
-        train_group(good, [ctx] * 2, LocalSession(checkpoint=session.checkpoint))
+        loop.train(good, [ctx] * 2, LocalSession(checkpoint=session.checkpoint))
 
 
 def test_readings_reach_the_trial_through_set_and_the_readings_spec():
@@ -314,9 +314,9 @@ def test_lam_batches_rnan_path_points_within_memory():
 def test_rng_state_round_trip_replays_every_stream():
     gen = torch.Generator().manual_seed(5)
     torch.manual_seed(1), np.random.seed(2), random.seed(3)
-    state = _rng_state(gen)
+    state = rng_state(gen)
     draws = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(3, generator=gen))
-    _set_rng_state(state, gen)
+    set_rng_state(state, gen)
     again = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(3, generator=gen))
     assert torch.equal(draws[0], again[0]) and np.array_equal(draws[1], again[1])
     assert draws[2] == again[2] and torch.equal(draws[3], again[3])

@@ -30,8 +30,7 @@ def checkpoint_index(output: Path) -> dict[str, tuple[Path, dict]]:
     """Run key -> (state.pt, its member dict) over the newest checkpoint of every Ray Train run under `output`."""
     import torch
 
-    from srprior.data.hardcases import find_checkpoints
-    from srprior.trainers.checkpoints import load_state
+    from srprior.trainers.checkpoints import find_checkpoints, load_state, member_states
 
     index: dict[str, tuple[Path, dict]] = {}
     for path in find_checkpoints(output):
@@ -39,7 +38,7 @@ def checkpoint_index(output: Path) -> dict[str, tuple[Path, dict]]:
             state = load_state(path, torch.device("cpu"))
         except Exception:  # noqa: BLE001 - an unreadable file is simply not a source; the caller names the run
             continue
-        for member in state.get("members", [state]):
+        for member in member_states(state):
             if "trial" in member:
                 from srprior.schema import Trial
 
@@ -69,8 +68,8 @@ def evaluate_member(member: dict, cfg: Any, sets: list[str]) -> dict[str, float]
     import torch
 
     from srprior.archs import build_model
-    from srprior.data.hardcases import _member_weights
     from srprior.evaluate import bicubic_baseline, evaluate
+    from srprior.trainers.checkpoints import member_weights
     from srprior.trainers.evaluation import eval_sets, shave
 
     scale, device = cfg.model.scale, torch.device("cpu")
@@ -78,7 +77,7 @@ def evaluate_member(member: dict, cfg: Any, sets: list[str]) -> dict[str, float]
     out: dict[str, float] = {}
     for prefix, weights in ((contracts.SELECTED, "best"), (contracts.LAST, "last")):
         model = build_model(cfg.model.preset, scale)
-        model.load_state_dict(_member_weights(member, weights))
+        model.load_state_dict(member_weights(member, weights))
         model.eval()
         for name, images in pairs.items():
             scores = evaluate(model, images, scale, device, shave=shave(cfg))

@@ -7,6 +7,10 @@ stores `state.pt.sha256` (sha256sum's format) beside the state, and `load_intact
 then the older ones of the same Train folder, newest first: the first whose checksum matches and which loads
 wins, and the files skipped are named (a warning, and the `srprior.checkpoint_fallback` tag on the run). None
 intact: the trial trains from step 0 (a checkpoint that cannot be read is never retried).
+
+Layouts (srprior.trainers.steppers): a single trial's state keeps its member's keys (trial, model, optimizer,
+best, run_id, ...) at the top level beside step, steps_s and the per-rank sampler/rng lists; a fused group's keeps
+one such dict per member under "members". Readers go through `member_states` and `member_weights`.
 """
 
 from __future__ import annotations
@@ -110,3 +114,24 @@ def load_intact(latest: Any, device: torch.device) -> tuple[dict | None, str | N
     note = f"unreadable: {'; '.join(skipped)}; no intact checkpoint left, training from step 0"
     log.warning("srprior: %s", note)
     return None, note
+
+
+def member_states(state: dict) -> list[dict]:
+    """The per-member dicts of a checkpoint state, either layout (module docstring): a fused group's "members",
+    or a single trial's state itself (one member)."""
+    return state["members"] if "members" in state else [state]
+
+
+def member_weights(member: dict, weights: str = "best") -> dict:
+    """A member's best-validation weights (model selection, thesis §4.2) when asked and kept, else the last
+    step's."""
+    best = member.get("best") or {}
+    return best["model"] if weights == "best" and best.get("model") is not None else member["model"]
+
+
+def find_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The newest state.pt of every Ray Train run under `<output_dir>/ray` (checkpoint_N with the highest N)."""
+    newest: dict[Path, Path] = {}
+    for path in sorted(Path(output_dir).glob(f"ray/**/checkpoint_*/{STATE_FILE}")):
+        newest[path.parent.parent] = path  # sorted: checkpoint_000010 after checkpoint_000009
+    return sorted(newest.values())

@@ -9,7 +9,7 @@ Only one trainer at a time: the driver holds a lease per trial key beside the Tr
 trial that another live sweep is training is waited for and its FINISHED run reused, never reopened.
 
 Tune config shapes: table mode {"members": [{"trial": Trial.to_dict(), "labels", "experiment", "parent_run_id",
-"resume_run_id"}, ...]} (one member, or a fused group: srprior.trainers.group); search mode the
+"resume_run_id"}, ...]} (one member, or a fused group: srprior.trainers.steppers.Fused); search mode the
 Optuna-sampled science fields plus Repeater's `__trial_index__` (the seed), merged over the sweep's base science.
 """
 
@@ -101,7 +101,7 @@ def _train(members: list[tuple[Trial, dict[str, Any]]], context: RunContext, sto
             for _, changes in members]
     if context.tracking_uri:  # open the runs now: their MLflow duration is the trial's, start-up included
         from srprior import tracking
-        from srprior.trainers.worker import open_run
+        from srprior.trainers.runlog import open_run
 
         client = tracking.client(context.tracking_uri)
         ctxs = [c.replace(resume_run_id=open_run(client, t, c, c.resume_run_id)) for t, c in zip(trials, ctxs)]

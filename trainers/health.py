@@ -32,7 +32,7 @@ import torch
 
 from srprior import contracts
 
-DIVERGED = "non-finite"  # every divergence reason by numbers starts with it (srprior.trainers.group's too)
+DIVERGED = "non-finite"  # every divergence reason by numbers starts with it (FusedTrainStep's too)
 DIVERGED_BY = "diverged"  # every divergence reason by behaviour starts with it
 
 
@@ -47,21 +47,18 @@ def non_retryable() -> tuple[type[BaseException], ...]:
 class Divergence:
     """The first step whose loss was non-finite, kept on the device (see the module docstring)."""
 
-    def __init__(self, device: torch.device, behaviour: Behaviour | None = None):
+    def __init__(self, device: torch.device):
         self.first_bad = torch.zeros((), dtype=torch.long, device=device)
-        self.behaviour, self.found = behaviour, None  # found: this rank's divergence by behaviour
 
     def track(self, step: int, loss: torch.Tensor) -> None:
         self.first_bad.masked_fill_((self.first_bad == 0) & ~torch.isfinite(loss.detach()), step)
-        if self.behaviour is not None and self.found is None:
-            self.found = self.behaviour.loss(step, loss)
 
     def check(self, session: Any, step: int, model: torch.nn.Module | None = None,
               found: tuple[int, str] | None = None) -> tuple[int, str] | None:
         """(step, reason) when any rank saw a non-finite loss (or holds non-finite parameters of `model`, or
-        brings a `found` failure of its own), the same answer on every rank; None when all is well. Syncs the
-        host (and the ranks)."""
-        first, found = int(self.first_bad), found or self.found
+        brings a `found` failure of its own, e.g. by Behaviour), the same answer on every rank; None when all is
+        well. Syncs the host (and the ranks)."""
+        first = int(self.first_bad)
         if first:
             found = (first, f"{DIVERGED} loss")
         elif found is None and model is not None and \
@@ -157,7 +154,7 @@ def report_failed(session: Any, step: int, members: int) -> None:
 def end_failed(trials: list, ctxs: list, session: Any, exc: BaseException) -> None:
     """End the runs of `trials` FAILED with `exc` as the reason and report once (every rank), so that Train and
     Tune see a finished run instead of an error to retry."""
-    from srprior.trainers.worker import RunLogger
+    from srprior.trainers.runlog import RunLogger
 
     if session.rank == 0:
         reason = f"{type(exc).__name__}: {exc}"[:4000]

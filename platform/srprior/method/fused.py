@@ -14,12 +14,13 @@ failed member are a handful of whole-tensor ops with per-member ``(K, 1)`` bias 
 A member whose loss, gradient, updated parameters or Adam state is non-finite is frozen by ``torch.where``
 (never updated again, the others untouched) and reported by ``failures()``. ``step`` never syncs the host.
 
-``cuda_graph=True`` (CUDA tensors only) captures the whole fused step once per input shape and replays it, as
-TrainStep does: three eager warm-up steps on a side stream, then every state tensor (parameters, moments, step
-counts, alive/failure flags) is restored in place, so the trajectory equals eager. It removes vmap's per-op Python
-dispatch, which grows with the number of ops, not with K. Random scenarios then use the default CUDA generator
-(per-member generators cannot be replayed). Not supported: BatchNorm in train mode (``edsr-t-bn``: running
-statistics are updated in place).
+``cuda_graph=True`` (CUDA tensors only) captures the whole fused step once per input shape and replays it with
+TrainStep's recipe (srprior.method.step.StepGraph): three eager warm-up steps on a side stream, then every state
+tensor (parameters, moments, step counts, alive/failure flags) is restored in place, so the trajectory equals
+eager. It removes vmap's per-op Python dispatch, which grows with the number of ops, not with K. Random scenarios
+then use the default CUDA generator (per-member generators cannot be replayed); the learning rate is baked into
+the graph, as in TrainStep. Not supported: BatchNorm in train mode (``edsr-t-bn``: running statistics are updated
+in place).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from srprior.method.prior import PriorConfig, attribution, prior_loss
 from srprior.method.ssm import Extraction, extract
-from srprior.method.step import L1_REDUCTIONS, StepOutput, make_optimizer
+from srprior.method.step import L1_REDUCTIONS, StepGraph, StepOutput, make_optimizer
 
 _SIM = PriorConfig(w="sim")  # prior_loss reads per-sample targets from Extraction.sim (constant w filled in)
 REASONS = {1: "non-finite loss", 2: "non-finite gradient", 3: "non-finite parameters or Adam state"}
@@ -44,7 +45,7 @@ class FusedTrainStep:
     """``step(lr, hr) -> StepOutput`` of ``(K,)`` tensors: one Adam step of each of K members.
 
     ``models``: K modules of one architecture (copied: read weights back with ``member_model``/``member_state``);
-    ``priors``: K PriorConfigs sharing the extractor; Adam as ``make_optimizer(model, lr, weight_decay)``;
+    ``priors``: K PriorConfigs sharing the extractor; Adam as ``make_optimizer(model, learning_rate, weight_decay)``;
     ``generators``: K generators (or None) for the random scenarios. Batches: LR ``(K, B, 3, h, w)``, HR
     ``(K, B, 3, h*s, w*s)``."""
 
@@ -54,7 +55,7 @@ class FusedTrainStep:
         priors: Sequence[PriorConfig],
         scale: int,
         *,
-        lr: float = 1e-4,
+        learning_rate: float = 1e-4,
         weight_decay: float = 0.0,
         generators: Sequence[torch.Generator | None] | None = None,
         bf16: bool = False,
@@ -72,12 +73,14 @@ class FusedTrainStep:
                              "train it with TrainStep")
         if cuda_graph and any(g is not None for g in generators or []):
             raise ValueError("FusedTrainStep(cuda_graph=True) replays the default CUDA generator; pass generators=None")
-        make_optimizer(models[0], lr, weight_decay)  # the same argument checks as the unfused trial
+        make_optimizer(models[0], learning_rate, weight_decay)  # the same argument checks as the unfused trial
         if l1_reduction not in L1_REDUCTIONS:
             raise ValueError(f"FusedTrainStep(l1_reduction={l1_reduction!r}): use one of {', '.join(L1_REDUCTIONS)}")
         self.l1_reduction = l1_reduction
-        self.k, self.scale, self.bf16, self.lr, self.weight_decay = k, scale, bf16, lr, weight_decay
-        self.cuda_graph, self._graph = cuda_graph, None  # (key, graph, static lr, static hr, static outputs)
+        self.k, self.scale, self.bf16, self.weight_decay = k, scale, bf16, weight_decay
+        self.learning_rate = learning_rate  # read by every eager step (a schedule sets it; a CUDA graph bakes it)
+        self.cuda_graph = cuda_graph
+        self._graph = StepGraph(self._eager, lambda: [t.detach().clone() for t in self._state()], self._restore)
         self.priors, self.generators = list(priors), list(generators or [None] * k)
         self.extractor = priors[0].extractor
         params, self._buffers = stack_module_state(list(models))
@@ -104,7 +107,7 @@ class FusedTrainStep:
             raise ValueError(f"FusedTrainStep: expected LR (K={self.k}, B, 3, h, w) and HR (K, B, 3, H, W), "
                              f"got {tuple(lr.shape)} and {tuple(hr.shape)}")
         if self.cuda_graph and lr.is_cuda:
-            return self._replay(lr, hr)
+            return self._graph(lr, hr)
         return self._eager(lr, hr)
 
     def _eager(self, lr: torch.Tensor, hr: torch.Tensor) -> StepOutput:
@@ -174,7 +177,7 @@ class FusedTrainStep:
         m = self.exp_avg.lerp(g, 1 - b1)
         v = self.exp_avg_sq.mul(b2).addcmul_(g, g, value=1 - b2)
         steps = self.steps + 1
-        step_size = (self.lr / (1 - b1**steps)).to(dt).view(-1, 1)
+        step_size = (self.learning_rate / (1 - b1**steps)).to(dt).view(-1, 1)
         bc2_sqrt = (1 - b2**steps).sqrt().to(dt).view(-1, 1)
         new_p = p + (-step_size) * m / (v.sqrt() / bc2_sqrt).add_(eps)
         # a row sum is non-finite iff an element is, or when it overflows: only for a member that diverged anyway
@@ -193,33 +196,6 @@ class FusedTrainStep:
 
     def _state(self) -> list[torch.Tensor]:
         return [self.flat, self.exp_avg, self.exp_avg_sq, self.steps, self.alive, self._fail_step, self._fail_reason]
-
-    def _replay(self, lr: torch.Tensor, hr: torch.Tensor) -> StepOutput:
-        key = (tuple(lr.shape), tuple(hr.shape), lr.dtype, lr.device)
-        if self._graph is None or self._graph[0] != key:
-            self._capture(key, lr, hr)
-        _, graph, static_lr, static_hr, static_out = self._graph
-        static_lr.copy_(lr)
-        static_hr.copy_(hr)
-        graph.replay()
-        return StepOutput(*(t.clone() for t in static_out))
-
-    def _capture(self, key, lr: torch.Tensor, hr: torch.Tensor) -> None:
-        """TrainStep's recipe: warm up on a side stream, capture one step, restore the state in place."""
-        self._graph = None
-        saved = [t.detach().clone() for t in self._state()]
-        static_lr, static_hr = lr.clone(), hr.clone()
-        side = torch.cuda.Stream(device=lr.device)
-        side.wait_stream(torch.cuda.current_stream(lr.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):  # allocator, cuDNN algorithm choice and lazy caches outside the capture
-                self._eager(static_lr, static_hr)
-        torch.cuda.current_stream(lr.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = self._eager(static_lr, static_hr)
-        self._restore(saved)
-        self._graph = (key, graph, static_lr, static_hr, (out.l1, out.l_ap, out.total, out.n_valid))
 
     @torch.no_grad()
     def _restore(self, saved: list[torch.Tensor]) -> None:
@@ -251,7 +227,7 @@ class FusedTrainStep:
         """(model state_dict, Adam state_dict) of member k, exactly as an unfused ``TrainStep``'s model and
         ``make_optimizer`` would save them: resumable fused or unfused."""
         model = self.member_model(k)
-        opt = make_optimizer(model, self.lr, self.weight_decay)
+        opt = make_optimizer(model, self.learning_rate, self.weight_decay)
         step = float(self.steps[k])
         if step > 0:
             scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32  # as Adam
@@ -265,10 +241,10 @@ class FusedTrainStep:
         member is alive again. Adam hyperparameters must match the group's."""
         model = copy.deepcopy(self._base).to_empty(device=self.flat.device)
         model.load_state_dict(model_state)
-        opt = make_optimizer(model, self.lr, self.weight_decay)
+        opt = make_optimizer(model, self.learning_rate, self.weight_decay)
         opt.load_state_dict(optim_state)
         group = opt.param_groups[0]
-        want = {"lr": self.lr, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": self.weight_decay,
+        want = {"lr": self.learning_rate, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": self.weight_decay,
                 "amsgrad": False, "maximize": False}
         got = {key: tuple(group[key]) if key == "betas" else group[key] for key in want}
         if got != want:

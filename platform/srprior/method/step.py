@@ -16,12 +16,15 @@ the forward's dtypes; losses, PoI sum and norms stay fp32; works on CPU too, slo
 whole step (extractor, forward, double backward, Adam with ``capturable=True``) once per input shape and then
 replays it from static input buffers; it is ignored for CPU tensors. Capture needs three eager warm-up steps; the
 parameters and optimizer state are restored afterwards, so the training trajectory is the same as eager. The
-learning rate is baked into the graph (the thesis keeps it fixed).
+learning rate is baked into the graph (the thesis keeps it fixed). `StepGraph` is that recipe, shared with
+srprior.method.fused.FusedTrainStep.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,11 +46,54 @@ class StepOutput:
     n_valid: torch.Tensor
 
 
-def make_optimizer(model: nn.Module, lr: float = 1e-4, weight_decay: float = 0.0) -> torch.optim.Adam:
+def make_optimizer(model: nn.Module, learning_rate: float = 1e-4, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam(beta=(0.9, 0.999), eps=1e-8) as in thesis §4.1; ``weight_decay`` is the Table 4.6 ablation."""
-    if not lr > 0 or not weight_decay >= 0:
-        raise ValueError(f"make_optimizer(lr={lr!r}, weight_decay={weight_decay!r}): need lr > 0, weight_decay >= 0")
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+    if not learning_rate > 0 or not weight_decay >= 0:
+        raise ValueError(f"make_optimizer(learning_rate={learning_rate!r}, weight_decay={weight_decay!r}): need "
+                         "learning_rate > 0, weight_decay >= 0")
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=weight_decay)
+
+
+class StepGraph:
+    """A training step as one CUDA graph per input shape, replayed from static input buffers.
+
+    The recipe TrainStep and FusedTrainStep share: ``snapshot()`` the training state, three eager warm-up steps
+    on a side stream (allocator, cuDNN algorithm choice, lazy optimizer state outside the capture),
+    ``before_capture()``, capture one ``eager`` step, then ``restore(snapshot)`` in place (the graph holds these
+    very tensors), so the trajectory equals eager. Outputs are cloned: the next replay overwrites them."""
+
+    def __init__(self, eager: Callable[[torch.Tensor, torch.Tensor], StepOutput], snapshot: Callable[[], Any],
+                 restore: Callable[[Any], None], before_capture: Callable[[], None] = lambda: None):
+        self.eager, self.snapshot, self.restore, self.before_capture = eager, snapshot, restore, before_capture
+        self._graph: tuple | None = None  # (key, graph, static_lr, static_hr, static_out)
+
+    def __call__(self, lr: torch.Tensor, hr: torch.Tensor) -> StepOutput:
+        key = (tuple(lr.shape), tuple(hr.shape), lr.dtype, lr.device)
+        if self._graph is None or self._graph[0] != key:
+            self._graph = None  # a failed capture never leaves a stale graph behind
+            self._graph = (key, *self._capture(lr, hr))
+        _, graph, static_lr, static_hr, static_out = self._graph
+        static_lr.copy_(lr)
+        static_hr.copy_(hr)
+        graph.replay()
+        return StepOutput(*(t.clone() for t in static_out))
+
+    def _capture(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple:
+        saved = self.snapshot()
+        static_lr, static_hr = lr.clone(), hr.clone()
+        side = torch.cuda.Stream(device=lr.device)
+        side.wait_stream(torch.cuda.current_stream(lr.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.eager(static_lr, static_hr)
+        torch.cuda.current_stream(lr.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        self.before_capture()
+        with torch.cuda.graph(graph):
+            out = self.eager(static_lr, static_hr)
+        self.restore(saved)
+        return graph, static_lr, static_hr, (out.l1, out.l_ap, out.total, out.n_valid)
 
 
 class TrainStep:
@@ -76,11 +122,13 @@ class TrainStep:
         self.model, self.optimizer, self.prior, self.scale = model, optimizer, prior, scale
         self.bf16, self.cuda_graph, self.generator, self.l1_reduction = bf16, cuda_graph, generator, l1_reduction
         self._params = [p for p in model.parameters() if p.requires_grad]
-        self._graph: tuple | None = None  # (key, graph, static_lr, static_hr, static_out)
+        self._graph = StepGraph(self._eager, self._capturable_snapshot,
+                                lambda saved: _restore(model, optimizer, saved),
+                                before_capture=lambda: optimizer.zero_grad(set_to_none=True))
 
     def __call__(self, lr: torch.Tensor, hr: torch.Tensor) -> StepOutput:
         if self.cuda_graph and lr.is_cuda:
-            return self._replay(lr, hr)
+            return self._graph(lr, hr)
         return self._eager(lr, hr)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,38 +163,15 @@ class TrainStep:
         self.optimizer.step()
         return StepOutput(l1.detach(), l_ap.detach(), total.detach(), info["n_valid"])
 
-    def _replay(self, lr: torch.Tensor, hr: torch.Tensor) -> StepOutput:
-        key = (tuple(lr.shape), tuple(hr.shape), lr.dtype, lr.device)
-        if self._graph is None or self._graph[0] != key:
-            self._capture(key, lr, hr)
-        _, graph, static_lr, static_hr, static_out = self._graph
-        static_lr.copy_(lr)
-        static_hr.copy_(hr)
-        graph.replay()
-        return StepOutput(*(t.clone() for t in static_out))
-
-    def _capture(self, key, lr: torch.Tensor, hr: torch.Tensor) -> None:
-        self._graph = None
+    def _capturable_snapshot(self) -> tuple[list, dict]:
+        """Adam with ``capturable=True`` (its step count on the device), then the state the capture restores."""
         for group in self.optimizer.param_groups:
             if "capturable" in group:
                 group["capturable"] = True
-        for p, st in self.optimizer.state.items():  # capturable Adam keeps its step count on the device
+        for p, st in self.optimizer.state.items():
             if torch.is_tensor(st.get("step")):
                 st["step"] = st["step"].to(p.device)
-        saved = _snapshot(self.model, self.optimizer)
-        static_lr, static_hr = lr.clone(), hr.clone()
-        side = torch.cuda.Stream(device=lr.device)
-        side.wait_stream(torch.cuda.current_stream(lr.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):  # allocator, cudnn and Adam state warm-up outside the capture
-                self._eager(static_lr, static_hr)
-        torch.cuda.current_stream(lr.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(graph):
-            out = self._eager(static_lr, static_hr)
-        _restore(self.model, self.optimizer, saved)
-        self._graph = (key, graph, static_lr, static_hr, (out.l1, out.l_ap, out.total, out.n_valid))
+        return _snapshot(self.model, self.optimizer)
 
 
 def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[list, dict]:
