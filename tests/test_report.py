@@ -17,8 +17,10 @@ from scipy import stats
 
 from srprior import contracts
 from srprior.cli import main
-from srprior.report import (ReportError, budget_cells, build_report, sweep_cells, to_csv, to_html, to_markdown,
-                            write_report)
+from srprior.report.cells import budget_cells, sweep_cells
+from srprior.report.model import ReportError, build_report
+from srprior.report.render import to_csv, to_html, to_markdown
+from srprior.report.write import write_report
 from srprior.search_spaces import get_table
 from srprior.contracts import OPTIONS_TAG
 from srprior import tracking
@@ -389,7 +391,7 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
     from srprior.data.embedded import test_split
     from srprior.evaluate import bicubic_baseline
     from srprior.plan import make_plan
-    from srprior.report import to_terminal
+    from srprior.report.render import to_terminal
     from srprior.trainers.evaluation import _crop
 
     uri, _, _, _ = micro_runs
@@ -422,7 +424,7 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
 def test_claims_show_raw_and_adjusted_p_and_the_underpowered_mark_in_every_view(micro_runs):
     """One claim of Table 4.2 is tested on these runs (a family of one: Holm leaves p as is); the image set is
     named; the MDE against the thesis's own effect decides the underpowered mark in terminal, HTML and CSV."""
-    from srprior.report import to_terminal
+    from srprior.report.render import to_terminal
     from srprior.stats import mde
 
     uri, plan, _, finals = micro_runs

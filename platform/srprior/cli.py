@@ -16,7 +16,7 @@ COMMAND_MODULES = (
     "srprior.evaluate",
     "srprior.reevaluate",
     "srprior.sweep",
-    "srprior.report",
+    "srprior.commands.report",
     "srprior.tracking",
 )
 MAIN_JOB = ["sweep", "--table", "4.2", "--budget", "smoke"]

@@ -263,7 +263,10 @@ def _reports(plan: SweepPlan, sweep_id: str, uri: str, store: str, output: Path,
              resume: str | None) -> str:
     """Every table's report: files written and logged to its parent run (with a summary plot); the terminal
     view of each returned."""
-    from srprior.report import ReportError, build_report, runs_view_metrics, search_report, to_terminal, write_report
+    from srprior.report.model import ReportError, build_report
+    from srprior.report.render import runs_view_metrics, to_terminal
+    from srprior.report.search import search_report
+    from srprior.report.write import write_report
     from srprior.search_spaces import get_table
 
     texts = []
@@ -296,7 +299,8 @@ def budget_caption(plan: SweepPlan) -> str:
 
 def _print_seed_plan(plan: SweepPlan, opts: dict[str, Any], uri: str) -> int:
     """--seeds-for-power EFFECT: seeds per row for each table from its finished runs; nothing is trained."""
-    from srprior.report import ReportError, collect, seeds_for_power
+    from srprior.report.model import ReportError, collect
+    from srprior.report.power import seeds_for_power
     from srprior.search_spaces import get_table
 
     effect = opts["seeds_for_power"]
