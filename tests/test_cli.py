@@ -8,7 +8,7 @@ import re
 import pytest
 
 from srprior import cli
-from srprior.smoke import verdict
+from srprior.commands.smoke import verdict
 
 
 def _help(capsys, *argv: str) -> str:

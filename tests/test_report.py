@@ -367,18 +367,18 @@ def test_claim_verdict_effect_ci_p_and_seeds_against_scipy(micro_runs):
 
 def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_runs, tmp_path, capsys,
                                                                           monkeypatch):
-    from srprior import sweep
+    from srprior.commands import sweep as sweep_command
 
     uri, _, opts, finals = micro_runs
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    assert sweep._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
+    assert sweep_command._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
     out = capsys.readouterr().out
     pooled = np.sqrt(np.mean([np.var([finals[(row, s)]["best/psnr_embedded"] for s in (0, 1)], ddof=1)
                               for row in ("edsr-t/baseline", "edsr-t/lambda-5e-3")]))
     assert f"pooled std {pooled:.4f} from runs (4)" in out and "on psnr_embedded" in out
     seeds = int(out.split("table 4.2: ")[1].split(" seeds per row")[0])
     assert f"--seeds {seeds}" in out and seeds >= 2
-    assert sweep._run({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
+    assert sweep_command._run({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
                        "address": "local"}) == 0
     plan_out = capsys.readouterr().out
     assert f"to train: {2 * (seeds + 1) - 4} · reused (FINISHED in MLflow): 4" in plan_out
