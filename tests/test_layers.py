@@ -131,3 +131,18 @@ def test_the_walker_sees_function_level_imports(tmp_path):
     path.write_text("def f():\n    from srprior.sweep import main\n    import srprior.plots\n")
     assert _imports(path, "srprior.x", {"srprior.sweep", "srprior.plots", "srprior"}) == {"srprior.sweep",
                                                                                           "srprior.plots"}
+
+
+def test_modules_and_functions_stay_small():
+    """House rule: modules <= 400 lines, functions <= 60 (platform/ and search_spaces/; trainers/ follows with the
+    one training loop of issue 17)."""
+    too_big = []
+    for path in [*sorted(SOURCES["srprior"].rglob("*.py")), *sorted(SOURCES["srprior.search_spaces"].rglob("*.py"))]:
+        text = path.read_text()
+        if text.count("\n") > 400:
+            too_big.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                too_big.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                               f"{node.end_lineno - node.lineno + 1} lines")
+    assert not too_big, "\n".join(too_big)

@@ -259,6 +259,27 @@ def _replace(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
+def _write_images(candidates: list[dict], picked: list[int], psnr: np.ndarray, method_names: list[str],
+                  root: Path, tmp: Path, scale: int, with_bicubic: bool) -> list[dict]:
+    """The picked crops' HR and LR files written under `tmp`; their manifest entries (hashes, scores, box)."""
+    from srprior.data.imresize import bicubic_lr
+    from srprior.data.io import read_image
+
+    images, scores = [], rank_sum(psnr if with_bicubic else psnr[:, 1:])
+    for i in picked:
+        c = candidates[i]
+        top, left, h, w = c["box"]
+        hr = read_image(c["path"])[top:top + h, left:left + w]
+        files = {f"HR/{c['name']}.png": hr, f"LR_bicubic/X{scale}/{c['name']}x{scale}.png": bicubic_lr(hr, scale)}
+        images.append({
+            "name": c["name"], "source": c["source"], "source_file": c["path"].relative_to(root).as_posix(),
+            "source_sha256": _sha256(c["path"]), "box": {"top": top, "left": left, "height": h, "width": w},
+            "psnr": dict(zip(method_names, psnr[i].tolist())), "mean_psnr": round(float(psnr[i].mean()), 4),
+            "std_psnr": round(float(psnr[i].std()), 4), "rank_sum": float(scores[i]),
+            "files": {rel: _write_png(arr, tmp / rel) for rel, arr in files.items()}})
+    return images
+
+
 def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], scale: int = 2,
           count: int = COUNT, max_candidates: int = 0, device: str = "cpu", threads: int = 1,
           progress: bool = False, archs: Sequence[str] | None = None, with_bicubic: bool = False) -> dict:
@@ -271,9 +292,6 @@ def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], 
     work to split, and on a busy 2-core machine two threads ran 7× slower than one (they wait on each other).
     """
     import torch
-
-    from srprior.data.imresize import bicubic_lr
-    from srprior.data.io import read_image
 
     root, out = Path(root), Path(out)
     _check_out(out)
@@ -293,18 +311,7 @@ def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would outlive the rename
     try:
-        images, scores = [], rank_sum(psnr if with_bicubic else psnr[:, 1:])
-        for i in picked:
-            c = candidates[i]
-            top, left, h, w = c["box"]
-            hr = read_image(c["path"])[top:top + h, left:left + w]
-            files = {f"HR/{c['name']}.png": hr, f"LR_bicubic/X{scale}/{c['name']}x{scale}.png": bicubic_lr(hr, scale)}
-            images.append({
-                "name": c["name"], "source": c["source"], "source_file": c["path"].relative_to(root).as_posix(),
-                "source_sha256": _sha256(c["path"]), "box": {"top": top, "left": left, "height": h, "width": w},
-                "psnr": dict(zip(method_names, psnr[i].tolist())), "mean_psnr": round(float(psnr[i].mean()), 4),
-                "std_psnr": round(float(psnr[i].std()), 4), "rank_sum": float(scores[i]),
-                "files": {rel: _write_png(arr, tmp / rel) for rel, arr in files.items()}})
+        images = _write_images(candidates, picked, psnr, method_names, root, tmp, scale, with_bicubic)
         manifest = {
             "protocol": PROTOCOL, "scale": scale, "crop": CROP, "count": count,
             "selection": "rank sum of the mean Y-PSNR over methods (ascending) and its std over methods (descending), "

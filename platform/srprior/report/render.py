@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import textwrap
 from pathlib import Path
 
 from srprior import contracts
@@ -163,7 +164,6 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
     reference, the claims' verdicts in one line and `caption` (what the budget can and cannot show); the
     thesis's numbers and every column stay in the Markdown/CSV/HTML files. Columns without any value are left
     out; when they do not fit, SSIM goes first."""
-    import textwrap
 
     spec, bicubic = report.spec, dict(report.bicubic)
     metrics = [m for m in spec.metrics if any(r.cells[m].n for r in report.rows)]
@@ -205,15 +205,7 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
              "baseline (Welch)"
     out += textwrap.wrap(legend + (f"; Δ vs bicub: mean {column_name(gain)} minus bicubic's on the same crops."
                                    if gain else "."), TERMINAL_WIDTH)
-    if report.claims:
-        verdicts: dict[str, int] = {}
-        for c in report.claims:
-            key = c.verdict.split(" at ")[0]
-            verdicts[key] = verdicts.get(key, 0) + 1
-        where = f" on {column_name(report.claims_on)}" if report.claims_on else ""
-        out.append(f"thesis claims{where}: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
-                   + f" (p {report.correction}-adjusted over the table's claims)")
-        out += claims_terminal(report.claims, TERMINAL_WIDTH)
+    out += _terminal_claims(report)
     if report.failed or report.missing:
         out.append(f"INCOMPLETE: {report.failed} failed, {report.missing} missing of "
                    f"{sum(r.expected for r in report.rows)} planned runs" + (f"; resume: {resume}" if resume else ""))
@@ -222,6 +214,20 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
     if files:
         out.append(f"with the thesis's numbers: {files.get('html') or next(iter(files.values()))}")
     return "\n".join(out) + "\n"
+
+
+def _terminal_claims(report: Report) -> list[str]:
+    """The claims' verdicts counted in one line, then one line per claim."""
+    if not report.claims:
+        return []
+    verdicts: dict[str, int] = {}
+    for c in report.claims:
+        key = c.verdict.split(" at ")[0]
+        verdicts[key] = verdicts.get(key, 0) + 1
+    where = f" on {column_name(report.claims_on)}" if report.claims_on else ""
+    return [f"thesis claims{where}: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+            + f" (p {report.correction}-adjusted over the table's claims)", *claims_terminal(report.claims,
+                                                                                             TERMINAL_WIDTH)]
 
 
 def to_csv(report: Report) -> str:
