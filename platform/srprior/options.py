@@ -20,7 +20,7 @@ RUNTIME = ("resume", "max_concurrent", "address", "num_cpus", "max_failures", "o
 
 
 class OptionsError(UserError, ValueError):
-    """Options that no sweep has (a stored sweep from another srprior, a typo in a test's mapping)."""
+    """Options that `srprior sweep` does not have (a sweep stored by another srprior version, a typo)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,8 @@ class SweepOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known - {"func", "command"})
         if unknown:
-            raise OptionsError(f"sweep options {', '.join(unknown)}: no such option (known: see `srprior sweep "
-                               "--help`); a sweep stored by another srprior version needs --replan or a new sweep")
+            raise OptionsError(f"sweep options {', '.join(unknown)}: no such option of `srprior sweep` (see its "
+                               "--help)")
         given = {k: v for k, v in values.items() if k in known and v is not None}
         if "set" in given:
             given["set"] = tuple(given["set"])

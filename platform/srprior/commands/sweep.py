@@ -16,7 +16,10 @@ from typing import Any
 
 from srprior.errors import Parser, float_in, int_in, run_command
 from srprior.options import SweepOptions
+from srprior.schema import field_lines
 from srprior.sweep.run import run_sweep
+
+SET_EPILOG = "science fields for --set KEY=VALUE (default: the budget's, else the one shown):\n" + "\n".join(field_lines())
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asha", action="store_true", help="search: ASHA early stopping (not advised with seeds)")
     p.add_argument("--steps", type=int_in(1, 10**8), help="training steps per trial (default: the budget's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a science field of every trial, e.g. lambda_ap=1e-4, n_ssr=3, learning_rate=2e-4")
+                   help="override a science field of every trial, e.g. lambda_ap=1e-4, n_ssr=3, learning_rate=2e-4 "
+                        "(repeatable; the fields and their defaults are listed below)")
     p.add_argument("--data-root", help="benchmarks in the EDSR layout (default $SRPRIOR_DATA; smoke: embedded)")
     p.add_argument("--train-root", help="DIV2K root or HR image folder (default: the embedded images)")
     p.add_argument("--benchmarks", help="comma-separated subset of set5,set14,bsd100,urban100,hardcases")
@@ -78,7 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run thesis tables or an Optuna search on Ray, tracked in MLflow")
+    p = sub.add_parser("sweep", help="run thesis tables or an Optuna search on Ray, tracked in MLflow",
+                       epilog=SET_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=lambda args: _run(SweepOptions.of(vars(args))))
 
@@ -97,6 +102,7 @@ def _run(opts: SweepOptions | dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="sweep.py", description=__doc__.splitlines()[0])
+    parser = Parser(prog="sweep.py", description=__doc__.splitlines()[0], epilog=SET_EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return _run(vars(parser.parse_args(argv)))

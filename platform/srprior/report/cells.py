@@ -3,9 +3,8 @@ those of a budget's plan, or (--replan) the sweep's plan rebuilt with today's co
 
 from __future__ import annotations
 
-import json
-
 from srprior import contracts, tracking
+from srprior.options import SweepOptions
 from srprior.report.model import ReportError
 from srprior.tracking import default_tracking_uri, user_tracking_uri
 
@@ -43,7 +42,7 @@ def sweep_cells(table: str, tracking_uri: str, sweep: str = "latest",
         return [tuple(c) for c in recorded["cells"]], sweep_id, run_id, recorded["readings"]
     from srprior.plan import make_plan, plan_readings
 
-    plan = make_plan(json.loads(parent.data.tags[contracts.OPTIONS_TAG]))
+    plan = make_plan(SweepOptions.from_json(parent.data.tags[contracts.OPTIONS_TAG]))
     return plan.cells[table], sweep_id, run_id, plan_readings(plan, table)
 
 
