@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
-from srprior.contracts import search_experiment
+from srprior.contracts import OBJECTIVE, search_experiment
 from srprior.method.ssm import SCENARIOS
 from srprior.search_spaces.spec import validate_overrides
 
@@ -25,7 +25,7 @@ class SearchSpec:
     preset: str
     seeds: int = 2
     n_configs: int = 16
-    metric: str = "val/psnr"
+    metric: str = OBJECTIVE
     mode: str = "max"
     scale: int = 2
     lambda_ap: tuple[float, float] = (1e-6, 1e-2)  # log-uniform; the thesis tried 1e-5 … 1e-2

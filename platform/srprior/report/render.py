@@ -19,7 +19,7 @@ from srprior.search_spaces.spec import REGION_METRICS
 COLUMN_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "set5": "Set5", "set14": "Set14", "bsd100": "BSD100",
                 "urban100": "Urban100", "hardcases": "HardCases", "embedded": "Embedded", "di": "DI", "psnr_total": "Total PSNR",
                 "psnr_ssr": "PSNR on SSR", "psnr_poi": "PSNR on PoI",
-                "val/psnr": "Val PSNR", "hardcases_r": "HardCases-R (rebuilt)"}
+                contracts.OBJECTIVE: "Val PSNR", "hardcases_r": "HardCases-R (rebuilt)"}
 
 
 def column_name(metric: str) -> str:
