@@ -7,7 +7,7 @@ setup_commands (`pip install -e`), and the trainables live in srprior.trainers (
 
 import sys
 
-from srprior.sweep import main
+from srprior.commands.sweep import main
 
 if __name__ == "__main__":
     sys.exit(main())

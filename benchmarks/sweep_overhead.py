@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from srprior import sweep
+from srprior import contracts
+from srprior.sweep.run import run_sweep
 
 GPU_TRIALS = {1: (["edsr-t/lambda-1e-4"], 1), 2: (["edsr-t/lambda-1e-4"], 2), 4: (["edsr-t/lambda-1e-4"], 4),
               8: (["edsr-t/lambda-1e-4", "edsr-t/lambda-5e-4"], 4)}  # k -> (Table 4.2 rows, seeds per row)
@@ -36,7 +37,7 @@ def final_results(experiment: Path) -> list[dict]:
 
 def run(opts: dict, output: Path) -> tuple[float, list[dict]]:
     start = time.monotonic()
-    if sweep.run_sweep({"output_dir": str(output), "address": "local", **opts}) != 0:
+    if run_sweep({"output_dir": str(output), "address": "local", **opts}) != 0:
         raise SystemExit(f"sweep {opts['name']} failed; see the log above")
     return time.monotonic() - start, final_results(output / "ray" / opts["name"])
 
@@ -48,7 +49,7 @@ def cpu_part(output: Path) -> None:
     firsts, walls, steps = [], [], []
     for r in results:
         trial = r["config"]["trial"]
-        first, total, inside = r["system/to_first_step_s"], r["system/trial_wall_s"], r["system/train_steps_s"]
+        first, total, inside = r[contracts.TO_FIRST_STEP_S], r[contracts.TRIAL_WALL_S], r[contracts.TRAIN_STEPS_S]
         firsts.append(first), walls.append(total), steps.append(inside)
         print(f"| {trial['row']} seed {trial['seed']} | {first:.1f} | {total:.1f} | {inside:.2f} | "
               f"{1 - inside / total:.1%} |")
@@ -67,7 +68,7 @@ def gpu_part(output: Path, steps: int) -> None:
         _, results = run({"table": "4.2", "rows": ",".join(rows), "seeds": seeds, "budget": "short",
                           "steps": steps, "no_di": True, "figures": False, "max_eval_images": 1,
                           "gpus_per_trial": 1 / k, "max_concurrent": k, "name": f"overhead-gpu-k{k}"}, output)
-        window = max(r["system/last_step_unix"] for r in results) - min(r["system/first_step_unix"] for r in results)
+        window = max(r[contracts.LAST_STEP_UNIX] for r in results) - min(r[contracts.FIRST_STEP_UNIX] for r in results)
         rate = len(results) * steps / window
         single = single or rate
         print(f"| {k} | 1/{k} | {rate:.1f} | {rate / single:.2f}× |")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
-from srprior.contracts import search_experiment
+from srprior.contracts import OBJECTIVE, search_experiment
 from srprior.method.ssm import SCENARIOS
 from srprior.search_spaces.spec import validate_overrides
 
@@ -25,7 +25,7 @@ class SearchSpec:
     preset: str
     seeds: int = 2
     n_configs: int = 16
-    metric: str = "val/psnr"
+    metric: str = OBJECTIVE
     mode: str = "max"
     scale: int = 2
     lambda_ap: tuple[float, float] = (1e-6, 1e-2)  # log-uniform; the thesis tried 1e-5 … 1e-2
@@ -64,8 +64,10 @@ class SearchSpec:
 
     @property
     def space(self) -> Callable[[Any], dict[str, Any]]:
-        """The define-by-run function for `OptunaSearch(space=...)` bound to this search."""
-        return partial(define_space, search=self)
+        """The define-by-run function the sweep gives `OptunaSearch(space=...)`: samples this search's ranges and
+        returns no constants — preset and scale come from the plan's base science, where the budget's preset swap
+        (e.g. edsr-t → edsr-t-micro) is applied; returning them here would undo it."""
+        return partial(_sampled, search=self)
 
 
 def define_space(trial: Any, search: SearchSpec | None = None) -> dict[str, Any]:
@@ -76,6 +78,11 @@ def define_space(trial: Any, search: SearchSpec | None = None) -> dict[str, Any]
     trial.suggest_categorical("scenario", list(search.scenarios))
     trial.suggest_int("n_ssr", *search.n_ssr)
     return {"preset": search.preset, "scale": search.scale}
+
+
+def _sampled(trial: Any, search: SearchSpec) -> dict[str, Any]:
+    define_space(trial, search)
+    return {}
 
 
 SEARCHES: dict[str, SearchSpec] = {

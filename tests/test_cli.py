@@ -8,7 +8,7 @@ import re
 import pytest
 
 from srprior import cli
-from srprior.smoke import verdict
+from srprior.commands.smoke import verdict
 
 
 def _help(capsys, *argv: str) -> str:
@@ -46,3 +46,14 @@ def test_smoke_verdict_names_the_gap_and_what_closes_it():
     assert "5.02 dB below bicubic" in below and "--budget short" in below.replace("\n", " ")
     assert all(len(line) <= 100 for line in below.splitlines())
     assert verdict(32.0, 31.5, "edsr-t", 5000) == "edsr-t is 0.50 dB above bicubic after 5000 steps."
+
+
+def test_sweep_help_lists_every_science_field_from_the_schemas_metadata(capsys):
+    from srprior.schema import SCIENCE_KEYS
+
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--help"])
+    out = capsys.readouterr().out
+    epilog = out[out.index("science fields for --set KEY=VALUE"):]
+    assert [line.split("=")[0].strip() for line in epilog.splitlines()[1:] if line.strip()] == list(SCIENCE_KEYS)
+    assert "  n_ssr=1: SSRs per PoI used in L_AP (Table 4.4) [thesis: N_SSR]" in epilog

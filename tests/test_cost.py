@@ -102,9 +102,9 @@ def test_rate_says_when_it_borrows():
 
 
 def _plan(capsys, table: str) -> str:
-    from srprior import sweep
+    from srprior.commands import sweep as sweep_command
 
-    assert sweep._run({"table": table, "budget": "thesis", "plan": True, "address": "local"}) == 0
+    assert sweep_command._run({"table": table, "budget": "thesis", "plan": True, "address": "local"}) == 0
     return capsys.readouterr().out
 
 

@@ -65,4 +65,4 @@ def test_sweep_script_imports_only_the_installed_package():
     tree = ast.parse((REPO / "sweep.py").read_text())
     modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert modules == {"sys", "srprior.sweep"}
+    assert modules == {"sys", "srprior.commands.sweep"}

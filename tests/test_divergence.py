@@ -10,7 +10,7 @@ import pytest
 
 from srprior import contracts, tracking
 from srprior.plan import make_plan
-from srprior.report import ReportError, build_report, summarize
+from srprior.report.model import ReportError, build_report, summarize
 from srprior.schema import RunContext, Trial, trial_config
 from srprior.search_spaces import get_table
 from srprior.trainers import loop

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from srprior.commands import data as data_command
 from srprior.data import download as dl
 
 pytestmark = pytest.mark.slow  # a loopback HTTP server per test
@@ -224,9 +225,9 @@ def test_unwritable_root_is_one_line_before_any_fetch(tmp_path):
 
 def test_cli_registers_data_download():
     parser = argparse.ArgumentParser()
-    dl.register(parser.add_subparsers(dest="command"))
+    data_command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["data", "download", "div2k", "--root", "/tmp/x", "--scales", "2"])
-    assert args.func is dl._main and args.dataset == "div2k" and args.scales == [2]
+    assert args.func is data_command._download and args.dataset == "div2k" and args.scales == [2]
     table = dl.DATASETS["div2k"]
     assert len(table) == 8 and {a.scale for a in table} == {None, 2, 3, 4}
     assert all(a.url.startswith("https://") and a.size and len(a.sha256) == 64 for a in table)

@@ -15,9 +15,8 @@ import torch
 from srprior.cli import main
 from srprior.contracts import SELECTOR_SEEDS
 from srprior.data.datasets import benchmark
-from srprior.data.hardcases import (
-    CROP, HardCasesError, build, find_checkpoints, grid, load_checkpoint_model, methods, select,
-)
+from srprior.data.hardcases import find_checkpoints
+from srprior.hardcases import CROP, HardCasesError, build, grid, load_checkpoint_model, methods, select
 from srprior.data.imresize import bicubic_lr
 from srprior.data.io import read_image
 from srprior.schema import RunContext, Trial, trial_config

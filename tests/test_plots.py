@@ -1,4 +1,4 @@
-"""Summary plot of a sweep: every table spec and a search, from reports built by srprior.report.summarize on
+"""Summary plot of a sweep: every table spec and a search, from reports built by srprior.report.model.summarize on
 hand-made values; the dots drawn are the values given, at the λ_AP of their row."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from srprior.plots import lambdas, plotted_metrics, summary_figure, summary_plot
-from srprior.report import Report, summarize, with_logged_benchmarks
+from srprior.report.model import Report, summarize, with_logged_benchmarks
 from srprior.search_spaces import TABLES
 from srprior.search_spaces.spec import Row, TableSpec
 

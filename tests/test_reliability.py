@@ -18,7 +18,8 @@ from PIL import Image
 
 from srprior import contracts, errors, preflight, tracking
 from srprior.plan import make_plan
-from srprior.report import build_report, to_markdown
+from srprior.report.model import build_report
+from srprior.report.render import to_markdown
 from srprior.schema import RunContext, Trial, trial_config
 from srprior.search_spaces import get_table
 from srprior.trainers.health import end_failed, is_diverged

@@ -17,8 +17,10 @@ from scipy import stats
 
 from srprior import contracts
 from srprior.cli import main
-from srprior.report import (ReportError, budget_cells, build_report, sweep_cells, to_csv, to_html, to_markdown,
-                            write_report)
+from srprior.report.cells import budget_cells, sweep_cells
+from srprior.report.model import ReportError, build_report
+from srprior.report.render import to_csv, to_html, to_markdown
+from srprior.report.write import write_report
 from srprior.search_spaces import get_table
 from srprior.contracts import OPTIONS_TAG
 from srprior import tracking
@@ -365,18 +367,18 @@ def test_claim_verdict_effect_ci_p_and_seeds_against_scipy(micro_runs):
 
 def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_runs, tmp_path, capsys,
                                                                           monkeypatch):
-    from srprior import sweep
+    from srprior.commands import sweep as sweep_command
 
     uri, _, opts, finals = micro_runs
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    assert sweep._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
+    assert sweep_command._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
     out = capsys.readouterr().out
     pooled = np.sqrt(np.mean([np.var([finals[(row, s)]["best/psnr_embedded"] for s in (0, 1)], ddof=1)
                               for row in ("edsr-t/baseline", "edsr-t/lambda-5e-3")]))
     assert f"pooled std {pooled:.4f} from runs (4)" in out and "on psnr_embedded" in out
     seeds = int(out.split("table 4.2: ")[1].split(" seeds per row")[0])
     assert f"--seeds {seeds}" in out and seeds >= 2
-    assert sweep._run({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
+    assert sweep_command._run({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
                        "address": "local"}) == 0
     plan_out = capsys.readouterr().out
     assert f"to train: {2 * (seeds + 1) - 4} · reused (FINISHED in MLflow): 4" in plan_out
@@ -389,7 +391,7 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
     from srprior.data.embedded import test_split
     from srprior.evaluate import bicubic_baseline
     from srprior.plan import make_plan
-    from srprior.report import to_terminal
+    from srprior.report.render import to_terminal
     from srprior.trainers.evaluation import _crop
 
     uri, _, _, _ = micro_runs
@@ -422,7 +424,7 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
 def test_claims_show_raw_and_adjusted_p_and_the_underpowered_mark_in_every_view(micro_runs):
     """One claim of Table 4.2 is tested on these runs (a family of one: Holm leaves p as is); the image set is
     named; the MDE against the thesis's own effect decides the underpowered mark in terminal, HTML and CSV."""
-    from srprior.report import to_terminal
+    from srprior.report.render import to_terminal
     from srprior.stats import mde
 
     uri, plan, _, finals = micro_runs

@@ -260,20 +260,25 @@ def test_define_space_samples_valid_trial_configs_in_an_optuna_study():
     assert set(dist["scenario"].choices) == set(SCENARIOS)
 
 
-def test_space_works_through_ray_optuna_search_and_repeater():
-    from ray.tune.search import Repeater
-    from ray.tune.search.optuna import OptunaSearch
+def test_the_sweeps_search_algorithm_samples_valid_trials_with_the_budgets_preset():
+    """Exactly what a search sweep gives Tune (srprior.sweep.launch.search_algorithm of its plan), and exactly how
+    its trainable turns a suggestion into a trial (srprior.trainers.driver.make_trials over the plan's science)."""
+    from srprior.plan import make_plan
+    from srprior.sweep.launch import search_algorithm
+    from srprior.trainers.driver import make_trials
 
     spec = get_search("smoke")
-    searcher = Repeater(OptunaSearch(space=spec.space, metric=spec.metric, mode=spec.mode,
-                                     sampler=optuna.samplers.RandomSampler(seed=1)), repeat=spec.seeds)
+    plan = make_plan({"search": "smoke", "budget": "smoke"})
+    searcher = search_algorithm(plan)
     configs = [searcher.suggest(f"trial-{i}") for i in range(spec.num_samples)]
     assert [c["__trial_index__"] for c in configs] == [0, 1, 0, 1]
     strip = [{k: v for k, v in c.items() if k != "__trial_index__"} for c in configs]
     assert strip[0] == strip[1] and strip[2] == strip[3] and strip[0] != strip[2]
-    for config in strip:
-        assert set(config) == {"lambda_ap", "w", "scenario", "n_ssr", "preset", "scale"}
-        trial_config("ray sample", **config)
+    for config in configs:
+        assert set(config) == {"lambda_ap", "w", "scenario", "n_ssr", "__trial_index__"}
+        ((trial, _),) = make_trials(config, plan.science)
+        assert trial.config.model.preset == plan.science["preset"] and trial.config.model.scale == spec.scale
+        assert trial.config.prior.lambda_ap == config["lambda_ap"] and trial.seed == config["__trial_index__"]
     assert spec.experiment == "srprior/search-smoke" and spec.num_samples == 4
 
 

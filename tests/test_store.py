@@ -13,7 +13,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from srprior import contracts, locks, store, tracking
+from srprior import contracts, locks, stopping, store, tracking
 
 OPEN = """
 import sys, time
@@ -121,12 +121,12 @@ def test_old_store_is_backed_up_and_upgraded(tmp_path):
 
 def test_sweep_lease_tells_live_from_dead_sweeps(tmp_path):
     """A lease is held while its process lives and freed when it dies, even by SIGKILL."""
-    from srprior.trainers.resources import SweepError
+    from srprior.locks import LeaseError
 
     assert locks.sweep_alive(tmp_path, "s1") is None  # never ran here
     with locks.sweep_lease(tmp_path, "s1"):
         assert locks.sweep_alive(tmp_path, "s1") is True
-        with pytest.raises(SweepError, match="sweep 's1' is running in another process"):
+        with pytest.raises(LeaseError, match="sweep 's1' is running in another process"):
             with locks.sweep_lease(tmp_path, "s1"):
                 pass
     assert locks.sweep_alive(tmp_path, "s1") is False
@@ -155,7 +155,7 @@ def test_runs_left_running_by_a_dead_sweep_are_marked_killed(tmp_path, migrated)
         pass
     with locks.sweep_lease(tmp_path, "live"), locks.sweep_lease(tmp_path, "me"):
         runs = [client.get_run(r) for r in (dead, live, unknown, mine)]
-        assert sorted(locks.mark_orphaned_runs(uri, runs, tmp_path, by="me")) == sorted([dead, mine])
+        assert sorted(stopping.mark_orphaned_runs(uri, runs, tmp_path, by="me")) == sorted([dead, mine])
     status = {r: client.get_run(r).info.status for r in (dead, live, unknown, mine)}
     assert status == {dead: "KILLED", live: "RUNNING", unknown: "RUNNING", mine: "KILLED"}
     assert client.get_run(dead).data.tags[contracts.FAILURE] == \

@@ -20,7 +20,10 @@ ray = pytest.importorskip("ray")
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from srprior import contracts, sweep, tracking  # noqa: E402
+from srprior import contracts, tracking  # noqa: E402
+from srprior.commands import sweep as sweep_command  # noqa: E402
+from srprior.sweep import launch  # noqa: E402
+from srprior.sweep.run import run_sweep  # noqa: E402
 from srprior.plan import PlanError, make_plan  # noqa: E402
 from srprior.schema_fields import ConfigError  # noqa: E402
 
@@ -55,7 +58,7 @@ def test_plan_all_tables_deduplicates_without_ray(tmp_path, capsys):
     """Acceptance: every thesis table under the thesis budget, in seconds, without Ray: 246 table cells are
     170 distinct (science config, seed) trials; the shared ones are named."""
     assert not ray.is_initialized()
-    assert sweep._run({"table": "all", "budget": "thesis", "plan": True, "output_dir": str(tmp_path),
+    assert sweep_command._run({"table": "all", "budget": "thesis", "plan": True, "output_dir": str(tmp_path),
                        "address": "local"}) == 0
     out = capsys.readouterr().out
     assert "table cells (row × seed): 246; distinct trials (science config, seed): 170" in out
@@ -79,10 +82,10 @@ def _artifacts(out: Path, run_id: str, folder: str) -> set[str]:
     ({"gpus_per_trial": 0.25}, "--gpus-per-trial 0.25: this machine/cluster has no GPU"),
 ])
 def test_invalid_arguments_fail_before_ray(tmp_path, capsys, extra, message):
-    if sweep._local_gpus():
+    if launch.local_gpus():
         pytest.skip("the fractional-GPU case needs a CPU-only box")
     assert not ray.is_initialized()
-    assert sweep._run(_opts(tmp_path, **extra)) == 2
+    assert sweep_command._run(_opts(tmp_path, **extra)) == 2
     assert message in capsys.readouterr().err
     assert not ray.is_initialized()
     assert list(tmp_path.iterdir()) == []  # nothing written: no sweep state, no store
@@ -90,7 +93,7 @@ def test_invalid_arguments_fail_before_ray(tmp_path, capsys, extra, message):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    sweep.start_local_ray(2)
+    launch.start_local_ray(2)
     yield
     ray.shutdown()
 
@@ -101,7 +104,7 @@ def smoke_sweep(local_ray, tmp_path_factory, data_root):
     micro models on a CPU fuse by default: 2 Ray Train runs of 2 members each."""
     out = tmp_path_factory.mktemp("smoke")
     opts = _opts(out, name="acceptance", data_root=str(data_root), benchmarks="set5")
-    assert sweep.run_sweep(opts) == 0
+    assert run_sweep(opts) == 0
     return out
 
 
@@ -152,7 +155,7 @@ def test_second_run_reuses_every_run_and_retrain_trains_again(smoke_sweep, capsy
     capsys.readouterr()
     started = time.monotonic()
     opts = _opts(smoke_sweep, name="again", data_root=os.environ["SRPRIOR_DATA"], benchmarks="set5")
-    assert sweep.run_sweep(opts) == 0
+    assert run_sweep(opts) == 0
     assert time.monotonic() - started < 60
     out = capsys.readouterr().out
     assert "to train: 0 · reused (FINISHED in MLflow): 4" in out
@@ -164,7 +167,7 @@ def test_second_run_reuses_every_run_and_retrain_trains_again(smoke_sweep, capsy
     assert _trial_runs(uri, **{"srprior.sweep_id": "again"}) == []
     retrain = _opts(smoke_sweep, name="retrained", data_root=os.environ["SRPRIOR_DATA"], benchmarks="set5",
                     rows=ROWS[1], seeds=1, retrain=True, fuse=1)
-    assert sweep.run_sweep(retrain) == 0
+    assert run_sweep(retrain) == 0
     runs = _trial_runs(uri)
     keys = [r.data.tags[contracts.RUN_KEY] for r in runs if contracts.RETRAIN not in r.data.tags]
     retrained = [r for r in runs if contracts.RETRAIN in r.data.tags]
@@ -179,7 +182,7 @@ def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
     """The worker dies once at step 15 (checkpoint at 10): Train restarts it from the checkpoint, the MLflow
     run continues (one run, every curve point exactly once) and the figures arrive."""
     opts = _opts(tmp_path, name="fault", seeds=1, rows=ROWS[0], fault_kill_at_step=15, figures=True)
-    assert sweep.run_sweep(opts) == 0
+    assert run_sweep(opts) == 0
     train_dirs = list((tmp_path / "ray" / "train").iterdir())
     assert len(train_dirs) == 1 and (train_dirs[0] / "fault-killed-at-15").exists()
     uri = tracking.default_tracking_uri(tmp_path)
@@ -202,7 +205,7 @@ def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
 def test_search_mode_repeats_each_config_over_seeds(local_ray, tmp_path):
     opts = {"search": "smoke", "budget": "smoke", "samples": 1, "seeds": 2, "output_dir": str(tmp_path),
             "name": "search", "address": None}
-    assert sweep.run_sweep(opts) == 0
+    assert run_sweep(opts) == 0
     runs = _trial_runs(tracking.default_tracking_uri(tmp_path), "srprior/search-smoke")
     assert len(runs) == 2 and {r.data.tags["seed"] for r in runs} == {"0", "1"}
     assert len({r.data.tags["row"] for r in runs}) == 1  # one Optuna configuration, two seeds
@@ -249,7 +252,7 @@ def test_driver_kill_then_resume(local_ray, tmp_path):
     finished = {(m["labels"][0][1], str(m["trial"]["seed"])) for t in done for m in t["config"]["trial"]["members"]}
     assert finished <= {(r.data.tags["row"], r.data.tags["seed"]) for r in before.values()}
     assert len(finished) < 4  # something left to resume
-    assert sweep.run_sweep({"resume": "killed", "output_dir": str(tmp_path), "address": None}) == 0
+    assert run_sweep({"resume": "killed", "output_dir": str(tmp_path), "address": None}) == 0
     runs = _trial_runs(uri)
     assert sorted((r.data.tags["row"], r.data.tags["seed"]) for r in runs) == \
         sorted((row, seed) for row in ROWS for seed in ("0", "1"))

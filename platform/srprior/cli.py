@@ -1,4 +1,5 @@
-"""The `srprior` console script. Each command lives in the module that implements it (its `register`)."""
+"""The `srprior` console script. Each command is a thin module of srprior.commands (its `register`) over a
+library function."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from srprior.errors import Parser, run_command
 # Modules that add a command. Imported lazily so `srprior --help` stays fast and a broken optional command
 # cannot take the others down.
 COMMAND_MODULES = (
-    "srprior.smoke",
-    "srprior.data.download",
-    "srprior.evaluate",
-    "srprior.reevaluate",
-    "srprior.sweep",
-    "srprior.report",
-    "srprior.tracking",
+    "srprior.commands.smoke",
+    "srprior.commands.data",
+    "srprior.commands.eval",
+    "srprior.commands.evaluate",
+    "srprior.commands.sweep",
+    "srprior.commands.report",
+    "srprior.commands.ui",
 )
 MAIN_JOB = ["sweep", "--table", "4.2", "--budget", "smoke"]
 MAIN_JOB_NOTE = ("srprior: starting the main job: Table 4.2 as a CPU smoke sweep on the embedded default images "

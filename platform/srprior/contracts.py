@@ -23,15 +23,22 @@ REGION_METRICS = ("psnr_total", "psnr_ssr", "psnr_poi")  # Table 4.7: PSNR on th
 EMBEDDED_METRICS = ("psnr_embedded", "ssim_embedded")  # sweeps without benchmark data (no thesis column)
 FINAL_METRICS = (*BENCH_METRICS, "di", *REGION_METRICS, *EMBEDDED_METRICS, *REBUILT_METRICS)
 """Final metrics a trial logs; every table column is one of them."""
-CURVES = ("train/l1", "train/l_ap", "train/loss", "val/psnr")
+TRAIN_L1, TRAIN_L_AP, TRAIN_LOSS = "train/l1", "train/l_ap", "train/loss"  # per-step curves (Eq. 3.10, 3.9, sum)
+CURVES = (TRAIN_L1, TRAIN_L_AP, TRAIN_LOSS, "val/psnr")
 BICUBIC = "bicubic/"  # the same evaluation of MATLAB-bicubic upscaling: every report's reference row
 SELECTED, LAST = "best/", "final/"  # final metrics of the best-validation weights (reported) and of the last step
 BEST_STEP = "best_step"
 OBJECTIVE = "val/psnr"  # what Tune/Optuna optimise (mean over seeds in a search)
 STOP_SWEEP = "srprior/stop_sweep"  # in a Tune result: why the whole sweep must stop (a full disk; srprior.watchdog)
 WAITING = "srprior/waiting_for"  # in a Tune result: the trial waits for the sweep holding its lease (srprior.locks)
+MEMBERS_FAILED = "members_failed"  # in a Tune result: members of a fused group that failed (srprior.progress)
 # Timings of a trial (start-up, training steps, wall) live under system/, so MLflow shows them with the system
-# metrics instead of before the training curves.
+# metrics instead of before the training curves (benchmarks/ read them back).
+TRAIN_STEPS_S = "system/train_steps_s"  # seconds inside training steps
+TRIAL_WALL_S = "system/trial_wall_s"  # the trial's wall time, start-up included
+TO_FIRST_STEP_S = "system/to_first_step_s"  # start-up: trial start to its first step
+FIRST_STEP_UNIX, LAST_STEP_UNIX = "system/first_step_unix", "system/last_step_unix"
+FUSED_MEMBERS = "system/fused_members"  # trials trained as one fused network in this run
 
 # -------------------------------------------------------------------------------------------- tags
 ROLE = "srprior.role"  # "trial" | "sweep"

@@ -23,7 +23,13 @@ import ipaddress
 import os
 from pathlib import Path
 
+from srprior.errors import UserError
+
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+class ExposureError(UserError, ValueError):
+    """A cluster set-up that would expose the store or scatter checkpoints; the message says the fix."""
 
 
 def loopback_ray() -> None:
@@ -45,19 +51,15 @@ def tighten_token() -> None:
 
 def server_host(node_ip: str) -> str:
     """The address the tracking server binds on a cluster: the head's node address, if not globally routable."""
-    from srprior.trainers.resources import SweepError
-
     if ipaddress.ip_address(node_ip).is_global:
-        raise SweepError(f"the head's node address {node_ip} is public: the MLflow server (basic auth over plain "
+        raise ExposureError(f"the head's node address {node_ip} is public: the MLflow server (basic auth over plain "
                          "HTTP) would be reachable from the internet; run the cluster on a private network, or set "
                          "MLFLOW_TRACKING_URI to an MLflow server behind TLS")
     return node_ip
 
 
 def check_cluster_storage(storage: str, nodes: int, shared: bool) -> None:
-    from srprior.trainers.resources import SweepError
-
     if nodes > 1 and "://" not in storage and not shared:
-        raise SweepError(f"--storage {storage} is a folder of this machine, but the cluster has {nodes} nodes: "
+        raise ExposureError(f"--storage {storage} is a folder of this machine, but the cluster has {nodes} nodes: "
                          "trials elsewhere would write and resume their checkpoints on their own disks; use "
                          "--storage s3://BUCKET/PATH, or an NFS folder mounted on every node with --shared-storage")

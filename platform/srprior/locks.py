@@ -18,6 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from srprior.errors import UserError
+
+
+class LeaseError(UserError, RuntimeError):
+    """Another process runs this sweep (holds its lease)."""
+
+
 TRIAL_LEASE_POLL_S = 2.0
 TRIAL_LEASE_WAIT_S = 7 * 24 * 3600.0  # a thesis trial trains for hours; a week is a holder that never ends
 
@@ -53,15 +60,13 @@ def lease_path(output: Path, sweep_id: str) -> Path:
 @contextlib.contextmanager
 def sweep_lease(output: Path, sweep_id: str) -> Iterator[None]:
     """Mark sweep `sweep_id` alive while the block runs; a second process running the same sweep is refused."""
-    from srprior.trainers.resources import SweepError
-
     path = lease_path(output, sweep_id)
     fd = _open(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SweepError(f"sweep {sweep_id!r} is running in another process (lease {path}); wait for it, or "
+            raise LeaseError(f"sweep {sweep_id!r} is running in another process (lease {path}); wait for it, or "
                              "give this one another --name") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -84,25 +89,6 @@ def sweep_alive(output: Path, sweep_id: str) -> bool | None:
         return True
     finally:
         os.close(fd)
-
-
-def mark_orphaned_runs(uri: str, runs: list, output: Path, by: str) -> list[str]:
-    """Runs left RUNNING by a sweep that is no longer alive: KILLED, with the reason in srprior.failure (they are
-    continued like any unfinished run). `by` is the calling sweep, which holds its lease: runs it owns are from
-    an earlier process of the same sweep. Returns the run ids marked."""
-    from srprior import contracts, tracking
-
-    marked = []
-    for run in runs:
-        owner = run.data.tags.get(contracts.OWNER) or run.data.tags.get(contracts.SWEEP_ID)
-        if run.info.status != "RUNNING" or not owner or (owner != by and sweep_alive(output, owner) is not False):
-            continue
-        client = tracking.client(uri)
-        client.set_tag(run.info.run_id, contracts.FAILURE,
-                       f"killed: sweep {owner} ended while the run was RUNNING (marked by sweep {by})")
-        client.set_terminated(run.info.run_id, "KILLED")
-        marked.append(run.info.run_id)
-    return marked
 
 
 def _try_lock(path: Path, holder: str) -> int | None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from srprior.errors import UserError
+from srprior.options import SweepOptions
 from srprior.schema import SCIENCE_KEYS, RunContext, Trial, TrialConfig, trial_config
 
 ALL_TABLES = ("4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8")  # `--table all`: the thesis's tables
@@ -55,7 +56,7 @@ class SweepPlan:
     context: RunContext  # run-context defaults (budget: log/ckpt/figures; test hooks)
     search_samples: int = 0
     search_seeds: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
+    options: SweepOptions = field(default_factory=SweepOptions)
 
     @property
     def requested(self) -> int:
@@ -92,53 +93,54 @@ def _tables(names: str) -> list[Any]:
         raise PlanError(f"--table: {exc.args[0]} (or 'all')") from None
 
 
-def _data_fields(opts: dict[str, Any], budget: Any) -> dict[str, Any]:
-    data_root = opts.get("data_root")
+def _data_fields(opts: SweepOptions, budget: Any) -> dict[str, Any]:
+    data_root = opts.data_root
     if data_root is None and not budget.micro:  # micro budgets stay on the embedded images unless told
         data_root = os.environ.get("SRPRIOR_DATA") or None
     out: dict[str, Any] = {}
     for flag, key, folder in (("--data-root", "data_root", data_root), ("--train-root", "train_root",
-                                                                         opts.get("train_root"))):
+                                                                         opts.train_root)):
         if folder:
             if not Path(folder).expanduser().is_dir():
                 raise PlanError(f"{flag} {folder}: no such folder")
             out[key] = str(Path(folder).expanduser().resolve())
-    if opts.get("benchmarks"):
-        out["benchmarks"] = opts["benchmarks"]
-    if opts.get("no_di"):
+    if opts.benchmarks:
+        out["benchmarks"] = opts.benchmarks
+    if opts.no_di:
         out["di"] = False
     for key in ("steps", "max_eval_images"):
-        if opts.get(key) is not None:
-            out[key] = opts[key]
+        if getattr(opts, key) is not None:
+            out[key] = getattr(opts, key)
     return out
 
 
-def make_plan(opts: dict[str, Any]) -> SweepPlan:
+def make_plan(options: SweepOptions | Mapping[str, Any]) -> SweepPlan:
     """Validate every option and build every trial (raises PlanError/ConfigError; starts nothing)."""
     from srprior.trainers.budgets import get_budget
 
-    if bool(opts.get("table")) == bool(opts.get("search")):
+    opts = SweepOptions.of(options)
+    if bool(opts.table) == bool(opts.search):
         raise PlanError("give exactly one of --table NAME (or 'all') or --search NAME")
     try:
-        budget = get_budget(opts.get("budget") or "smoke")
+        budget = get_budget(opts.budget)
     except ValueError as exc:
         raise PlanError(f"--budget: {exc}") from None
-    seeds = opts.get("seeds")
+    seeds = opts.seeds
     if seeds is not None and seeds < 1:
         raise PlanError(f"--seeds {seeds}: must be >= 1")
     seeds = seeds or budget.seeds
-    sets = parse_sets(opts.get("set") or [])
+    sets = parse_sets(opts.set or [])
     user = {**_data_fields(opts, budget), **sets}  # what the user asked for wins over budget and table
     science = {**budget.science, **user}
-    context = {**budget.context, "fault_kill_at_step": opts.get("fault_kill_at_step") or 0,
-               "cuda_graph": bool(opts.get("cuda_graph"))}
-    if opts.get("figures") is not None:
-        context["figures"] = bool(opts["figures"])
+    context = {**budget.context, "fault_kill_at_step": opts.fault_kill_at_step or 0,
+               "cuda_graph": bool(opts.cuda_graph)}
+    if opts.figures is not None:
+        context["figures"] = bool(opts.figures)
     ctx = RunContext(**context)
-    if opts.get("search"):
+    if opts.search:
         return _search_plan(opts, budget, science, ctx, seeds)
-    rows = opts["rows"].split(",") if opts.get("rows") else None
-    specs = _tables(opts["table"])
+    rows = opts.rows.split(",") if opts.rows else None
+    specs = _tables(opts.table)
     if rows and len(specs) > 1:
         raise PlanError("--rows needs a single --table")
     trials: dict[str, PlannedTrial] = {}
@@ -165,7 +167,7 @@ def make_plan(opts: dict[str, Any]) -> SweepPlan:
         raise PlanError("--cuda-graph bakes the learning rate into the graph: it cannot follow an lr_milestones "
                         "schedule (Table 4.8's thesis budget); drop --cuda-graph for it")
     return SweepPlan("table", tuple(cells), budget.name, list(trials.values()), cells, science, ctx,
-                     options=dict(opts))
+                     options=opts)
 
 
 def plan_readings(plan: SweepPlan, table: str) -> dict[str, str]:
@@ -176,22 +178,22 @@ def plan_readings(plan: SweepPlan, table: str) -> dict[str, str]:
     return readings_in_force([configs[key] for _, _, key in plan.cells[table]])
 
 
-def _search_plan(opts: dict[str, Any], budget: Any, science: dict[str, Any], ctx: RunContext,
+def _search_plan(opts: SweepOptions, budget: Any, science: dict[str, Any], ctx: RunContext,
                  seeds: int | None) -> SweepPlan:
     from srprior.search_spaces.search import get_search
 
     try:
-        spec = get_search(opts["search"])
+        spec = get_search(opts.search)
     except KeyError as exc:
         raise PlanError(exc.args[0]) from None
     base = {**science, "preset": budget.preset(spec.preset), "scale": spec.scale}
     trial_config(f"search {spec.name}", **base)  # the constants and the budget, before Optuna adds its samples
-    samples = opts.get("samples") or spec.n_configs
+    samples = opts.samples or spec.n_configs
     if samples < 1:
         raise PlanError(f"--samples {samples}: must be >= 1")
     n_seeds = seeds or spec.seeds
     return SweepPlan("search", (spec.name,), budget.name, [], {}, base, ctx, samples * n_seeds, n_seeds,
-                     options=dict(opts))
+                     options=opts)
 
 
 # Members per fused group when --fuse is not given: on a GPU small models leave the card idle (issue 12); on a
@@ -237,9 +239,9 @@ def fuse_groups(trials: Sequence[PlannedTrial], fuse: int | None, device: str) -
     return out
 
 
-def default_sweep_id(opts: dict[str, Any]) -> str:
-    kind, name = ("table", opts["table"]) if opts.get("table") else ("search", opts["search"])
-    return f"{kind}-{name.replace(',', '+')}-{opts.get('budget') or 'smoke'}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_sweep_id(opts: SweepOptions) -> str:
+    kind, name = ("table", opts.table) if opts.table else ("search", opts.search)
+    return f"{kind}-{name.replace(',', '+')}-{opts.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 @functools.lru_cache(maxsize=None)

@@ -85,7 +85,7 @@ class SweepProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         members = self.members.pop(trial.trial_id, self._members(trial))
         self.waiting.discard(trial.trial_id)
-        failed = int((trial.last_result or {}).get("members_failed", 0) or 0)
+        failed = int((trial.last_result or {}).get(contracts.MEMBERS_FAILED, 0) or 0)
         reused = int((trial.last_result or {}).get("members_reused", 0) or 0)  # another sweep trained them
         self.done += members - failed - reused
         self.failed += failed

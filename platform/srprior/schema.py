@@ -282,3 +282,11 @@ def readings_in_force(configs: list[TrialConfig]) -> dict[str, str]:
         values = {str(c.flat()[name]) for c in configs}
         out[name] = values.pop() if len(values) == 1 else "varies by row"
     return out
+
+
+def field_lines() -> list[str]:
+    """One line per science field for `srprior sweep --help` (`--set KEY=VALUE`), from the schema's metadata."""
+    from srprior.schema_fields import describe
+
+    return [f"  {name}={default!r}: {help or '-'}" + (f" [thesis: {thesis}]" if thesis else "")
+            for name, default, thesis, help in describe(TrialConfig)]

@@ -52,9 +52,14 @@ class Validated:
 
 
 def describe(cls: type) -> list[tuple[str, Any, str, str]]:
-    """(name, default, thesis name, help) of every field of a config class: docs and `--set` help."""
+    """(leaf name, default, thesis name, help) of every leaf field of a (nested) config class, from the fields'
+    own metadata: the `--set` help of `srprior sweep` and README's field table are generated from it."""
     out = []
     for f in fields(cls):
+        sub = _nested(f)
+        if sub is not None:
+            out += describe(sub)
+            continue
         default = f.default if f.default is not MISSING else (
             f.default_factory() if f.default_factory is not MISSING else None)
         out.append((f.name, default, f.metadata.get("thesis", ""), f.metadata.get("help", "")))

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from srprior import contracts, tracking
+from srprior.locks import sweep_alive
 
 
 class SignalStop:
@@ -64,3 +66,20 @@ def mark_owned_runs(uri: str, sweep_id: str, reason: str) -> list[str]:
         client.set_tag(run.info.run_id, contracts.FAILURE, f"killed: {reason} (sweep {sweep_id})")
         client.set_terminated(run.info.run_id, "KILLED")
     return [r.info.run_id for r in runs]
+
+
+def mark_orphaned_runs(uri: str, runs: list, output: Path, by: str) -> list[str]:
+    """Runs left RUNNING by a sweep that is no longer alive: KILLED, with the reason in srprior.failure (they are
+    continued like any unfinished run). `by` is the calling sweep, which holds its lease: runs it owns are from
+    an earlier process of the same sweep. Returns the run ids marked."""
+    marked = []
+    for run in runs:
+        owner = run.data.tags.get(contracts.OWNER) or run.data.tags.get(contracts.SWEEP_ID)
+        if run.info.status != "RUNNING" or not owner or (owner != by and sweep_alive(output, owner) is not False):
+            continue
+        client = tracking.client(uri)
+        client.set_tag(run.info.run_id, contracts.FAILURE,
+                       f"killed: sweep {owner} ended while the run was RUNNING (marked by sweep {by})")
+        client.set_terminated(run.info.run_id, "KILLED")
+        marked.append(run.info.run_id)
+    return marked

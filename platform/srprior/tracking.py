@@ -16,7 +16,6 @@ Runs are keyed by tags, never by name, so a retried or resumed trial finds and c
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from srprior import contracts
-from srprior.errors import int_in
 
 DEFAULT_OUTPUT = "outputs"
 OUTPUT_ENV = "SRPRIOR_OUTPUT"  # the output folder when --output-dir is not given (cluster configs export it)
@@ -303,7 +301,6 @@ def get_or_create_run(mlflow_client: Any, exp_id: str, key: dict[str, str], run_
 
 
 # ---------------------------------------------------------------------------------------------- srprior ui
-MAKE_STORE = ("sweep", "--table", "4.2", "--budget", "smoke")  # the smallest sweep: a store with one experiment
 
 
 RUNS_VIEW = "srprior"  # key of the runs view a sweep saves on its experiment (MLflow's shared view state)
@@ -377,63 +374,3 @@ def ui_command(output: str | os.PathLike | None) -> str:
         return uri
     out = output_dir(output)
     return command("ui") if out == Path(DEFAULT_OUTPUT).resolve() else command("ui", "--output-dir", str(out))
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ui", help="open the MLflow UI on this project's runs (127.0.0.1) and print its URL")
-    p.add_argument("--output-dir", help="platform output folder holding mlflow.db (default: as `srprior sweep`)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int_in(1, 65535), default=5000)
-    p.set_defaults(func=run_ui)
-
-
-def _print_newest(url: str, auth: Any = None) -> None:
-    newest = newest_experiment(url, auth=auth)
-    if newest is not None:
-        print(f"Runs of {newest[1]} (newest): {ui_url(url, newest[0], newest[2])}", flush=True)
-
-
-def run_ui(args: argparse.Namespace) -> int:
-    uri = user_tracking_uri()
-    if uri and is_remote(uri):  # a server already holds the store: nothing to start
-        print(f"MLflow UI: {uri} (from MLFLOW_TRACKING_URI)", flush=True)
-        if uri.startswith("http"):
-            _print_newest(uri)
-        return 0
-    out = output_dir(args.output_dir)
-    backend = uri or default_tracking_uri(out)
-    if not store_exists(backend):  # the server would create an empty store and show nothing
-        db = Path(backend.removeprefix("sqlite:///")).resolve()
-        make = command(*MAKE_STORE) if uri or out == output_dir(None) else \
-            command(*MAKE_STORE, "--output-dir", str(out))
-        print(f"srprior ui: error: no MLflow store at {db} (srprior ui looks in $MLFLOW_TRACKING_URI when set, "
-              f"else in <--output-dir>/mlflow.db, default ./outputs/mlflow.db); make one: {make}", file=sys.stderr)
-        return 1
-    from srprior import credentials
-
-    # the head of a cluster (its sweeps made credentials), or a UI reachable from elsewhere: the browser logs in
-    auth = credentials.ensure(out) if (out / credentials.FILE).is_file() or args.host not in LOOPBACK else None
-    server = TrackingServer(backend, artifacts_dir(out), args.host, args.port, log=out / "mlflow-ui.log", auth=auth)
-
-    def _terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        print(f"srprior ui: error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        print(f"MLflow UI: {server.url}  (store {server.backend_uri}; Ctrl-C to stop)", flush=True)
-        if auth is not None:
-            print(f"Log in as {auth.username} with the password in {auth.file}", flush=True)
-        _print_newest(server.url, auth)
-        server.proc.wait()
-        print(f"srprior ui: the MLflow server exited with code {server.proc.returncode}; log {server.log}",
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        server.stop()

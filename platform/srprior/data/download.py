@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -257,35 +256,3 @@ def download(table: Iterable[Archive], root: str | Path, keep_archives: bool = F
             path.unlink()
         done.append(path)
     return done
-
-
-def _main(args) -> int:
-    table = [a for a in DATASETS[args.dataset] if a.scale is None or a.scale in args.scales]
-    check_root(args.root)  # a user error: one line and exit 2 (srprior.errors.run_command)
-    try:
-        download(table, args.root, keep_archives=args.keep_archives, progress=not args.no_progress)
-    except DownloadError as exc:
-        print(f"srprior data download: {exc}", file=sys.stderr)
-        return 1
-    print(f"{args.dataset}: ready under {args.root}")
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``srprior data download ...`` and ``srprior data hardcases ...``."""
-    data = subparsers.add_parser("data", help="download and verify DIV2K and the SR benchmarks; rebuild HardCases",
-                                 description="Datasets: download DIV2K and the SR benchmarks, rebuild HardCases.")
-    actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    dl = actions.add_parser("download", help="fetch DIV2K or the SR benchmarks",
-                             description="Download (resumable), verify size + SHA256 and unpack DIV2K or the EDSR "
-                                         "benchmark archive so that SRPRIOR_DATA=ROOT works directly.")
-    dl.add_argument("dataset", choices=sorted(DATASETS))
-    dl.add_argument("--root", required=True, type=Path, help="folder to unpack into (SRPRIOR_DATA)")
-    dl.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4], choices=[2, 3, 4],
-                    help="DIV2K LR scales to fetch (HR is always fetched)")
-    dl.add_argument("--keep-archives", action="store_true", help="keep the verified archives after unpacking")
-    dl.add_argument("--no-progress", action="store_true", help="no progress bar")
-    dl.set_defaults(func=_main)
-    from srprior.data import hardcases
-
-    hardcases.register(actions)

@@ -16,7 +16,7 @@ from srprior.trainers.backfill import BackfillError, backfill
 def sweep_runs(uri: str, sweep: str) -> dict[str, Any]:
     """Key -> run of every cell of every table sweep `sweep` covered (its recorded plan)."""
     from srprior import tracking
-    from srprior.report import sweep_cells
+    from srprior.report.cells import sweep_cells
 
     client = tracking.client(uri) if tracking.store_exists(uri) else None
     exps = [e.experiment_id for e in contracts.srprior_experiments(client)] if client else []

@@ -1,0 +1,5 @@
+"""The sweep library behind `srprior sweep` (srprior.commands.sweep): view (the plan as text, seeds for power,
+resources), launch (Ray, parent runs, the Tune experiment), run (run_sweep: check, lease, launch, report).
+
+Resources: srprior.trainers.resources (fractional CPUs/GPUs per trial, concurrency).
+"""
