@@ -46,12 +46,16 @@ def checkpoint_index(output: Path) -> dict[str, tuple[Path, dict]]:
     return index
 
 
-def missing_sets(cfg: Any, logged: dict[str, float], data_root: str | None = None) -> tuple[Any, list[str]]:
-    """(config to evaluate with, benchmark sets present under its data root that the run has no metric for)."""
+def missing_sets(cfg: Any, logged: dict[str, float], data_root: str | None = None,
+                 wanted: tuple[str, ...] | None = None) -> tuple[Any, list[str]]:
+    """(config to evaluate with, the sets of `wanted` (default: the run's own `benchmarks`) present under its data
+    root that the run has no metric for). A run that asked for Set5 only never gains Set14 behind its back."""
     root = data_root or cfg.data.data_root
     if root is None:
         return cfg, []
-    missing = [name for name in _present(Path(root)) if f"{contracts.SELECTED}psnr_{name}" not in logged]
+    wanted = wanted or cfg.data.benchmarks
+    missing = [name for name in _present(Path(root))
+               if name in wanted and f"{contracts.SELECTED}psnr_{name}" not in logged]
     if not missing:
         return cfg, []
     data = dataclasses.replace(cfg.data, data_root=str(Path(root).resolve()), benchmarks=tuple(missing))
@@ -100,8 +104,7 @@ def backfill(uri: str, output: Path, runs: dict[str, Any], data_root: str | None
     for key, run in sorted(runs.items()):
         if run.info.status != "FINISHED":
             continue
-        cfg, sets = missing_sets(run_config(run), run.data.metrics, data_root)
-        sets = [s for s in sets if only is None or s in only]
+        cfg, sets = missing_sets(run_config(run), run.data.metrics, data_root, only)
         if not sets:
             continue
         index = checkpoint_index(output) if index is None else index

@@ -209,11 +209,12 @@ def _ms(seconds: float) -> str:
 
 
 def plan_lines(to_train: Sequence[Any], device: str, concurrent: int, runs: int | None,
-               cuda_graph: bool = False) -> list[str]:
+               cuda_graph: bool = False, detail: bool = True) -> list[str]:
     """The plan's cost block: the cost model per kind of step, then the estimate here and on one H100 with its
-    floor at the H100's dense bf16 peak."""
-    devices = tuple(dict.fromkeys((device, "gpu")))
-    out = model_lines(to_train, devices, cuda_graph)
+    floor at the H100's dense bf16 peak. Without `detail` (a sweep that runs, not --plan): the estimate here only,
+    so the main job's console stays short."""
+    devices = tuple(dict.fromkeys((device, "gpu"))) if detail else (device,)
+    out = model_lines(to_train, devices, cuda_graph) if detail else []
     data = _shipped()
     for dev in devices:
         here = dev == device

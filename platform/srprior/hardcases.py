@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from srprior.contracts import SELECTOR_SEEDS
-from srprior.data.hardcases import _member_weights, find_checkpoints
+from srprior.trainers.checkpoints import find_checkpoints, member_weights
 from srprior.errors import UserError
 
 PROTOCOL = "hardcases-r/2"  # 2: selectors on reserved seeds, best weights, bicubic out of the spread
@@ -115,7 +115,7 @@ def load_checkpoint_models(path: str | Path, weights: str = "best") -> list:
         for member in state.get("members", [state]):
             trial = Trial.from_dict(member["trial"])
             model = build_model(trial.config.model.preset, trial.config.model.scale)
-            model.load_state_dict(_member_weights(member, weights))
+            model.load_state_dict(member_weights(member, weights))
             out.append((model.eval(), trial))
     except (KeyError, TypeError) as exc:
         raise HardCasesError(f"{path}: checkpoint lacks {exc} (needs 'model' and 'trial', as the platform's "

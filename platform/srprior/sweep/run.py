@@ -238,7 +238,8 @@ def _train(job: Launch, out: Outcome, signals: Any, log: Path) -> None:
 
     plan, res, verbose = job.plan, job.res, job.opts.verbose
     out.parents = machinery.parent_runs(plan, job.sweep_id, out.uri, job.opts)
-    print(format_plan(plan, job.existing, job.to_train, res, job.device, job.opts.retrain, job.groups), flush=True)
+    print(format_plan(plan, job.existing, job.to_train, res, job.device, job.opts.retrain, job.groups, detail=False),
+          flush=True)
     if job.diverged:
         print(f"  not trained again (diverged before; --retrain to try): {', '.join(t.name for t in job.diverged)}")
     if not job.needs_ray:

@@ -26,8 +26,8 @@ def _models(plan: SweepPlan, trials: list) -> set[tuple[str, int]]:
 
 
 def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: Resources | None,
-                device: str, retrain: bool, groups: list[list] | None = None) -> str:
-    """What will happen, readable before any compute is spent."""
+                device: str, retrain: bool, groups: list[list] | None = None, detail: bool = True) -> str:
+    """What will happen, readable before any compute is spent (`detail`: the cost model per preset, --plan's)."""
     out = [f"Plan: {plan.mode} {', '.join(plan.names)} · budget {plan.budget}"]
     if plan.mode == "search":
         out.append(f"  {plan.n_trials} trials = {plan.search_samples // plan.search_seeds} Optuna configurations "
@@ -44,7 +44,9 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
                    f"{res.max_concurrent} at once")
     if plan.mode == "table" and to_train:
         out += plan_lines(to_train, device, res.max_concurrent if res else 1, len(groups) if groups else None,
-                          plan.context.cuda_graph)
+                          plan.context.cuda_graph, detail)
+        if not detail:
+            out.append("    (`--plan` shows the cost model: FLOPs and TFLOP/s per preset, and the H100 estimate)")
     return "\n".join(out)
 
 
