@@ -19,7 +19,7 @@ or file, what is wrong and the fix — exits non-zero, and never prints a traceb
 | missing data folder | `sweep --data-root /nonexistent`, `eval bicubic --data /nonexistent` | `… --data-root /nonexistent: no such folder` / `… DIR: data root does not exist; download with …` |
 | corrupt or absent data, `--plan` too | a truncated `Set5/HR/*.png`; a data root without `Set5/` (sweep and `--plan`: found before Ray) | `… data check before training: FILE: not a readable PNG/… image or truncated/corrupt (…); re-download or re-export the file` |
 | not an image file named like one | a directory or FIFO `Set5/HR/x.png`, a broken link | `… data check before training: FILE: a named pipe (FIFO), not an image file; replace it with the image or remove it` |
-| training image smaller than the patch | an 8×8 image in `--train-root` | `… data check before training: FILE: LR 4x4 is smaller than the 24x24 training patch; use a smaller patch …` |
+| training image smaller than the patch | an 8×8 image in `--train-root` | `… data check before training: FILE: LR 4x4 is smaller than the 32x32 training patch; use a smaller patch …` |
 | download root unwritable | `data download benchmarks --root /proc/nope` (before any byte is fetched) | `srprior data download: error: --root /proc/nope: cannot write there (No such file or directory); choose a folder you can write to` |
 | no data given | `eval bicubic` without `--data` / SRPRIOR_DATA | `srprior eval bicubic: error: pass --data DIR (the folder holding Set5/, Set14/, ...) or set SRPRIOR_DATA` |
 | unknown model preset | `smoke --preset nope` | `srprior smoke: error: argument --preset: invalid choice: 'nope' (choose from …) (see srprior smoke --help)` |
@@ -126,17 +126,17 @@ CASES = {
     "name-escape": (_sweep("--name", "a\x1b[2Jb", "--plan"), "--name 'a\\x1b[2Jb': use 1-120 letters"),
     "resume-dash": (["sweep", "--resume=-x", "--address", "local"], "--resume '-x': use 1-120 letters"),
     "n-ssr-huge": (_sweep("--set", "n_ssr=1000000000", "--plan"),
-                   "ExtractorConfig.n_ssr=1000000000: the local scenario allows at most 35 SSR positions for some PoI "
-                   "of a 24x24 LR patch (lr_patch=24); use n_ssr <= 35 or a larger lr_patch"),
+                   "ExtractorConfig.n_ssr=1000000000: the local scenario allows at most 24 SSR positions for some PoI "
+                   "of a 32x32 LR patch (lr_patch=32); use n_ssr <= 24 or a larger lr_patch"),
     "select-n-huge": (_sweep("--set", "select_n=1000000000", "--plan"),
                       "ExtractorConfig.select_n=1000000000: the local scenario allows at most 48 peaks per template"),
     "eval-crop-tiny": (_sweep("--set", "eval_crop=2", "--plan"),
                        "DataConfig.eval_crop=2: at x2 with 2 px shaved per border it leaves no room for SSIM's 11x11 "
                        "window or the 16x16 LAM window; use eval_crop >= 8 or 0 (whole images)"),
-    "patch-over-crop": (_sweep("--set", "patch=25", "--set", "poi_size=25", "--plan"),
-                        "ExtractorConfig.patch=25, poi_size=25: LR crop 24x24 is too small for 25x25 templates"),
+    "patch-over-crop": (_sweep("--set", "patch=33", "--set", "poi_size=33", "--plan"),
+                        "ExtractorConfig.patch=33, poi_size=33: LR crop 32x32 is too small for 33x33 templates"),
     "global-no-room": (_sweep("--set", "scenario=global", "--set", "suppress_window=61", "--plan"),
-                       "ExtractorConfig.scenario=global: some PoI of a 24x24 LR patch (lr_patch=24) has no allowed "
+                       "ExtractorConfig.scenario=global: some PoI of a 32x32 LR patch (lr_patch=32) has no allowed "
                        "SSR position; use a larger lr_patch or smaller local_window/suppress_window"),
     "storage": (_sweep("--storage", "s3:/x"), "--storage s3:/x: not a URI (scheme://...) nor a folder; did you "
                                               "mean s3://x?"),
@@ -204,7 +204,7 @@ def test_bad_data_is_one_line_before_ray(tmp_path, capsys):
                      f"{bad}: not a readable")
     train = _tiny_train_root(tmp_path)
     args = _sweep("--train-root", str(train), "--output-dir", str(tmp_path / "o"))
-    _assert_one_line(*_run(args, capsys), f"{train / 'small.png'}: LR 4x4 is smaller than the 24x24 training patch")
+    _assert_one_line(*_run(args, capsys), f"{train / 'small.png'}: LR 4x4 is smaller than the 32x32 training patch")
     assert not ray.is_initialized() and not (tmp_path / "o").exists()
 
 
