@@ -8,7 +8,7 @@ and (when run from a checkout) back to platform/srprior/efficiency.json, marked 
 
 OUT holds header.txt, parts.txt (name, exit status, seconds per part) and one log per part (PARTS); MLFLOW_URI
 is the sweep's store (trial runs carry system/train_steps_s, system/trial_wall_s, system/to_first_step_s and the
-train/loss curve, trainers/worker.py).
+train/loss curve, trainers/loop.py).
 """
 
 from __future__ import annotations

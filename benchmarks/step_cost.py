@@ -40,7 +40,7 @@ def _backends(args: argparse.Namespace, cuda: bool):
         return time.process_time
     if args.tf32:  # TF32 tensor cores for matmuls too (torch's default already allows them for cuDNN convolutions)
         torch.set_float32_matmul_precision("high")
-    torch.backends.cudnn.benchmark = True  # fixed shapes, as trainers run them (trainers/worker.py)
+    torch.backends.cudnn.benchmark = True  # fixed shapes, as trainers run them (trainers/loop.py)
     return time.perf_counter
 
 

@@ -40,7 +40,7 @@ from srprior.errors import UserError
 PROTOCOL = "hardcases-r/2"  # 2: selectors on reserved seeds, best weights, bicubic out of the spread
 CROP, COUNT = 256, 150
 DEFAULT_OUT = Path("outputs/data/HardCases-R")
-STATE_FILE = "state.pt"  # trainers/worker.py: torch.save({"model": ..., "trial": ..., ...}) per checkpoint
+STATE_FILE = "state.pt"  # trainers/checkpoints.py writes it ({"model": ..., "trial": ...} or {"members": [...]})
 CPU_ARCHS = ("edsr", "rcan")  # RNAN's all-pairs attention makes 1000 candidates hours of CPU time
 GET_CHECKPOINTS = ("train the selectors first: `srprior sweep --table selectors --rows edsr-t/baseline,"
                    "rcan-t/baseline` (--budget smoke trains their micro versions on a CPU), then pass "
