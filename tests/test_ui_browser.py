@@ -135,13 +135,18 @@ def _wait_for(page: DevTools, names: list[str], timeout: float) -> str:
         time.sleep(0.5)
 
 
+def _start_ui(output: Path) -> tuple[subprocess.Popen, int]:
+    """`srprior ui` on a free loopback port over `output`'s store, as a user starts it (no MLFLOW_TRACKING_URI)."""
+    port = tracking.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen([sys.executable, "-m", "srprior.cli", "ui", "--output-dir", str(output),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True), port
+
+
 def test_runs_page_renders_the_runs_in_chromium(tmp_path):
     chromium = _chromium()
     exp = _make_store(tmp_path)
-    port = tracking.free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    server = subprocess.Popen([sys.executable, "-m", "srprior.cli", "ui", "--output-dir", str(tmp_path),
-                               "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True)
+    server, port = _start_ui(tmp_path)
     page = None
     try:
         assert _readline(server, 180).startswith(f"MLflow UI: http://127.0.0.1:{port}")
@@ -194,10 +199,7 @@ def test_the_link_srprior_ui_prints_shows_the_reported_metrics(tmp_path):
     run without metric columns."""
     chromium = _chromium()
     exp, reported = _make_sweep_store(tmp_path)
-    port = tracking.free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    server = subprocess.Popen([sys.executable, "-m", "srprior.cli", "ui", "--output-dir", str(tmp_path),
-                               "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True)
+    server, port = _start_ui(tmp_path)
     page = None
     try:
         assert _readline(server, 180).startswith(f"MLflow UI: http://127.0.0.1:{port}")
