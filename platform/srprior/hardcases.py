@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from srprior.contracts import SELECTOR_SEEDS
-from srprior.trainers.checkpoints import find_checkpoints, member_weights
+from srprior.trainers.checkpoints import find_checkpoints, member_states, member_weights
 from srprior.errors import UserError
 
 PROTOCOL = "hardcases-r/2"  # 2: selectors on reserved seeds, best weights, bicubic out of the spread
@@ -112,7 +112,7 @@ def load_checkpoint_models(path: str | Path, weights: str = "best") -> list:
     try:
         state = load_state(path, torch.device("cpu"))
         out = []
-        for member in state.get("members", [state]):
+        for member in member_states(state):
             trial = Trial.from_dict(member["trial"])
             model = build_model(trial.config.model.preset, trial.config.model.scale)
             model.load_state_dict(member_weights(member, weights))
