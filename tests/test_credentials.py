@@ -83,7 +83,7 @@ def test_auth_server_refuses_anonymous_requests_and_logs_a_run_with_the_secret(t
         (tmp_path / "note.txt").write_text("through the server")
         client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"))
         client.set_terminated(run.info.run_id)
-        assert tracking.newest_experiment(server.url, auth=creds) == (exp, "srprior/auth-test", False)  # no saved runs view here
+        assert tracking.newest_experiment(server.url, auth=creds) == (exp, "srprior/auth-test", False)
         assert tracking.newest_experiment(server.url) is None  # the UI's REST lookup without them: refused
     with sqlite3.connect(out / "mlflow.db") as conn:  # what reached the store, read without MLflow
         assert conn.execute("SELECT key, value, step FROM metrics WHERE run_uuid = ?",
