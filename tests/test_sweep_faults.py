@@ -87,7 +87,7 @@ def local_ray():
 
 def _opts(tmp: Path, **extra) -> dict:
     """In-process sweeps: verbose (Tune pickles the progress bar's stream, which pytest's capture cannot)."""
-    return {"table": "smoke", "budget": "smoke", "seeds": 1, "output_dir": str(tmp), "address": None,
+    return {"table": "smoke", "budget": "smoke", "seeds": 1, "steps": 20, "output_dir": str(tmp), "address": None,
             "verbose": True, **extra}
 
 
@@ -160,7 +160,7 @@ class TestLocalSweeps:
         every curve point logged once."""
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         cmd = [sys.executable, str(REPO / "sweep.py"), "--table", "smoke", "--rows", ROWS[0], "--seeds", "2",
-               "--name", "dead-server", "--output-dir", str(tmp_path), "--address", "local", "--num-cpus", "2"]
+               "--name", "dead-server", "--steps", "20", "--output-dir", str(tmp_path), "--address", "local", "--num-cpus", "2"]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 300

@@ -204,6 +204,7 @@ class TrackingServer:
             self.proc.wait()
         except ProcessLookupError:
             pass
+        _forget_artifact_repos()
 
     def __enter__(self) -> TrackingServer:
         return self.start()
@@ -213,6 +214,14 @@ class TrackingServer:
 
 
 # ---------------------------------------------------------------------------------------------- runs
+def _forget_artifact_repos() -> None:
+    """MLflow caches a run's artifact repository by run id alone, bound to the server that first served it; a
+    later server (another port) in this process would be sent the run's artifacts at the dead address."""
+    from mlflow.tracking._tracking_service import utils
+
+    utils._artifact_repos_cache.clear()
+
+
 def client(uri: str):
     """An MlflowClient; a SQLite store is created or migrated first, once, under its lock (srprior.store)."""
     from mlflow.tracking import MlflowClient
