@@ -126,17 +126,17 @@ CASES = {
     "name-escape": (_sweep("--name", "a\x1b[2Jb", "--plan"), "--name 'a\\x1b[2Jb': use 1-120 letters"),
     "resume-dash": (["sweep", "--resume=-x", "--address", "local"], "--resume '-x': use 1-120 letters"),
     "n-ssr-huge": (_sweep("--set", "n_ssr=1000000000", "--plan"),
-                   "ExtractorConfig.n_ssr=1000000000: the local scenario allows at most 24 SSR positions for some PoI "
-                   "of a 32x32 LR patch (lr_patch=32); use n_ssr <= 24 or a larger lr_patch"),
+                   "ExtractorConfig.n_ssr=1000000000: the local scenario allows at most 15 SSR positions for some PoI "
+                   "of a 16x16 LR patch (lr_patch=16); use n_ssr <= 15 or a larger lr_patch"),
     "select-n-huge": (_sweep("--set", "select_n=1000000000", "--plan"),
                       "ExtractorConfig.select_n=1000000000: the local scenario allows at most 48 peaks per template"),
     "eval-crop-tiny": (_sweep("--set", "eval_crop=2", "--plan"),
                        "DataConfig.eval_crop=2: at x2 with 2 px shaved per border it leaves no room for SSIM's 11x11 "
                        "window or the 16x16 LAM window; use eval_crop >= 8 or 0 (whole images)"),
     "patch-over-crop": (_sweep("--set", "patch=33", "--set", "poi_size=33", "--plan"),
-                        "ExtractorConfig.patch=33, poi_size=33: LR crop 32x32 is too small for 33x33 templates"),
+                        "ExtractorConfig.patch=33, poi_size=33: LR crop 16x16 is too small for 33x33 templates"),
     "global-no-room": (_sweep("--set", "scenario=global", "--set", "suppress_window=61", "--plan"),
-                       "ExtractorConfig.scenario=global: some PoI of a 32x32 LR patch (lr_patch=32) has no allowed "
+                       "ExtractorConfig.scenario=global: some PoI of a 16x16 LR patch (lr_patch=16) has no allowed "
                        "SSR position; use a larger lr_patch or smaller local_window/suppress_window"),
     "storage": (_sweep("--storage", "s3:/x"), "--storage s3:/x: not a URI (scheme://...) nor a folder; did you "
                                               "mean s3://x?"),

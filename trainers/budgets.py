@@ -82,9 +82,9 @@ def micro_preset(preset: str) -> str:
 
 
 BUDGETS: dict[str, Budget] = {b.name: b for b in (
-    Budget("smoke", "CPU, minutes: micro models (a residual over bicubic), 100 steps of 8 32×32 patches at Adam "
+    Budget("smoke", "CPU, minutes: micro models (a residual over bicubic), 100 steps of 8 16×16 patches at Adam "
            "1e-3, 2 seeds per row (real ± and tests), one 32×32 LR crop per eval set, figures (about 1 s per trial)",
-           science=dict(steps=100, batch=8, lr_patch=32, learning_rate=1e-3, val_every=10, max_eval_images=1,
+           science=dict(steps=100, batch=8, lr_patch=16, learning_rate=1e-3, val_every=10, max_eval_images=1,
                         val_images=1, eval_crop=32),
            context=dict(ckpt_every=10, log_every=5, figures=True), seeds=2, micro=True,
            caption="smoke budget: {steps} steps, micro models learning a residual over bicubic; it tests the "

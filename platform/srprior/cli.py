@@ -22,7 +22,7 @@ COMMAND_MODULES = (
 )
 MAIN_JOB = ["sweep", "--table", "4.2", "--budget", "smoke"]
 MAIN_JOB_NOTE = ("srprior: starting the main job: Table 4.2 as a CPU smoke sweep on the embedded default images "
-                 "(about 20 minutes on 2 cores); `srprior --help` for the rest.")
+                 "(about 4 minutes on 2 cores); `srprior --help` for the rest.")
 
 DESCRIPTION = """\
 srprior trains super-resolution models (EDSR, RCAN, RNAN) with the non-local
@@ -31,7 +31,7 @@ is tracked in MLflow with its curves and figures; each table cell is our
 mean ± std over seeds next to the number the thesis printed.
 
 Without a command, srprior runs the main job: Table 4.2 as a CPU smoke sweep
-on the embedded default images (no data or GPU needed; about 20 minutes on
+on the embedded default images (no data or GPU needed; about 4 minutes on
 2 cores), then prints the table and how to open the MLflow UI."""
 
 EPILOG = """\

@@ -10,6 +10,7 @@ launcher's question (srprior.sweep looks their keys up before training).
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -164,8 +165,8 @@ def make_plan(options: SweepOptions | Mapping[str, Any]) -> SweepPlan:
             trials[trial.key] = PlannedTrial(trial, known.labels + (label,) if known else (label,))
             cells[spec.name].append((row.id, seed, trial.key))
     if ctx.cuda_graph and any(t.trial.config.optim.lr_milestones for t in trials.values()):
-        raise PlanError("--cuda-graph bakes the learning rate into the graph: it cannot follow an lr_milestones "
-                        "schedule (Table 4.8's thesis budget); drop --cuda-graph for it")
+        raise PlanError("--cuda-graph bakes the learning rate into the graph: it cannot follow a "
+                        "lr_milestones schedule (Table 4.8's thesis budget); drop --cuda-graph for it")
     return SweepPlan("table", tuple(cells), budget.name, list(trials.values()), cells, science, ctx,
                      options=opts)
 
@@ -197,9 +198,10 @@ def _search_plan(opts: SweepOptions, budget: Any, science: dict[str, Any], ctx: 
 
 
 # Members per fused group when --fuse is not given: on a GPU small models leave the card idle (issue 12); on a
-# CPU grouped convolutions are no faster than separate ones (benchmarks/fused_throughput.py: edsr-t 0.8-0.9x,
-# micro 1.2x), so only micro models fuse there, which saves Ray Train start-ups (~16 s per trial).
-DEFAULT_FUSE = {"cpu": ((1e5, 4), (float("inf"), 1)), "gpu": ((1e5, 16), (3e6, 8), (float("inf"), 1))}
+# CPU grouped convolutions are no faster than separate ones for tiny models (benchmarks/fused_throughput.py:
+# edsr-t 0.8-0.9x), but micro models gain with K (batch 8, 16²: edsr-t-micro prior 1.43x at K = 4, 1.66x at 10;
+# rnan-t-micro 1.12x, 1.24x), and every group saves a Ray Train start-up (~15 s).
+DEFAULT_FUSE = {"cpu": ((1e5, 16), (float("inf"), 1)), "gpu": ((1e5, 16), (3e6, 8), (float("inf"), 1))}
 
 
 def default_fuse(preset: str, device: str) -> int:
@@ -217,26 +219,26 @@ def group_key(config: TrialConfig) -> tuple:
 
 
 def fuse_groups(trials: Sequence[PlannedTrial], fuse: int | None, device: str) -> list[list[PlannedTrial]]:
-    """Fused groups in plan order, at most `fuse` members each (None: default_fuse per preset and device)."""
+    """Fused groups in plan order, at most `fuse` members each (None: default_fuse per preset and device).
+
+    The trials of one group key are split into as few groups as the limit allows, of near-equal sizes (20 at
+    16: 10 + 10, not 16 + 4), so concurrent Ray Train runs finish together instead of one straggler."""
     from srprior.archs.presets import PRESETS
 
     if fuse is not None and fuse < 1:
         raise PlanError(f"--fuse {fuse}: must be >= 1 (1: one trial per Ray Train run)")
-    groups: dict[tuple, list[list[PlannedTrial]]] = {}
-    out: list[list[PlannedTrial]] = []
-    for t in trials:
+    by_key: dict[tuple, list[PlannedTrial]] = {}
+    for i, t in enumerate(trials):
         preset = t.trial.config.model.preset
         limit = fuse if fuse is not None else default_fuse(preset, device)
-        if limit == 1 or PRESETS[preset].get("bn"):
-            out.append([t])
-            continue
-        open_groups = groups.setdefault(group_key(t.trial.config), [])
-        if open_groups and len(open_groups[-1]) < limit:
-            open_groups[-1].append(t)
-        else:
-            open_groups.append([t])
-            out.append(open_groups[-1])
-    return out
+        key = (i,) if limit == 1 or PRESETS[preset].get("bn") else (limit, group_key(t.trial.config))
+        by_key.setdefault(key, []).append(t)
+    groups = []
+    for key, members in by_key.items():
+        n = math.ceil(len(members) / key[0]) if len(key) == 2 else 1
+        groups += [members[j * len(members) // n:(j + 1) * len(members) // n] for j in range(n)]
+    order = {id(t): i for i, t in enumerate(trials)}
+    return sorted(groups, key=lambda g: order[id(g[0])])
 
 
 def default_sweep_id(opts: SweepOptions) -> str:
