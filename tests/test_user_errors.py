@@ -19,7 +19,7 @@ or file, what is wrong and the fix — exits non-zero, and never prints a traceb
 | missing data folder | `sweep --data-root /nonexistent`, `eval bicubic --data /nonexistent` | `… --data-root /nonexistent: no such folder` / `… DIR: data root does not exist; download with …` |
 | corrupt or absent data, `--plan` too | a truncated `Set5/HR/*.png`; a data root without `Set5/` (sweep and `--plan`: found before Ray) | `… data check before training: FILE: not a readable PNG/… image or truncated/corrupt (…); re-download or re-export the file` |
 | not an image file named like one | a directory or FIFO `Set5/HR/x.png`, a broken link | `… data check before training: FILE: a named pipe (FIFO), not an image file; replace it with the image or remove it` |
-| training image smaller than the patch | an 8×8 image in `--train-root` | `… data check before training: FILE: LR 4x4 is smaller than the 32x32 training patch; use a smaller patch …` |
+| training image smaller than the patch | an 8×8 image in `--train-root` | `… data check before training: FILE: LR 4x4 is smaller than the 16x16 training patch; use a smaller patch …` |
 | download root unwritable | `data download benchmarks --root /proc/nope` (before any byte is fetched) | `srprior data download: error: --root /proc/nope: cannot write there (No such file or directory); choose a folder you can write to` |
 | no data given | `eval bicubic` without `--data` / SRPRIOR_DATA | `srprior eval bicubic: error: pass --data DIR (the folder holding Set5/, Set14/, ...) or set SRPRIOR_DATA` |
 | unknown model preset | `smoke --preset nope` | `srprior smoke: error: argument --preset: invalid choice: 'nope' (choose from …) (see srprior smoke --help)` |
@@ -204,7 +204,7 @@ def test_bad_data_is_one_line_before_ray(tmp_path, capsys):
                      f"{bad}: not a readable")
     train = _tiny_train_root(tmp_path)
     args = _sweep("--train-root", str(train), "--output-dir", str(tmp_path / "o"))
-    _assert_one_line(*_run(args, capsys), f"{train / 'small.png'}: LR 4x4 is smaller than the 32x32 training patch")
+    _assert_one_line(*_run(args, capsys), f"{train / 'small.png'}: LR 4x4 is smaller than the 16x16 training patch")
     assert not ray.is_initialized() and not (tmp_path / "o").exists()
 
 

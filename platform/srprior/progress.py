@@ -32,7 +32,26 @@ def quiet_ray(num_cpus: int | None = None) -> dict[str, Any]:
         os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(4 * num_cpus))
     for name in ("ray", "ray.tune", "ray.train", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, OneLineTrialErrors) for f in controller.filters):
+        controller.addFilter(OneLineTrialErrors())
     return {"log_to_driver": False, "logging_level": logging.ERROR}
+
+
+class OneLineTrialErrors(logging.Filter):
+    """Tune logs a failed trial with its whole remote traceback; the console gets the reason in one line (the
+    traceback stays in the trial folder's error.txt, where Tune writes it), and the sweep's summary says what
+    happens next (a disk full ends the sweep with the resume command)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            cause = getattr(error, "cause", None) or error  # a RayTaskError wraps the trial's own exception
+            lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(cause).__name__
+            record.msg, record.args = f"{record.getMessage()}: {reason} (traceback: the trial folder's error.txt)", ()
+            record.exc_info = record.exc_text = None
+        return True
 
 
 class SweepProgress(Callback):
