@@ -35,7 +35,7 @@ TABLE = TableSpec(
     description="Full-size EDSR-B, ×2 SR, λ_AP = 1e-4, w = Sim, Scenario 1; averaged over 2 seeds.",
     metrics=(*BENCH_METRICS, "di"),
     seeds=(0, 1),
-    budgets={"thesis": {"steps": 300_000, "lr_milestones": (200_000,), "lr_gamma": 0.5}},
+    budgets={"thesis": {"steps": 300_000, "learning_rate_milestones": (200_000,), "learning_rate_gamma": 0.5}},
     references=tuple(_reference(label, text) for label, text in _PUBLISHED.items()),
     rows=(
         baseline_row("EDSR", "edsr-b", bench(

@@ -50,6 +50,7 @@ def test_resume_keeps_the_stored_sweep_and_takes_this_command_lines_runtime_opti
 
 def test_an_unknown_option_is_one_clear_line():
     with pytest.raises(OptionsError) as info:
-        SweepOptions.of({"table": "smoke", "lr_gamma": 0.5})
-    assert user_message(info.value) == "sweep options lr_gamma: no such option of `srprior sweep` (see its --help)"
+        SweepOptions.of({"table": "smoke", "learning_rate_gamma": 0.5})
+    assert user_message(info.value) == \
+        "sweep options learning_rate_gamma: no such option of `srprior sweep` (see its --help)"
     assert make_plan({"table": "smoke", "budget": None}).budget == "smoke"  # None: the default

@@ -222,11 +222,11 @@ def test_validation_and_test_images_are_disjoint_and_logged(tmp_path):
 def test_learning_rate_schedule_follows_the_milestones():
     from srprior.schema import OptimConfig
 
-    optim = OptimConfig(lr_milestones="2,4", lr_gamma=0.5)
+    optim = OptimConfig(learning_rate_milestones="2,4", learning_rate_gamma=0.5)
     assert [optim.rate(s) for s in range(1, 7)] == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5]
-    with pytest.raises(ConfigError, match="lr_milestones"):
-        OptimConfig(lr_milestones=(4, 2))
-    trial = _micro_trial(steps=3, val_every=3, di=False, lr_milestones="2", learning_rate=1e-3)
+    with pytest.raises(ConfigError, match="learning_rate_milestones"):
+        OptimConfig(learning_rate_milestones=(4, 2))
+    trial = _micro_trial(steps=3, val_every=3, di=False, learning_rate_milestones="2", learning_rate=1e-3)
     session = LocalSession()
     train_trial(trial, RunContext(ckpt_every=3, log_every=1, figures=False), session)
     assert session.checkpoint["optimizer"]["param_groups"][0]["lr"] == 5e-4  # step 3 ran at the halved rate

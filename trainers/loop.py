@@ -159,7 +159,7 @@ class _Run:
 
     def train_step(self, step: int) -> Any:
         lr, hr = self.stepper.batch()
-        if self.cfg.optim.lr_milestones:
+        if self.cfg.optim.learning_rate_milestones:
             self.stepper.set_learning_rate(self.cfg.optim.rate(step))
         t = time.time()
         self.first_step_at = self.first_step_at or t

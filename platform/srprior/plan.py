@@ -164,9 +164,9 @@ def make_plan(options: SweepOptions | Mapping[str, Any]) -> SweepPlan:
             known = trials.get(trial.key)
             trials[trial.key] = PlannedTrial(trial, known.labels + (label,) if known else (label,))
             cells[spec.name].append((row.id, seed, trial.key))
-    if ctx.cuda_graph and any(t.trial.config.optim.lr_milestones for t in trials.values()):
+    if ctx.cuda_graph and any(t.trial.config.optim.learning_rate_milestones for t in trials.values()):
         raise PlanError("--cuda-graph bakes the learning rate into the graph: it cannot follow a "
-                        "lr_milestones schedule (Table 4.8's thesis budget); drop --cuda-graph for it")
+                        "learning_rate_milestones schedule (Table 4.8's thesis budget); drop --cuda-graph for it")
     return SweepPlan("table", tuple(cells), budget.name, list(trials.values()), cells, science, ctx,
                      options=opts)
 

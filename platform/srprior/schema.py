@@ -28,7 +28,7 @@ from srprior.method.step import L1_REDUCTIONS
 from srprior.schema_fields import (ConfigError, Validated, boolean, build, flatten, integer, is_int, leaf_names,
                                    number, one_of, option, to_bool, to_float, to_int)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: lr_milestones, lr_gamma renamed learning_rate_milestones, learning_rate_gamma
 
 
 def _preset(value: Any) -> str | None:
@@ -79,18 +79,19 @@ class OptimConfig(Validated):
                                   thesis="learning rate (§4.1)", help="Adam step size, in (0, 1]")
     weight_decay: float = option(0.0, number(0.0, 1.0), parse=to_float, thesis="WD (Table 4.6)",
                                  help="Adam's L2 term, in [0, 1]")
-    lr_milestones: tuple[int, ...] = option((), _check_milestones, parse=_milestones,
-                                            thesis="schedule of [41] (Table 4.8)",
-                                            help="steps at which the learning rate is multiplied by lr_gamma "
-                                                 "(thesis §4.1: none, the rate stays fixed)")
-    lr_gamma: float = option(0.5, number(0.0, 1.0, low_open=True), parse=to_float,
-                             help="factor at each milestone (EDSR: halved)")
+    learning_rate_milestones: tuple[int, ...] = option(
+        (), _check_milestones, parse=_milestones, thesis="schedule of [41] (Table 4.8)",
+        help="steps at which the learning rate is multiplied by learning_rate_gamma (thesis §4.1: none, the rate "
+             "stays fixed)")
+    learning_rate_gamma: float = option(0.5, number(0.0, 1.0, low_open=True), parse=to_float,
+                                        help="factor at each milestone (EDSR: halved)")
     l1_reduction: str = option("mean", one_of(L1_REDUCTIONS), thesis="L1 of Eq. 3.10",
                                help="mean: |SR-HR| averaged over elements (EDSR/RCAN code); sum: per-image l1 norm")
 
     def rate(self, step: int) -> float:
         """The learning rate of training step `step` (1-based): MultiStepLR's rule."""
-        return self.learning_rate * self.lr_gamma ** sum(step > m for m in self.lr_milestones)
+        passed = sum(step > m for m in self.learning_rate_milestones)
+        return self.learning_rate * self.learning_rate_gamma ** passed
 
 
 @dataclass(frozen=True)
