@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     what.add_argument("--table", help=f"thesis table(s) to reproduce: {', '.join(ALL_TABLES)}, smoke, "
                                       "comma-separated, or 'all'")
     what.add_argument("--search", help="Optuna search to run: edsr-t, rnan-t, smoke")
-    p.add_argument("--budget", default="smoke", help="smoke (CPU, minutes), short (GPU, ~10 min/trial), thesis "
-                                                     "(default: smoke)")
+    p.add_argument("--budget", default="smoke", help="smoke (CPU, minutes), cpu-hour (2 CPU cores, Table 4.2's EDSR "
+                                                     "rows), short (GPU, ~10 min/trial), thesis (default: smoke)")
     p.add_argument("--plan", action="store_true", help="print the plan (trials to train, reused, resources, "
                                                         "estimated cost) and exit: no Ray, nothing written")
     p.add_argument("--retrain", action="store_true", help="train every planned trial again into new runs "
@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int_in(1, 1024), help="Ray Train workers (DDP ranks) per trial (default 1)")
     p.add_argument("--fuse", type=int_in(1, 256),
                    help="train up to K trials of one architecture as one fused network in one Ray Train run "
-                        "(default: 16/8 for small models on a GPU, 4 for micro models on a CPU, else 1)")
+                        "(default: 16/8 for small models on a GPU, 16 for micro models on a CPU, else 1)")
     p.add_argument("--gpus-per-trial", type=float_in(0, 1024),
                    help="GPU share per trial (default: from the model size)")
     p.add_argument("--max-concurrent", type=int_in(1, 10**4), help="trials at once (default: what the resources fit)")
