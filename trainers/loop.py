@@ -121,7 +121,8 @@ class _Run:
 
         cfg, ctx, device = trials[0].config, ctxs[0], session.device
         if device.type == "cpu":
-            torch.set_num_threads(max(1, int(ctx.cpus_per_worker)))
+            # a share like 1.9 (a lone run beside its 0.1-CPU driver, which mostly waits) is two threads
+            torch.set_num_threads(max(1, round(ctx.cpus_per_worker)))
         else:  # fixed training shapes: cuDNN times its algorithms once per shape and keeps the fastest
             torch.backends.cudnn.benchmark = True
         self.trials, self.ctxs, self.session, self.cfg = trials, ctxs, session, cfg
