@@ -94,9 +94,14 @@ def _opts(tmp: Path, **extra) -> dict:
 def _running_trials(db: Path) -> int:
     if not db.exists():
         return 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
-        return conn.execute("SELECT count(*) FROM runs r JOIN tags t ON r.run_uuid = t.run_uuid WHERE "
-                            "t.key = 'srprior.role' AND t.value = 'trial' AND r.status = 'RUNNING'").fetchone()[0]
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+            return conn.execute("SELECT count(*) FROM runs r JOIN tags t ON r.run_uuid = t.run_uuid WHERE t.key = "
+                                "'srprior.role' AND t.value = 'trial' AND r.status = 'RUNNING'").fetchone()[0]
+    except sqlite3.OperationalError as error:  # the file exists before the store's tables (being created)
+        if "no such table" in str(error):
+            return 0
+        raise
 
 
 def _mlflow_server(root: int, folder: Path) -> int:
