@@ -227,18 +227,16 @@ def fuse_groups(trials: Sequence[PlannedTrial], fuse: int | None, device: str) -
 
     if fuse is not None and fuse < 1:
         raise PlanError(f"--fuse {fuse}: must be >= 1 (1: one trial per Ray Train run)")
-    by_key: dict[tuple, list[PlannedTrial]] = {}
+    by_key: dict[tuple, list[int]] = {}  # (limit, group key) -> plan indices; (1, index) for a lone trial
     for i, t in enumerate(trials):
         preset = t.trial.config.model.preset
-        limit = fuse if fuse is not None else default_fuse(preset, device)
-        key = (i,) if limit == 1 or PRESETS[preset].get("bn") else (limit, group_key(t.trial.config))
-        by_key.setdefault(key, []).append(t)
+        limit = 1 if PRESETS[preset].get("bn") else fuse if fuse is not None else default_fuse(preset, device)
+        by_key.setdefault((limit, group_key(t.trial.config)) if limit > 1 else (1, i), []).append(i)
     groups = []
-    for key, members in by_key.items():
-        n = math.ceil(len(members) / key[0]) if len(key) == 2 else 1
-        groups += [members[j * len(members) // n:(j + 1) * len(members) // n] for j in range(n)]
-    order = {id(t): i for i, t in enumerate(trials)}
-    return sorted(groups, key=lambda g: order[id(g[0])])
+    for (limit, _), idx in by_key.items():
+        n = math.ceil(len(idx) / limit)
+        groups += [idx[j * len(idx) // n:(j + 1) * len(idx) // n] for j in range(n)]
+    return [[trials[i] for i in group] for group in sorted(groups)]  # by first member: plan order
 
 
 def default_sweep_id(opts: SweepOptions) -> str:
