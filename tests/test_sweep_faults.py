@@ -165,7 +165,8 @@ class TestLocalSweeps:
         every curve point logged once."""
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         cmd = [sys.executable, str(REPO / "sweep.py"), "--table", "smoke", "--rows", ROWS[0], "--seeds", "2",
-               "--name", "dead-server", "--steps", "20", "--output-dir", str(tmp_path), "--address", "local", "--num-cpus", "2"]
+               "--name", "dead-server", "--steps", "20", "--output-dir", str(tmp_path), "--address", "local",
+               "--num-cpus", "2"]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 300
