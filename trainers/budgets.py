@@ -10,11 +10,11 @@ stated motivation. A different reading is one flag away: `--steps` overrides the
 
 `smoke` tests the platform in minutes; its micro models learn a residual over bicubic (archs.presets), so its
 table's "Δ vs bicub" column shows whether training moves them, never the thesis's effects. `cpu-hour` is the
-smallest budget sized for one: Table 4.2's λ_AP effect on EDSR-T as edsr-t-micro (the one micro model whose
-prior step is cheap on a CPU: 0.28 s per reference step, plan.STEP_SECONDS), three rows (λ_AP = 0, 1e-3, 1e-2:
-the thesis's flat and its largest effect), 10 seeds per row so that a comparison detects 1.33 seed standard
-deviations at 80% power (stats.mde; about 0.07 dB at the 0.05 dB seed spread measured on the test crops), and
-2,000 steps to fill the hour.
+smallest budget sized for one: Table 4.2's λ_AP effect on EDSR-T as edsr-t-micro (the micro model whose prior step
+is cheapest on a CPU, benchmarks/step_cost.py), three rows (λ_AP = 0, 1e-4, 5e-3: the rows of the thesis's §4.4.1
+claims on EDSR-T, so the report tests them), 10 seeds per row so that a comparison detects 1.33 seed standard
+deviations at 80% power (stats.mde; about 0.07 dB at the 0.05 dB seed spread measured on the test crops), and 2,000
+steps to fill the hour.
 """
 
 from __future__ import annotations
@@ -90,13 +90,13 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in (
            caption="smoke budget: {steps} steps, micro models learning a residual over bicubic; it tests the "
                    "platform, too short to reproduce the thesis's effects (`--budget cpu-hour` on 2 CPU cores, "
                    "`short` on a GPU for that)."),
-    Budget("cpu-hour", "2 CPU cores, about an hour: Table 4.2's EDSR-T rows λ_AP = 0, 1e-3, 1e-2 as micro models, "
+    Budget("cpu-hour", "2 CPU cores, about an hour: Table 4.2's EDSR-T rows λ_AP = 0, 1e-4, 5e-3 as micro models, "
            "10 seeds each (MDE 1.33 seed-std per comparison at 80% power), 2,000 steps of 16 32×32 patches at Adam "
            "1e-3, all three test images as 64×64 LR crops",
            science=dict(steps=2000, batch=16, lr_patch=32, learning_rate=1e-3, val_every=250, val_images=1,
                         eval_crop=64),
            context=dict(ckpt_every=500, log_every=50, figures=True), seeds=CPU_HOUR_SEEDS, micro=True,
-           rows={"4.2": ("edsr-t/baseline", "edsr-t/lambda-1e-3", "edsr-t/lambda-1e-2")},
+           rows={"4.2": ("edsr-t/baseline", "edsr-t/lambda-1e-4", "edsr-t/lambda-5e-3")},
            caption="cpu-hour budget: {steps} steps of micro models (a residual over bicubic), 10 seeds per row: "
                    "λ_AP's effect on PSNR and DI with its confidence interval at micro scale; the thesis's "
                    "numbers are for EDSR-T after 50,000 steps (`--budget short` on a GPU)."),
