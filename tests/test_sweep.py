@@ -192,6 +192,14 @@ def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [5, 10, 15, 20]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/psnr")] == [10, 20]
     assert _artifacts(tmp_path, run.info.run_id, "figures") == {"ssm.png", "lam.png", "sr_comparison.png"}
+    # held out on the embedded default: the run names the images that selected its model and those that report it
+    images = json.loads(Path(client.download_artifacts(run.info.run_id, contracts.IMAGES_ARTIFACT, str(tmp_path)))
+                        .read_text())
+    val, test = ({i.split(":")[0]: i.rsplit(":", 1)[1] for i in ids}
+                 for ids in (images["val"], images["test"]["embedded"]))
+    assert val and test and not set(val) & set(test) and not set(val.values()) & set(test.values())
+    curve = [m.value for m in client.get_metric_history(run.info.run_id, "val/psnr")]
+    assert run.data.metrics["best/psnr_embedded"] not in curve  # a test number, not the best validation point
     import torch
 
     (last,) = sorted(p for p in train_dirs[0].glob("checkpoint_*") if p.is_dir())[-1:]
