@@ -183,9 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tf32", action="store_true", help="TF32 for matmuls and convolutions (CUDA)")
     parser.add_argument("--cuda-graph", action="store_true", help="capture the steps as CUDA graphs (CUDA only)")
     parser.add_argument("--channels-last", action="store_true", help="model and batches in channels-last layout")
+    parser.add_argument("--write-efficiency", action="store_true",
+                        help="store the CPU rows (fp32 eager, --threads 1) in the plan's efficiency data "
+                             "(platform/srprior/efficiency.json), one entry per preset, mode and shape")
     parser.add_argument("--variants", nargs="+", help="rows per preset, in one process each, instead of the flags "
                         f"above: {' '.join(VARIANT_FLAGS)} or combinations such as bf16+cuda-graph")
     args = parser.parse_args(argv)
+    if args.write_efficiency and (args.variants or args.threads != 1 or args.bf16 or args.channels_last):
+        parser.error("--write-efficiency: the plan's CPU entries are fp32 eager steps on one thread")
     for variant in args.variants or []:
         if not set(variant.split("+")) <= set(VARIANT_FLAGS):
             parser.error(f"--variants {variant}: use {', '.join(VARIANT_FLAGS)}, joined by '+'")
@@ -213,7 +218,28 @@ def main(argv: list[str] | None = None) -> int:
                 row["ratio"] = row["prior_ms"] / row["plain_ms"]
                 print(" | ".join(f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
                                  for c in cols), flush=True)
+                if args.write_efficiency and device == "cpu":
+                    _write_efficiency(preset, row, (args.scale, args.batch, args.patch))
     return 0
+
+
+def _write_efficiency(preset: str, row: dict, shape: tuple[int, int, int]) -> None:
+    """Replace this preset's CPU fp32 entries at `shape` (others stay: one list per mode, one entry per shape)."""
+    import datetime
+    import json
+
+    from srprior.cost import EFFICIENCY_FILE, entry, load_efficiency
+
+    data = load_efficiency()
+    by = f"benchmarks/step_cost.py --device cpu: process CPU time, 1 thread, {datetime.date.today()}"
+    modes = data["devices"]["cpu"].setdefault("fp32", {}).setdefault(preset, {})
+    for mode in ("plain", "prior"):
+        new = entry(preset, mode, round(row[f"{mode}_ms"], 2), by, shape)
+        old = modes.get(mode, [])
+        kept = [e for e in (old if isinstance(old, list) else [old])
+                if (e.get("scale"), e.get("batch"), e.get("patch")) != shape]
+        modes[mode] = new if not kept else kept + [new]
+    EFFICIENCY_FILE.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def test_efficiency_entries_are_counted_flops_over_measured_time():
     for device, precisions in data["devices"].items():
         for prec, presets in precisions.items():
             for preset, modes in presets.items():
-                for mode, e in modes.items():
+                for mode, e in [(m, e) for m, es in modes.items() for e in (es if isinstance(es, list) else [es])]:
                     assert e["source"] in ("measured", "extrapolated") and e["by"]
                     if "ms" in e:
                         flops = cost.step_flops(preset, e["scale"], e["batch"], e["patch"], mode == "prior")
@@ -92,13 +92,43 @@ def test_rate_says_when_it_borrows():
         "assumed", "edsr-t fp32 plain's, measured", cost.rate("gpu", "fp32", "edsr-t", "plain").tflops)
     bf16 = cost.rate("gpu", "bf16", "edsr-t-15", "plain")
     assert bf16.source == "assumed" and bf16.basis.startswith("edsr-t fp32 plain's")
-    assert cost.rate("cpu", "fp32", "rcan-t-micro", "prior").basis.startswith("rcan-t fp32 prior's")
+    assert cost.rate("gpu", "fp32", "rcan-t-micro", "prior").basis.startswith("rcan-t fp32 prior's")
     # a preset's own fp32 entry before a smaller preset's bf16 one: size moves efficiency more than precision
     data = cost.load_efficiency()
     data["devices"]["gpu"]["bf16"] = {"edsr-t": {"prior": {"tflops": 40.0, "source": "measured", "by": "x"}}}
     assert cost.rate("gpu", "bf16", "edsr-b", "prior", data).basis == "edsr-b fp32 prior's, measured"
     nearest = cost.rate("gpu", "bf16", "edsr-t-15", "prior", data)
     assert nearest == cost.Rate(40.0, "assumed", "edsr-t bf16 prior's, measured")
+
+
+def test_rate_takes_the_entry_measured_nearest_the_trials_shape():
+    """edsr-t-micro's CPU steps are measured at the smoke (b8 16²) and cpu-hour (b16 32²) shapes: each budget's
+    trials get their own, and a shape in between the nearer one, saying where it was measured."""
+    entries = cost.load_efficiency()["devices"]["cpu"]["fp32"]["edsr-t-micro"]["prior"]
+    by_shape = {(e["batch"], e["patch"]): e for e in entries}
+    assert set(by_shape) >= {(8, 16), (16, 32)}
+    for batch, patch in ((8, 16), (16, 32)):
+        r = cost.rate("cpu", "fp32", "edsr-t-micro", "prior", shape=(2, batch, patch))
+        assert (r.tflops, r.basis) == (by_shape[batch, patch]["tflops"], by_shape[batch, patch]["by"])
+    between = cost.rate("cpu", "fp32", "edsr-t-micro", "prior", shape=(2, 16, 28))
+    assert between.tflops == by_shape[16, 32]["tflops"] and between.basis.endswith("; at b16 32²")
+
+
+def test_wall_time_places_the_runs_on_the_concurrent_slots_in_plan_order():
+    """cpu-hour: three fused runs of 10 on 2 slots. The cheap baseline run ends first and the third run takes its
+    slot, so the wall is start-up + baseline + start-up + third run, not the average of all three per slot."""
+    from srprior.plan import fuse_groups, make_plan
+
+    trials = make_plan({"table": "4.2", "budget": "cpu-hour"}).trials
+    groups = fuse_groups(trials, None, "cpu")
+    run_s = [sum(t.trial.config.schedule.steps * cost.step_seconds(t.trial.config, "cpu") for t in g) for g in groups]
+    assert [len(g) for g in groups] == [10, 10, 10] and run_s[0] < run_s[1] == pytest.approx(run_s[2], rel=1e-9)
+    est = cost.estimate(trials, "cpu", 2, groups)
+    start = cost.STARTUP_SECONDS["cpu"]
+    assert est.wall_s == pytest.approx(2 * start + run_s[0] + run_s[2])
+    assert est.compute_s == pytest.approx(sum(run_s)) and est.startup_s == 3 * start
+    assert est.wall_s > (est.compute_s + est.startup_s) / 2  # what the old average said
+    assert cost.estimate(trials, "cpu", 1).wall_s == pytest.approx(est.compute_s + 30 * start)  # one run per trial
 
 
 def _plan(capsys, table: str) -> str:

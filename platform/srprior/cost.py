@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 EFFICIENCY_FILE = Path(__file__).with_name("efficiency.json")
-STARTUP_SECONDS = {"cpu": 16.0, "gpu": 50.0}  # Ray Train start-up per run (benchmarks/sweep_overhead.py)
+# Ray Train start-up per run: GPU from benchmarks/sweep_overhead.py; CPU the main job's to-first-step (19.7-21.0 s
+# per run, 2026-12-07, quiet 2-core machine)
+STARTUP_SECONDS = {"cpu": 20.0, "gpu": 50.0}
 MODES = ("plain", "prior")
 
 # FLOPs of one training step at the thesis shape (x2, batch 16, 48x48 LR), counted by step_flops (test_cost.py).
@@ -82,9 +84,12 @@ def step_flops(preset: str, scale: int, batch: int, patch: int, prior: bool) -> 
     return count_step_flops(preset, scale, batch, patch, prior)
 
 
+def shape_of(config: Any) -> tuple[int, int, int]:
+    return config.model.scale, config.schedule.batch, config.schedule.lr_patch
+
+
 def config_flops(config: Any) -> int:
-    return step_flops(config.model.preset, config.model.scale, config.schedule.batch, config.schedule.lr_patch,
-                      config.prior.lambda_ap > 0)
+    return step_flops(config.model.preset, *shape_of(config), config.prior.lambda_ap > 0)
 
 
 # ---------------------------------------------------------------------------------------------- efficiency
@@ -114,10 +119,12 @@ def precision(config: Any, cuda_graph: bool = False, device: str = "gpu") -> str
     return ("bf16" if config.model.bf16 else "fp32") + ("+graph" if cuda_graph and device == "gpu" else "")
 
 
-def rate(device: str, prec: str, preset: str, mode: str, data: dict[str, Any] | None = None) -> Rate:
+def rate(device: str, prec: str, preset: str, mode: str, data: dict[str, Any] | None = None,
+         shape: tuple[int, int, int] | None = None) -> Rate:
     """Efficiency of `preset`'s `mode` step: its own entry; else (assumed) its own at this precision without
     '+graph', then at fp32 (size moves efficiency more than precision: EDSR-B runs 4-6x EDSR-T's TFLOP/s); else
-    the nearest-sized preset (in FLOPs) of the same architecture, in the same order of precisions."""
+    the nearest-sized preset (in FLOPs) of the same architecture, in the same order of precisions. An entry may
+    be a list measured at several shapes: the one nearest `shape` (scale, batch, LR patch) in pixels counts."""
     from srprior.archs.presets import PRESETS
 
     table = (data or _shipped())["devices"][device]
@@ -130,11 +137,23 @@ def rate(device: str, prec: str, preset: str, mode: str, data: dict[str, Any] | 
             if not kin:
                 continue
             best = min(kin, key=lambda n: abs(math.log(_size(n) / _size(preset))))
-            e = entries[best]
+            e = _nearest_shape(entries[best], shape)
             if best == preset and p == prec:
-                return Rate(e["tflops"], e["source"], e["by"])
+                other = shape and "batch" in e and (e["scale"], e["batch"], e["patch"]) != tuple(shape)
+                return Rate(e["tflops"], e["source"], e["by"] + (f"; at b{e['batch']} {e['patch']}²" if other else ""))
             return Rate(e["tflops"], "assumed", f"{best} {p} {mode}'s, {e['source']}")
     raise KeyError(f"{EFFICIENCY_FILE.name}: no {device} efficiency for any {arch} preset ({mode} steps)")
+
+
+def _nearest_shape(e: dict | list, shape: tuple[int, int, int] | None) -> dict:
+    """One entry of a list measured at several shapes: the nearest in batch × LR pixels (small shapes keep a CPU
+    far less busy: edsr-t-micro's plain step does 8.9 GFLOP/s at batch 8 of 16², 14.1 at batch 16 of 32²)."""
+    if isinstance(e, dict):
+        return e
+    if shape is None:
+        return e[0]
+    pixels = shape[1] * shape[2] ** 2
+    return min(e, key=lambda x: abs(math.log(x.get("batch", 1) * x.get("patch", 1) ** 2 / pixels)))
 
 
 def _size(preset: str) -> int:
@@ -153,7 +172,7 @@ def entry(preset: str, mode: str, ms: float, by: str, shape: tuple[int, int, int
 def step_seconds(config: Any, device: str, cuda_graph: bool = False) -> float:
     """Seconds per training step of `config` on `device` ('cpu' | 'gpu'): counted FLOPs / efficiency."""
     mode = MODES[config.prior.lambda_ap > 0]
-    r = rate(device, precision(config, cuda_graph, device), config.model.preset, mode)
+    r = rate(device, precision(config, cuda_graph, device), config.model.preset, mode, shape=shape_of(config))
     return config_flops(config) / (r.tflops * 1e12)
 
 
@@ -162,22 +181,24 @@ class Cost:
     device: str
     compute_s: float  # device-seconds of training steps
     startup_s: float
-    concurrent: int
+    wall_s: float  # the Ray Train runs in plan order on `concurrent` slots, each taking the first free one
     flops: float  # all training steps' FLOPs
 
-    @property
-    def wall_s(self) -> float:
-        return (self.compute_s + self.startup_s) / max(1, self.concurrent)
 
-
-def estimate(trials: Sequence[Any], device: str, concurrent: int, runs: int | None = None,
+def estimate(trials: Sequence[Any], device: str, concurrent: int, groups: Sequence[Sequence[Any]] | None = None,
              cuda_graph: bool = False) -> Cost:
-    """Training steps × step time, plus one start-up per Ray Train run (`runs`: fused groups; default one per
-    trial). Fused members are costed as separate steps: fusion's speed-up is measured, not assumed."""
-    configs = [t.trial.config for t in trials]
-    compute = math.fsum(c.schedule.steps * step_seconds(c, device, cuda_graph) for c in configs)
-    flops = math.fsum(c.schedule.steps * config_flops(c) for c in configs)
-    return Cost(device, compute, STARTUP_SECONDS[device] * (runs or len(trials)), concurrent, flops)
+    """Training steps × step time, plus one start-up per Ray Train run (`groups`: the fused groups of `trials`;
+    default one run per trial). Fused members are costed as separate steps: fusion's speed-up is measured, not
+    assumed. The wall time schedules the runs as Tune starts them, so a long last group is not averaged away."""
+    runs = [[t.trial.config for t in g] for g in (groups or [[t] for t in trials])]
+    seconds = [[c.schedule.steps * step_seconds(c, device, cuda_graph) for c in run] for run in runs]
+    startup = STARTUP_SECONDS[device]
+    slots = [0.0] * max(1, concurrent)
+    for run in seconds:
+        first = min(range(len(slots)), key=slots.__getitem__)
+        slots[first] += startup + math.fsum(run)
+    flops = math.fsum(c.schedule.steps * config_flops(c) for run in runs for c in run)
+    return Cost(device, math.fsum(map(math.fsum, seconds)), startup * len(runs), max(slots), flops)
 
 
 def hours(seconds: float) -> str:
@@ -197,18 +218,23 @@ def model_lines(trials: Sequence[Any], devices: Sequence[str], cuda_graph: bool 
     for (preset, scale, batch, patch, _, prior), c in sorted(kinds.items(), key=lambda kv: str(kv[0])):
         flops = config_flops(c)
         out.append(f"    {preset} x{scale} b{batch} {patch}² {precision(c)} {MODES[prior]}: "
-                   f"{flops / 1e9:,.0f} GFLOP/step")
+                   f"{_gflop(flops)} GFLOP/step")
         for dev in devices:
-            r = rate(dev, precision(c, cuda_graph, dev), preset, MODES[prior])
+            r = rate(dev, precision(c, cuda_graph, dev), preset, MODES[prior], shape=shape_of(c))
             out.append(f"      {dev}: {r.label()} -> {_ms(flops / (r.tflops * 1e12))}")
     return out
+
+
+def _gflop(flops: float) -> str:
+    """Thousands separated for thesis models, three significant digits for micro ones (not '0 GFLOP')."""
+    return f"{flops / 1e9:,.0f}" if flops >= 1e11 else f"{flops / 1e9:.3g}"
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
-def plan_lines(to_train: Sequence[Any], device: str, concurrent: int, runs: int | None,
+def plan_lines(to_train: Sequence[Any], device: str, concurrent: int, groups: Sequence[Sequence[Any]] | None,
                cuda_graph: bool = False, detail: bool = True) -> list[str]:
     """The plan's cost block: the cost model per kind of step, then the estimate here and on one H100 with its
     floor at the H100's dense bf16 peak. Without `detail` (a sweep that runs, not --plan): the estimate here only,
@@ -218,10 +244,11 @@ def plan_lines(to_train: Sequence[Any], device: str, concurrent: int, runs: int 
     data = _shipped()
     for dev in devices:
         here = dev == device
-        cost = estimate(to_train, dev, concurrent if here else 1, runs if here else None, cuda_graph)
+        cost = estimate(to_train, dev, concurrent if here else 1, groups if here else None, cuda_graph)
         where = "here" if here else "one H100, one trial at a time"
         out.append(f"  estimated cost ({dev}, {where}): {hours(cost.compute_s)} of training steps + "
-                   f"{hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)} + final evaluations")
+                   f"{hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)} + validation, checkpoints and "
+                   "final evaluations")
         if dev == "gpu":
             peak, suite = data["peak"]["gpu"], data.get("gpu_suite")
             floor = cost.flops / (peak["tflops"] * 1e12) / 3600

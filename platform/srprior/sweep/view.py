@@ -43,7 +43,7 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
         out.append(f"  resources per Ray Train run: {res.workers} worker(s) × {res.cpus_per_worker:g} CPU{gpu}; "
                    f"{res.max_concurrent} at once")
     if plan.mode == "table" and to_train:
-        out += plan_lines(to_train, device, res.max_concurrent if res else 1, len(groups) if groups else None,
+        out += plan_lines(to_train, device, res.max_concurrent if res else 1, groups or None,
                           plan.context.cuda_graph, detail)
         if not detail:
             out.append("    (`--plan` shows the cost model: FLOPs and TFLOP/s per preset, and the H100 estimate)")
