@@ -66,7 +66,7 @@ def test_plan_all_tables_deduplicates_without_ray(tmp_path, capsys):
     assert "4.2:edsr-t/baseline = 4.3:edsr-t/baseline = 4.4:edsr-t/baseline = 4.5:edsr-t/baseline = " \
            "4.6:edsr-t/baseline = 4.7:edsr-t/baseline · seeds 0,1,2,3" in out
     assert "estimated cost (cpu, here)" in out and "estimated cost (gpu, one H100" in out
-    assert "fused:" not in out and "+ 45.3 min start-up" in out  # tiny models do not fuse on a CPU: 170 × 16 s
+    assert "fused:" not in out and "+ 56.7 min start-up" in out  # tiny models do not fuse on a CPU: 170 × 20 s
     assert not ray.is_initialized() and list(tmp_path.iterdir()) == []  # nothing started, nothing written
 
 
@@ -193,8 +193,7 @@ def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/psnr")] == [10, 20]
     assert _artifacts(tmp_path, run.info.run_id, "figures") == {"ssm.png", "lam.png", "sr_comparison.png"}
     # held out on the embedded default: the run names the images that selected its model and those that report it
-    images = json.loads(Path(client.download_artifacts(run.info.run_id, contracts.IMAGES_ARTIFACT, str(tmp_path)))
-                        .read_text())
+    images = tracking.read_json_artifact(uri, run.info.run_id, contracts.IMAGES_ARTIFACT)
     val, test = ({i.split(":")[0]: i.rsplit(":", 1)[1] for i in ids}
                  for ids in (images["val"], images["test"]["embedded"]))
     assert val and test and not set(val) & set(test) and not set(val.values()) & set(test.values())
