@@ -1,6 +1,6 @@
 """Sweeps that stop and resume, as from the command line (each sweep its own process with its own local Ray on 2
-CPUs): a truncated newest checkpoint is skipped for the previous one; SIGTERM ends a sweep with the INCOMPLETE
-summary and KILLED runs, and the printed resume command finishes it; two sweeps of one table on one folder train
+CPUs): SIGTERM ends a sweep with the INCOMPLETE summary and KILLED runs, and after its newest checkpoint rots
+the printed resume command finishes it from the previous one; two sweeps of one table on one folder train
 each trial once; a full output disk ends a sweep within a minute. Micro models; every wait is bounded."""
 
 from __future__ import annotations
@@ -79,18 +79,11 @@ def _no_traceback(err: str) -> None:
     assert not [line for line in err.splitlines() if "Traceback" in line and "pid=" not in line], err[-3000:]
 
 
-def test_a_truncated_newest_checkpoint_resumes_from_the_previous_one(tmp_path):
-    """The whole process tree is killed once a Train run has two checkpoints; its newest state.pt is then cut in
-    half. `--resume` skips it (checksum), continues from the previous checkpoint (srprior.resumed_at_step, and the
-    fallback named on the run) and ends 4/4 FINISHED with no traceback, every curve point once."""
-    proc = _sweep(tmp_path, "rot", "--steps", "200")
-    try:
-        _wait_for_checkpoints(proc, tmp_path, 2)
-    finally:
-        _kill_tree(proc.pid)
-        proc.communicate(timeout=60)
+def _truncate_newest_checkpoints(out: Path) -> dict[str, tuple[str, str, int]]:
+    """Cut the newest state.pt of every Train run holding two checkpoints in half: Train folder -> (newest,
+    previous, previous step)."""
     truncated = {}
-    for folder, snap in _snapshots(tmp_path).items():
+    for folder, snap in _snapshots(out).items():
         if len(snap["checkpoint_results"]) < 2:
             continue
         newest = snap["latest_checkpoint_result"]["checkpoint_dir_name"]
@@ -98,33 +91,18 @@ def test_a_truncated_newest_checkpoint_resumes_from_the_previous_one(tmp_path):
         state = folder / newest / "state.pt"
         state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
         truncated[folder.name] = (newest, previous["checkpoint_dir_name"], int(previous["metrics"]["step"]))
-    assert truncated
-    resumed = subprocess.run([sys.executable, str(REPO / "sweep.py"), "--resume", "rot", "--output-dir",
-                              str(tmp_path)], env=_env(), capture_output=True, text=True, timeout=900)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _no_traceback(resumed.stderr)
-    runs = _runs(tmp_path)
-    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
-    fallbacks = sorted(r.data.tags.get(contracts.CHECKPOINT_FALLBACK, "") for r in runs)
-    for newest, previous, step in truncated.values():
-        ours = [r for r in runs if newest in r.data.tags.get(contracts.CHECKPOINT_FALLBACK, "")]
-        assert ours, fallbacks
-        for run in ours:
-            assert f"resumed from {previous} (step {step})" in run.data.tags[contracts.CHECKPOINT_FALLBACK]
-            assert run.data.tags[contracts.RESUMED_AT] == str(step)
-    client = tracking.client(tracking.default_tracking_uri(tmp_path))
-    for run in runs:
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-        assert steps == list(range(5, 201, 5))
+    return truncated
 
 
-def test_sigterm_prints_the_summary_marks_its_runs_killed_and_the_printed_resume_finishes(tmp_path):
-    """SIGTERM (what `timeout` and batch schedulers send) while trials train: within 30 s the sweep prints
-    INCOMPLETE with the resume command, no Ray stack dump; its trial and parent runs are KILLED with the reason;
-    the resume command, run as printed, ends 4/4 FINISHED."""
+def test_sigterm_then_a_truncated_checkpoint_the_printed_resume_finishes(tmp_path):
+    """SIGTERM (what `timeout` and batch schedulers send) once a Train run has two checkpoints: within 30 s the
+    sweep prints INCOMPLETE with the resume command, no Ray stack dump; its trial and parent runs are KILLED with
+    the reason. Then the newest checkpoint rots (cut in half): the resume command, run as printed, skips it
+    (checksum), continues from the previous one (srprior.resumed_at_step, the fallback named on the run) and
+    ends 4/4 FINISHED with no traceback, every curve point once. One sweep serves both stops (CI time)."""
     proc = _sweep(tmp_path, "term", "--steps", "200")
     try:
-        _wait_for_checkpoints(proc, tmp_path, 1)
+        _wait_for_checkpoints(proc, tmp_path, 2)
         proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         out, err = proc.communicate(timeout=120)
@@ -143,22 +121,36 @@ def test_sigterm_prints_the_summary_marks_its_runs_killed_and_the_printed_resume
     trials, (parent,) = _runs(tmp_path), _runs(tmp_path, "sweep")
     assert trials and {r.info.status for r in trials + [parent]} == {"KILLED"}
     assert {r.data.tags[contracts.FAILURE] for r in trials} == {"killed: stopped by SIGTERM (sweep term)"}
+    truncated = _truncate_newest_checkpoints(tmp_path)
+    assert truncated
     resumed = subprocess.run(command, shell=True, cwd=os.getcwd(), env=_env(), capture_output=True, text=True,
                              timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _no_traceback(resumed.stderr)
-    assert sorted(r.info.status for r in _runs(tmp_path)) == ["FINISHED"] * 4
+    runs = _runs(tmp_path)
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
+    fallbacks = sorted(r.data.tags.get(contracts.CHECKPOINT_FALLBACK, "") for r in runs)
+    for newest, previous, step in truncated.values():
+        ours = [r for r in runs if newest in r.data.tags.get(contracts.CHECKPOINT_FALLBACK, "")]
+        assert ours, fallbacks
+        for run in ours:
+            assert f"resumed from {previous} (step {step})" in run.data.tags[contracts.CHECKPOINT_FALLBACK]
+            assert run.data.tags[contracts.RESUMED_AT] == str(step)
+    client = tracking.client(tracking.default_tracking_uri(tmp_path))
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        assert steps == list(range(5, 201, 5))
 
 
 def test_two_sweeps_of_one_table_on_one_folder_train_each_trial_once(tmp_path):
     """The second sweep of the same table starts while the first trains: it waits for the trials' leases (its
     progress line says so), then reuses the runs the first finished. Both exit 0 with complete reports; every
     run is FINISHED once (one set of final metrics, every curve point once) and carries the first sweep's tags."""
-    first = _sweep(tmp_path, "s1", "--steps", "1500")
+    first = _sweep(tmp_path, "s1", "--steps", "800")  # long enough for the second to start while it trains
     second = None
     try:
         _wait_for_checkpoints(first, tmp_path, 1)
-        second = _sweep(tmp_path, "s2", "--steps", "1500")
+        second = _sweep(tmp_path, "s2", "--steps", "800")
         outs = {name: proc.communicate(timeout=1200) for name, proc in (("s1", first), ("s2", second))}
     finally:
         for proc in (first, second):
@@ -176,7 +168,7 @@ def test_two_sweeps_of_one_table_on_one_folder_train_each_trial_once(tmp_path):
     client = tracking.client(tracking.default_tracking_uri(tmp_path))
     for run in runs:
         assert len(client.get_metric_history(run.info.run_id, f"{contracts.SELECTED}psnr_embedded")) == 1
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(5, 1501, 5))
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(5, 801, 5))
     assert "waiting for another sweep training them" in outs["s2"][1]
 
 
