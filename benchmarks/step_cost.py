@@ -228,15 +228,14 @@ def _write_efficiency(preset: str, row: dict, shape: tuple[int, int, int]) -> No
     import datetime
     import json
 
-    from srprior.cost import EFFICIENCY_FILE, entry, load_efficiency
+    from srprior.cost import EFFICIENCY_FILE, entry, load_efficiency, measured_at_shapes
 
     data = load_efficiency()
     by = f"benchmarks/step_cost.py --device cpu: process CPU time, 1 thread, {datetime.date.today()}"
     modes = data["devices"]["cpu"].setdefault("fp32", {}).setdefault(preset, {})
     for mode in ("plain", "prior"):
         new = entry(preset, mode, round(row[f"{mode}_ms"], 2), by, shape)
-        old = modes.get(mode, [])
-        kept = [e for e in (old if isinstance(old, list) else [old])
+        kept = [e for e in measured_at_shapes(modes.get(mode, []))
                 if (e.get("scale"), e.get("batch"), e.get("patch")) != shape]
         modes[mode] = new if not kept else kept + [new]
     EFFICIENCY_FILE.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")

@@ -70,7 +70,7 @@ def test_efficiency_entries_are_counted_flops_over_measured_time():
     for device, precisions in data["devices"].items():
         for prec, presets in precisions.items():
             for preset, modes in presets.items():
-                for mode, e in [(m, e) for m, es in modes.items() for e in (es if isinstance(es, list) else [es])]:
+                for mode, e in [(m, e) for m, es in modes.items() for e in cost.measured_at_shapes(es)]:
                     assert e["source"] in ("measured", "extrapolated") and e["by"]
                     if "ms" in e:
                         flops = cost.step_flops(preset, e["scale"], e["batch"], e["patch"], mode == "prior")

@@ -145,15 +145,19 @@ def rate(device: str, prec: str, preset: str, mode: str, data: dict[str, Any] | 
     raise KeyError(f"{EFFICIENCY_FILE.name}: no {device} efficiency for any {arch} preset ({mode} steps)")
 
 
-def _nearest_shape(e: dict | list, shape: tuple[int, int, int] | None) -> dict:
-    """One entry of a list measured at several shapes: the nearest in batch × LR pixels (small shapes keep a CPU
-    far less busy: edsr-t-micro's plain step does 8.9 GFLOP/s at batch 8 of 16², 14.1 at batch 16 of 32²)."""
-    if isinstance(e, dict):
-        return e
+def measured_at_shapes(value: dict | list) -> list[dict]:
+    """A mode's entries: one dict, or a list of dicts measured at several shapes."""
+    return value if isinstance(value, list) else [value]
+
+
+def _nearest_shape(value: dict | list, shape: tuple[int, int, int] | None) -> dict:
+    """The entry measured nearest `shape` in batch × LR pixels (small shapes keep a CPU far less busy:
+    edsr-t-micro's plain step does 8.9 GFLOP/s at batch 8 of 16², 14.1 at batch 16 of 32²)."""
+    found = measured_at_shapes(value)
     if shape is None:
-        return e[0]
+        return found[0]
     pixels = shape[1] * shape[2] ** 2
-    return min(e, key=lambda x: abs(math.log(x.get("batch", 1) * x.get("patch", 1) ** 2 / pixels)))
+    return min(found, key=lambda x: abs(math.log(x.get("batch", 1) * x.get("patch", 1) ** 2 / pixels)))
 
 
 def _size(preset: str) -> int:
