@@ -474,3 +474,28 @@ def test_the_thesis_setting_keeps_the_thesis_words(tmp_path):
     assert report.caption == "thesis budget: 50000 steps, 4 seed(s) per row. Ran: 50000 steps, 4 seed(s) per " \
                              "row, preset(s) edsr-t."
     assert "**reproduced**" in to_markdown(report) and "EDSR-T →" not in to_markdown(report)
+
+
+def test_a_search_ranks_configurations_by_the_selected_objective(tmp_path):
+    """The search table reads the value the search optimised (best/val/psnr, the best-validation PSNR), not the
+    last point of the val/psnr curve: a configuration whose last validation dipped still ranks first."""
+    from srprior.report.search import search_report
+    from srprior.search_spaces.search import get_search
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment(get_search("smoke").experiment)
+    curves = {"a": {"last": 30.0, "best": 31.0}, "b": {"last": 30.5, "best": 30.6}}
+    for config, m in curves.items():
+        for seed in (0, 1):
+            run = client.create_run(exp, tags={contracts.ROLE: "trial", contracts.CONFIG_HASH: config * 16,
+                                               contracts.SEED: str(seed)}).info.run_id
+            client.log_batch(run, metrics=[Metric("val/psnr", m["last"] + seed / 100, 0, 6),
+                                           Metric("best/val/psnr", m["best"] + seed / 100, 0, 6)],
+                             params=[Param("lambda_ap", "0.0001"), Param("w", "sim"), Param("n_ssr", "1"),
+                                     Param("scenario", "local")])
+            client.set_terminated(run)
+    report = search_report("smoke", uri)
+    first = report.rows[0]
+    assert first.row.id == "cfg-aaaaaaaa" and first.cells["val/psnr"].mean == pytest.approx(31.005)
+    assert report.rows[1].cells["val/psnr"].test == "paired"  # seeds 0 and 1 in both configurations
