@@ -363,6 +363,15 @@ def test_claim_verdict_effect_ci_p_and_seeds_against_scipy(micro_runs):
     assert "### Claims of the thesis on Table 4.2" in md and "tested on Embedded PSNR" in md
 
 
+def stats_paired_seeds(effect: float, std_diff: float) -> int:
+    """The smallest n ≥ 2 whose paired t-test (n − 1 df, scipy's noncentral t) has power ≥ 0.8."""
+    def power(n: int) -> float:
+        crit, nc = stats.t.isf(0.025, n - 1), effect / (std_diff / np.sqrt(n))
+        return stats.nct.sf(crit, n - 1, nc) + stats.nct.sf(crit, n - 1, -nc)
+
+    return next(n for n in range(2, 10**6) if power(n) >= 0.8)
+
+
 def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_runs, tmp_path, capsys,
                                                                           monkeypatch):
     from srprior.commands import sweep as sweep_command
@@ -371,9 +380,13 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert sweep_command._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
     out = capsys.readouterr().out
-    pooled = np.sqrt(np.mean([np.var([finals[(row, s)]["best/psnr_embedded"] for s in (0, 1)], ddof=1)
-                              for row in ("edsr-t/baseline", "edsr-t/lambda-5e-3")]))
-    assert f"pooled std {pooled:.4f} from runs (4)" in out and "on psnr_embedded" in out
+    # seeds pair the rows: sized from the spread of the per-seed differences λ_AP = 5e-3 − baseline
+    diff = [finals[("edsr-t/lambda-5e-3", s)]["best/psnr_embedded"] - finals[("edsr-t/baseline", s)]["best/psnr_embedded"]
+            for s in (0, 1)]
+    pooled = np.std(diff, ddof=1)
+    assert f"paired test; pooled std {pooled:.4f} from runs (4), paired differences of 1 row(s)" in out
+    assert "on psnr_embedded" in out
+    assert int(out.split("table 4.2: ")[1].split(" seeds")[0]) == stats_paired_seeds(0.5, pooled)
     seeds = int(out.split("table 4.2: ")[1].split(" seeds per row")[0])
     assert f"--seeds {seeds}" in out and seeds >= 2
     assert sweep_command._run({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),

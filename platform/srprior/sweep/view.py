@@ -114,7 +114,7 @@ def print_seed_plan(plan: SweepPlan, opts: SweepOptions, uri: str) -> int:
         sp = seeds_for_power(spec, values, effect)
         needed.append(sp.seeds)
         print(f"table {name}: {sp.seeds if sp.seeds else '—'} seeds per row to detect {effect:g} on {sp.metric} "
-              f"with 80% power (α = 0.05; pooled std {sp.std:.4f} from {sp.source})")
+              f"with 80% power (α = 0.05, {sp.test} test; pooled std {sp.std:.4f} from {sp.source})")
     if all(needed):
         others = " ".join(f"--{k.replace('_', '-')} {getattr(opts, k)}"
                           for k in ("budget", "output_dir", "data_root", "train_root") if getattr(opts, k))
