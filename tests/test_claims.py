@@ -250,12 +250,14 @@ def test_not_higher_is_contradicted_only_by_a_significant_improvement():
 def test_a_proxy_says_same_or_opposite_sign_and_what_it_stands_for():
     """Micro presets, a stand-in metric or a shortened schedule: never "reproduced", no MDE rule against the
     thesis's effect; in the thesis's setting the thesis's words stay."""
-    values = runs(**{"edsr-t__baseline": [28.20, 28.22, 28.21, 28.23], "edsr-t__lambda-1e-4": [28.30, 28.31, 28.29, 28.32]})
-    down = runs(**{"edsr-t__baseline": [28.20, 28.22, 28.21, 28.23], "edsr-t__lambda-1e-4": [28.1, 28.12, 28.11, 28.1]})
+    base = [28.20, 28.22, 28.21, 28.23]
+    values = runs(**{"edsr-t__baseline": base, "edsr-t__lambda-1e-4": [28.30, 28.31, 28.29, 28.32]})
+    down = runs(**{"edsr-t__baseline": base, "edsr-t__lambda-1e-4": [28.1, 28.12, 28.11, 28.1]})
     micro = Setting(trained={"edsr-t/baseline": "edsr-t-micro", "edsr-t/lambda-1e-4": "edsr-t-micro"},
                     schedule="2000 steps", measured={HC: "psnr_embedded"}, names={"psnr_embedded": "Embedded PSNR"})
     r = evaluate_claim(EDSR_1E4, values, micro)
-    assert (r.verdict, r.proxy, r.measured_on) == (SAME_SIGN, "edsr-t-micro, Embedded PSNR, 2000 steps", "psnr_embedded")
+    assert (r.verdict, r.proxy, r.measured_on) == \
+        (SAME_SIGN, "edsr-t-micro, Embedded PSNR, 2000 steps", "psnr_embedded")
     assert r.verdict_text == "same sign (proxy: edsr-t-micro, Embedded PSNR, 2000 steps)"
     assert not r.underpowered and r.seeds_needed is None and not math.isnan(r.mde)
     assert evaluate_claim(EDSR_1E4, down, micro).verdict == OPPOSITE_SIGN

@@ -381,8 +381,8 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
     assert sweep_command._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
     out = capsys.readouterr().out
     # seeds pair the rows: sized from the spread of the per-seed differences λ_AP = 5e-3 − baseline
-    diff = [finals[("edsr-t/lambda-5e-3", s)]["best/psnr_embedded"] - finals[("edsr-t/baseline", s)]["best/psnr_embedded"]
-            for s in (0, 1)]
+    best = {key: m["best/psnr_embedded"] for key, m in finals.items()}
+    diff = [best[("edsr-t/lambda-5e-3", s)] - best[("edsr-t/baseline", s)] for s in (0, 1)]
     pooled = np.std(diff, ddof=1)
     assert f"paired test; pooled std {pooled:.4f} from runs (4), paired differences of 1 row(s)" in out
     assert "on psnr_embedded" in out
@@ -512,3 +512,34 @@ def test_a_search_ranks_configurations_by_the_selected_objective(tmp_path):
     first = report.rows[0]
     assert first.row.id == "cfg-aaaaaaaa" and first.cells["val/psnr"].mean == pytest.approx(31.005)
     assert report.rows[1].cells["val/psnr"].test == "paired"  # seeds 0 and 1 in both configurations
+
+
+def test_a_report_on_hardcases_r_shows_the_control_effect_and_the_difference(tmp_path):
+    """Runs that evaluated HardCases-R and its control tiles: each claim on HardCases shows its effect on both
+    (paired: ttest_rel on the seed-matched values) and their difference, in every view."""
+    from srprior.report.render import to_terminal
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment(get_table("4.2").experiment, artifact_location=(tmp_path / "a").as_uri())
+    rc = contracts.CONTROL_METRIC
+    values = {("edsr-t/baseline", s): {"psnr_hardcases_r": 25.0 + s / 10, rc: 30.0 + s / 20} for s in range(3)}
+    values |= {("edsr-t/lambda-1e-4", s): {"psnr_hardcases_r": 25.06 + s / 10 + (s == 1) / 100,
+                                           rc: 30.01 + s / 20 - (s == 2) / 100} for s in range(3)}
+    log_sweep(client, exp, "c1", {"table": "4.2", "budget": "short", "seeds": 3,
+                                  "rows": "edsr-t/baseline,edsr-t/lambda-1e-4"}, values)
+    report = report_of("4.2", uri, "c1")
+    assert report.control == rc and report.claims_on == "psnr_hardcases_r"
+    (r,) = [c for c in report.claims if c.source == "runs"]
+    a, b = ([values[(row, s)][rc] for s in range(3)] for row in ("edsr-t/baseline", "edsr-t/lambda-1e-4"))
+    assert r.control_effect == pytest.approx(np.mean(b) - np.mean(a))
+    assert r.control_p == pytest.approx(stats.ttest_rel(b, a).pvalue, abs=1e-6)
+    assert r.control_difference == pytest.approx(r.effect - r.control_effect)
+    assert r.proxy == "HardCases-R (rebuilt) PSNR, 5000 steps"  # thesis preset, stand-in set, short schedule
+    md = to_markdown(report)
+    assert "| Effect on control | HardCases-R − control |" in md and f"| {r.control_difference:+.3f} |" in md
+    assert "HardCases-R control (random tiles) PSNR" in md  # its own column in the table
+    assert f"control {r.control_effect:+.3f}" in to_terminal(report)
+    assert "<th>HardCases-R − control</th>" in to_html(report)
+    row = next(x for x in csv.DictReader(io.StringIO(to_csv(report))) if x["kind"] == "claim" and x["proxy"])
+    assert float(row["control_difference"]) == pytest.approx(r.control_difference)

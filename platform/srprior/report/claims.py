@@ -74,7 +74,7 @@ def to_markdown(results: Iterable[ClaimResult], correction: str = "holm") -> str
 
 def to_terminal(results: Iterable[ClaimResult], width: int = 120) -> list[str]:
     """One line per claim (≤ `width` columns): verdict, rows, metric (PSNR unless named), effect, the test with
-    its raw and adjusted p, MDE with the underpowered mark, the control's effect; the proxy on a line below."""
+    its raw and adjusted p, MDE with the underpowered mark; the control's effect and the proxy on a line below."""
     lines = []
     for r in results:
         c = r.claim
@@ -83,12 +83,14 @@ def to_terminal(results: Iterable[ClaimResult], width: int = 120) -> list[str]:
         test = {"paired": "paired ", "welch": "Welch "}[r.test] if r.source == "runs" else ""
         ps = "p —" if math.isnan(r.p) else f"{test}p {r.p:.2g} {SHORT[r.correction]} {r.p_adj:.2g}"
         mde = "" if math.isnan(r.mde) else f" MDE {r.mde:.3g}" + (" UNDERPOWERED" if r.underpowered else "")
-        ctrl = "" if math.isnan(r.control_effect) else f" control {r.control_effect:+.3f}"
         source = " thesis" if r.source == "thesis" else ""  # the thesis's numbers: not tested on runs
         effect = "—" if math.isnan(r.effect) else f"{r.effect:+.3f}"
         line = (f"  {r.verdict:<13} §{c.section} {group} {b} vs {a} {c.metric.removeprefix('psnr_')}{c.arrow} "
-                f"{effect}{source} {ps}{mde}{ctrl}")
+                f"{effect}{source} {ps}{mde}")
         lines.append(line if len(line) <= width else line[:width - 1] + "…")
-        if r.proxy:
-            lines.append(f"    proxy: {r.proxy}"[:width])
+        notes = [] if math.isnan(r.control_effect) else \
+            [f"control {r.control_effect:+.3f}, HardCases-R − control {r.control_difference:+.3f}"]
+        notes += [f"proxy: {r.proxy}"] if r.proxy else []
+        if notes:
+            lines.append(f"    {'; '.join(notes)}"[:width])
     return lines
