@@ -156,6 +156,7 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
                  str(checkpoints["root"]), "--count", "4", "--max-candidates", "8", "--no-progress"]) == 0
     printed = capsys.readouterr()
     assert "4 crops of 256x256 from 8 candidates scored by edsr-t-micro ×1, rcan-t-micro ×1" in printed.out
+    assert f"control: 4 random tiles of the same pool -> {out / 'control'}" in printed.out
 
     manifest = json.loads((out / "manifest.json").read_text())
     means = manifest["mean_psnr"]

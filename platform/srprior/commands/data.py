@@ -65,7 +65,8 @@ def _hardcases(args: argparse.Namespace) -> int:
     used = ", ".join(f"{m['name']} ×{len(m['members'])}" if "members" in m else m["name"]
                      for m in manifest["methods"] if m["in_selection"])
     print(f"HardCases-R: {len(manifest['images'])} crops of {CROP}x{CROP} from {len(manifest['candidates']['names'])} "
-          f"candidates scored by {used} -> {args.out} (manifest.json)")
+          f"candidates scored by {used} -> {args.out} (manifest.json); control: "
+          f"{len(manifest['control']['images'])} random tiles of the same pool -> {args.out / 'control'}")
     return 0
 
 
