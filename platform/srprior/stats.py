@@ -166,8 +166,9 @@ def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL)
     std_a, std_b = float(xa.std(ddof=1)), float(xb.std(ddof=1))
     if std_diff == 0:  # every seed moved by the same amount: no t statistic
         return Comparison(effect, (effect, effect), math.nan, math.nan, n, n, std_a, std_b, "paired", 0.0)
-    p = float(stats.ttest_rel(xb, xa).pvalue)
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * std_diff / math.sqrt(n)
+    se = std_diff / math.sqrt(n)  # p as scipy's ttest_rel computes it, without its precision-loss warning
+    p = float(2 * stats.t.sf(abs(effect) / se, n - 1))
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * se
     return Comparison(effect, (effect - half, effect + half), p, n - 1, n, n, std_a, std_b, "paired", std_diff)
 
 
