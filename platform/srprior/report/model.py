@@ -235,13 +235,13 @@ def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int,
                              {HC: control} if control else None)
     table = summarize(spec, values, expected, dict(counts["bicubic"]), failed_rows, dict(runs_setting.trained))
     if budget is None and parent_run_id is not None:
-        budget = _sweep_budget(tracking_uri, parent_run_id)
+        budget = sweep_budget(tracking_uri, parent_run_id)
     return Report(spec, tracking_uri, sweep_id, parent_run_id, table, claims,
                   stand_in, tuple((readings or {}).items()), correction=correction,
                   caption=caption(budget, {r: ran.get(r, []) for r in kept}), control=control, **counts)
 
 
-def _sweep_budget(tracking_uri: str, run_id: str) -> str | None:
+def sweep_budget(tracking_uri: str, run_id: str) -> str | None:
     """The budget a sweep ran under (its parent run's options), None when it recorded none."""
     import json
 

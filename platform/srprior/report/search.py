@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 from srprior import contracts, tracking
-from srprior.report.model import Report, ReportError, reported_metrics, summarize, with_logged_benchmarks
+from srprior.report.model import (Report, ReportError, reported_metrics, summarize, sweep_budget,
+                                  with_logged_benchmarks)
+from srprior.report.setting import caption, run_params
 from srprior.search_spaces.spec import Row, TableSpec
 
 def search_report(name: str, tracking_uri: str, sweep: str = "latest") -> Report:
@@ -54,5 +56,7 @@ def search_report(name: str, tracking_uri: str, sweep: str = "latest") -> Report
             if sweep != "latest" else []
         parent = found[0].info.run_id if found else None
     expected = {row.id: len(values[row.id]) for row in rows}
+    ran = {f"cfg-{h[:8]}": [run_params(r.data.params) for r in by_config[h]] for h in order}
+    budget = sweep_budget(tracking_uri, parent) if parent else None
     return Report(table, tracking_uri, None if sweep == "latest" else sweep, parent,
-                  summarize(table, values, expected))
+                  summarize(table, values, expected), caption=caption(budget, ran))
