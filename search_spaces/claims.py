@@ -284,7 +284,10 @@ def evaluate_claim(claim: Claim, values: Mapping[str, Mapping[int, Mapping[str, 
     runs being `setting`; `control`: claim metric -> the metric of its control tiles (HardCases-R's), compared
     the same way."""
     a, b = (_by_seed(values.get(row, {}), claim.metric) for row in (claim.row_a, claim.row_b))
-    thesis, proxy = claim.thesis_comparison(), setting.proxy(claim)
+    thesis = claim.thesis_comparison()
+    if not _testable(a, b):  # the thesis's own cells (or nothing) are shown: its setting, no proxy
+        setting = THESIS_SETTING
+    proxy = setting.proxy(claim)
     thesis_effect = thesis.effect if thesis is not None else math.nan
     hypothesis = math.nan if proxy is not None or claim.not_higher else thesis_effect
     where = {"measured_on": setting.measured_on(claim), "proxy": proxy, "thesis_effect": thesis_effect}

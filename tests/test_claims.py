@@ -282,3 +282,10 @@ def test_the_control_effect_and_its_difference():
     assert r.control_difference == pytest.approx(r.effect - ref.effect)
     table = to_markdown([r])
     assert "| Effect on control | HardCases-R − control |" in table and f"{r.control_difference:+.3f} |" in table
+
+
+def test_a_claim_not_tested_on_proxy_runs_shows_the_thesiss_own_test():
+    """Too few proxy runs: the thesis's cells are shown, in the thesis's setting (its MDE rule and seeds needed)."""
+    micro = Setting(trained={"edsr-t/baseline": "edsr-t-micro"}, schedule="100 steps")
+    r = evaluate_claim(EDSR_1E4, runs(**{"edsr-t__baseline": [28.2], "edsr-t__lambda-1e-4": [28.3]}), micro)
+    assert (r.source, r.proxy, r.measured_on, r.seeds_needed, r.underpowered) == ("thesis", None, HC, 62, True)

@@ -452,7 +452,7 @@ def test_a_proxy_in_every_view_paired_p_raw_and_adjusted_and_the_setting(micro_r
     assert "Image sets: claims on HardCases PSNR tested on Embedded PSNR (stand-in for HardCases)." in md
     assert "p adjusted for multiplicity by Benjamini–Hochberg over the 1 claim(s)" in md and "| p (BH) |" in md
     line = next(x for x in text.splitlines() if "lambda-5e-3 vs baseline hardcases↓" in x)
-    assert f"paired p {result.p:.2g} BH {result.p:.2g} MDE {result.mde:.3g}" in line and "UNDERPOWERED" not in text
+    assert f"paired p {result.p:.2g} BH {result.p:.2g} MDE {result.mde:.3g}" in line and "UNDERPOWERED" not in line
     assert line.startswith(f"  {result.verdict} ") and "proxy: edsr-t-micro, Embedded PSNR, 100 steps" in text
     for view in (md, page, text, table):
         flat = " ".join(view.split())
