@@ -4,8 +4,8 @@ mean ± sample std over seeds with a test against the row's baseline, the claims
 Each cell is our mean ± sample std over seeds (ddof=1), marked † / ‡ when the test against the row's baseline
 gives p < 0.05 / 0.01: the paired t-test over the seeds both rows ran (a seed fixes initial weights and patch
 stream in every row, so the per-seed difference cancels the seed's luck), Welch's when fewer than 2 seeds
-match; each cell records which. Bold: the best mean of its column within the model group. Renderers (srprior.report.render), plots and files
-(srprior.report.write) read only this model.
+match; each cell records which. Bold: the best mean of its column within the model group. Renderers
+(srprior.report.render), plots and files (srprior.report.write) read only this model.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from srprior import contracts, tracking
 from srprior.errors import UserError
+from srprior.report.names import column_name
 from srprior.report.setting import caption, run_params, setting
 from srprior.search_spaces.claims import CLAIMS_BY_TABLE, evaluate_claims
 from srprior.search_spaces.spec import EMBEDDED_METRICS, Row, TableSpec
@@ -166,9 +167,9 @@ def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]],
               failed_rows: frozenset[str] = frozenset(), trained: dict[str, str] | None = None
               ) -> tuple[RowResult, ...]:
     """Cells with p-values (paired over matched seeds, else Welch: srprior.stats.compare) and the minimum
-    detectable effect against each row's baseline, and the best
-    mean per column within each group, among rows with no failed run and not below `bicubic` (a model worse
-    than bicubic upscaling, or a row whose failed seeds are missing from its mean, is never "best")."""
+    detectable effect against each row's baseline, and the best mean per column within each group, among rows
+    with no failed run and not below `bicubic` (a model worse than bicubic upscaling, or a row whose failed
+    seeds are missing from its mean, is never "best"); `trained`: row id -> the preset its runs trained."""
     from srprior import stats
 
     def per_metric(row_id: str, metric: str) -> dict[int, float]:
@@ -219,8 +220,6 @@ def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int,
     (srprior.schema.readings_in_force of its trials) go into the header; the claims' p are adjusted by
     `correction` (srprior.stats.adjust) over this table's claims; `budget` (None: the sweep's, from its parent
     run's options) names the caption, filled with the steps and seeds that ran."""
-    from srprior.report.names import column_name
-
     values, counts = collect(spec, tracking_uri, cells, sweep_id)
     failed_rows, ran = counts.pop("failed_rows"), counts.pop("ran")
     spec = with_logged_benchmarks(spec, values)

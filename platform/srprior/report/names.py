@@ -6,7 +6,8 @@ from __future__ import annotations
 from srprior import contracts
 
 COLUMN_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "set5": "Set5", "set14": "Set14", "bsd100": "BSD100",
-                "urban100": "Urban100", "hardcases": "HardCases", "embedded": "Embedded", "di": "DI", "psnr_total": "Total PSNR",
+                "urban100": "Urban100", "hardcases": "HardCases", "embedded": "Embedded", "di": "DI",
+                "psnr_total": "Total PSNR",
                 "psnr_ssr": "PSNR on SSR", "psnr_poi": "PSNR on PoI",
                 contracts.OBJECTIVE: "Val PSNR", "hardcases_r": "HardCases-R (rebuilt)",
                 contracts.CONTROL_SET: "HardCases-R control (random tiles)"}
