@@ -30,3 +30,13 @@ def test_only_the_thesis_schedule_is_the_thesis_setting():
     assert schedule_text([{**r, "steps": "?"} for r in _ran("thesis", "edsr-t", 1)]) == "schedule not recorded"
     s = setting({"edsr-t/baseline": _ran("short", "edsr-t", 2)}, {}, {})
     assert dict(s.trained) == {"edsr-t/baseline": "edsr-t"} and s.schedule == "5000 steps"
+
+
+def test_runs_without_params_are_never_the_thesis_setting():
+    """An old run that logged no params: its preset and schedule are unknown, so a claim on it is a proxy."""
+    from srprior.search_spaces.claims import CLAIMS
+
+    old = [run_params({}) for _ in range(2)]
+    s = setting({"edsr-t/baseline": old, "edsr-t/lambda-1e-4": old}, {}, {})
+    claim = next(c for c in CLAIMS if c.key == "4.2:edsr-t/lambda-1e-4-vs-edsr-t/baseline:psnr_hardcases")
+    assert s.proxy(claim) == "preset not recorded, schedule not recorded"

@@ -53,7 +53,8 @@ def _num(text: str) -> Any:
 def setting(ran: Mapping[str, list[dict[str, str]]], measured: Mapping[str, str],
             names: Mapping[str, str]) -> Setting:
     """The claims' Setting from the runs' params per row (`ran`: row id -> one run_params per run)."""
-    trained = {row: " / ".join(sorted({r["preset"] for r in runs})) for row, runs in ran.items() if runs}
+    trained = {row: " / ".join(sorted({r["preset"] if r["preset"] != UNRECORDED else "preset not recorded"
+                                       for r in runs})) for row, runs in ran.items() if runs}
     return Setting(trained, schedule_text([r for runs in ran.values() for r in runs]), dict(measured), dict(names))
 
 
