@@ -65,3 +65,22 @@ def test_a_run_without_its_checkpoint_is_one_clear_line(finished, data_root, tmp
     assert main(["evaluate", "--sweep", "nope", "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--sweep nope: no table sweep of that name" in err
+
+
+def test_a_control_set_built_later_reaches_the_run_with_hardcases_r(finished, data_root):
+    """A HardCases-R build with its control tiles: a finished run gains both (the control is evaluated with
+    HardCases-R), with the numbers the trainer's own evaluation gives."""
+    import shutil
+
+    trial, uri, bench, output, state = finished
+    rebuilt = bench / "HardCases-R"
+    shutil.copytree(data_root / "Set14" / "HR", rebuilt / "HR")
+    shutil.copytree(data_root / "Set5" / "HR", rebuilt / "control" / "HR")
+    lines = backfill(uri, output, tracking.runs_by_key(uri))
+    assert len(lines) == 1 and "+hardcases_r" in lines[0]
+    run = tracking.runs_by_key(uri)[trial.key]
+    expected = evaluate_member(state, trial.config, ["hardcases_r"])
+    assert set(expected) >= {"best/psnr_hardcases_rc", "final/ssim_hardcases_rc", "bicubic/psnr_hardcases_rc"}
+    for key in ("best/psnr_hardcases_r", "best/psnr_hardcases_rc", "bicubic/ssim_hardcases_rc"):
+        assert run.data.metrics[key] == pytest.approx(expected[key])
+    assert backfill(uri, output, tracking.runs_by_key(uri)) == []  # idempotent

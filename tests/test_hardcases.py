@@ -156,13 +156,14 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
                  str(checkpoints["root"]), "--count", "4", "--max-candidates", "8", "--no-progress"]) == 0
     printed = capsys.readouterr()
     assert "4 crops of 256x256 from 8 candidates scored by edsr-t-micro ×1, rcan-t-micro ×1" in printed.out
+    assert f"control: 4 random tiles of the same pool -> {out / 'control'}" in printed.out
 
     manifest = json.loads((out / "manifest.json").read_text())
     means = manifest["mean_psnr"]
     weak = [m for m in ("edsr-t-micro", "rcan-t-micro") if means[m] < means["bicubic"]]  # 3 steps: either way
     assert ("score below bicubic on average" in printed.err) == bool(weak)
     assert all(name in printed.err for name in weak)
-    assert manifest["protocol"] == "hardcases-r/2" and manifest["scale"] == 2 and len(manifest["images"]) == 4
+    assert manifest["protocol"] == "hardcases-r/3" and manifest["scale"] == 2 and len(manifest["images"]) == 4
     selectors = [load_checkpoint_model(checkpoints[k])[1].key for k in ("edsr", "rcan")]
     assert manifest["selector_keys"] == sorted(selectors) and not manifest["with_bicubic"]
     assert [m["name"] for m in manifest["methods"]] == ["bicubic", "edsr-t-micro", "rcan-t-micro"]
@@ -173,11 +174,16 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
     # bicubic is scored and kept in the manifest but stays out of the spread: the networks alone choose
     assert [img["name"] for img in manifest["images"]] == [names[i] for i in select(psnr[:, 1:], names, 4)]
     files = _tree_hashes(out)
-    assert len(files) == 9  # 4 HR, 4 LR, the manifest
-    for img in manifest["images"]:
+    assert len(files) == 17  # 4 HR, 4 LR, the manifest; the control set beside it: 4 HR, 4 LR
+    # the control: as many random tiles of the same pool and size, drawn with a fixed seed, unselected
+    control = manifest["control"]
+    drawn = sorted(np.random.default_rng(control["seed"]).choice(8, 4, replace=False).tolist())
+    assert [img["name"] for img in control["images"]] == [names[i] for i in drawn]
+    for img, folder in [(i, out) for i in manifest["images"]] + [(i, out / "control") for i in control["images"]]:
         hr_file, lr_file = f"HR/{img['name']}.png", f"LR_bicubic/X2/{img['name']}x2.png"
-        assert img["files"] == {hr_file: files[hr_file], lr_file: files[lr_file]}
-        hr, lr = read_image(out / hr_file), read_image(out / lr_file)
+        rel = folder.relative_to(out).as_posix()
+        assert img["files"] == {h: files[(f"{rel}/{h}" if rel != "." else h)] for h in (hr_file, lr_file)}
+        hr, lr = read_image(folder / hr_file), read_image(folder / lr_file)
         box = img["box"]
         source = read_image(root / img["source_file"])
         assert hr.shape == (CROP, CROP, 3) and lr.shape == (CROP // 2, CROP // 2, 3)
@@ -197,7 +203,9 @@ def test_build_on_three_urban100_images(data_root, checkpoints, tmp_path, capsys
 
     cfg = trial_config(data_root=str(bench_root), benchmarks="set5,hardcases_r", max_eval_images=1, eval_crop=32)
     sets = eval_sets(cfg)
-    assert list(sets) == ["set5", "hardcases_r"] and region_set(sets, 2)[0] == "hardcases_r"
+    assert list(sets) == ["set5", "hardcases_r", "hardcases_rc"] and region_set(sets, 2)[0] == "hardcases_r"
+    first_control = control["images"][0]["name"]
+    assert sets["hardcases_rc"][0].name == first_control  # the control tiles, evaluated beside HardCases-R
 
     again = tmp_path / "again"
     build(root, again, [checkpoints["root"]], count=4, max_candidates=8)
@@ -228,3 +236,40 @@ def test_no_compared_table_can_run_a_selector_seed():
         make_plan({"table": "4.2", "budget": "smoke", "seeds": SELECTOR_SEEDS[0] + 1})
     with pytest.raises(SystemExit, match="2"):  # the CLI's --seeds range stops below them already
         main(["sweep", "--table", "4.2", "--seeds", str(SELECTOR_SEEDS[0] + 1), "--plan"])
+
+
+def test_a_tile_cut_from_a_validation_image_is_refused(data_root, tmp_path):
+    """A HardCases-R manifest whose tile comes from a DIV2K validation image (an older build, or a hand-made
+    one) is refused by the trial's held-out check, in one line, before any step; other sources pass."""
+    from srprior.data.datasets import DatasetError
+    from srprior.schema import trial_config
+    from srprior.trainers.evaluation import held_out, training_data
+
+    div2k = tmp_path / "div2k"
+    for split, names in (("train", ("0001", "0002")), ("valid", ("0801",))):
+        (div2k / f"DIV2K_{split}_HR").mkdir(parents=True)
+        for i, name in enumerate(names):
+            shutil.copy(data_root / "Urban100" / "HR" / f"img_00{i + 1 + (split == 'valid') * 4}.png",
+                        div2k / f"DIV2K_{split}_HR" / f"{name}.png")
+    bench = tmp_path / "bench"
+    rebuilt = bench / "HardCases-R"
+    (rebuilt / "HR").mkdir(parents=True)
+    tile = read_image(div2k / "DIV2K_valid_HR" / "0801.png")[:64, :64]
+    from PIL import Image
+
+    Image.fromarray(tile).save(rebuilt / "HR" / "tile.png")
+    source = div2k / "DIV2K_valid_HR" / "0801.png"
+    manifest = {"protocol": "hardcases-r/2", "images": [{
+        "name": "tile", "source_file": "DIV2K_valid_HR/0801.png",
+        "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest()}]}
+    (rebuilt / "manifest.json").write_text(json.dumps(manifest))
+    cfg = trial_config(train_root=str(div2k), data_root=str(bench), benchmarks="hardcases_r", val_images=1,
+                       eval_crop=16, lr_patch=16, di=False)
+    _, val = training_data(cfg)
+    with pytest.raises(DatasetError) as err:
+        held_out(cfg, val)
+    message = str(err.value)
+    assert "\n" not in message and "tile tile is cut from" in message and "0801.png" in message
+    manifest["images"][0]["source_sha256"] = hashlib.sha256(b"an Urban100 image").hexdigest()
+    (rebuilt / "manifest.json").write_text(json.dumps(manifest))
+    assert list(held_out(cfg, val)["test"]) == ["hardcases_r"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
@@ -57,6 +57,7 @@ def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, options: 
 
     table, plan = options["table"], make_plan(options)
     keys = {(row, seed): key for row, seed, key in plan.cells[table]}
+    params = {t.trial.key: {**t.trial.config.params(), "seed": str(t.trial.seed)} for t in plan.trials}
     parent = client.create_run(experiment_id, run_name=sweep_id, tags={
         contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep_id, OPTIONS_TAG: json.dumps(options)}).info.run_id
     record = {"cells": plan.cells[table], "readings": plan_readings(plan, table)}
@@ -73,6 +74,7 @@ def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, options: 
                 contracts.SWEEP_ID: sweep_id, contracts.PARENT: parent, contracts.REGION_SET: "embedded-crop256"}
         run_id = client.create_run(experiment_id, tags=tags).info.run_id
         client.log_batch(run_id, metrics=[Metric(k, v, 0, 100) for k, v in metrics.items()],
+                         params=[Param(k, v) for k, v in params[key].items()],
                          tags=[RunTag("mlflow.runName", f"{row}-s{seed}")])
         client.set_terminated(run_id, status)
     client.set_terminated(parent)
@@ -126,8 +128,9 @@ def test_numbers_match_numpy_and_scipy(store):
     for metric in ("psnr_set5", "ssim_set5", "di"):
         ours = [VALUES[(OURS, s)][metric] for s in (0, 1)]
         base = [VALUES[(BASE, s)][metric] for s in (0, 1)]
-        expected = stats.ttest_ind(ours, base, equal_var=False).pvalue
-        assert cell(report, OURS, metric).p_value == pytest.approx(expected, rel=1e-9)
+        expected = stats.ttest_rel(ours, base).pvalue  # both rows ran seeds 0 and 1: paired
+        assert cell(report, OURS, metric).p_value == pytest.approx(expected, abs=1e-6)
+        assert cell(report, OURS, metric).test == "paired"
         assert cell(report, BASE, metric).p_value is None  # baselines are not tested
     assert cell(report, OURS, "psnr_set5").p_value < 0.01 and cell(report, OURS, "psnr_set5").mark == "‡"
     assert cell(report, OURS, "ssim_set5").mark == ""
@@ -148,7 +151,9 @@ def test_markdown_csv_and_html_content(store):
     line = next(x for x in md.splitlines() if x.startswith("| EDSR-T | w/ ours"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == "2/2"
-    assert cells[3] == "**31.06 ± 0.0849**‡ [MDE 0.46] (37.44 ± 0.0257)"  # Set5 PSNR: ours, mark, MDE, thesis
+    # Set5 PSNR: ours, mark, MDE (paired: the per-seed differences 1.00 and 1.02 dB), thesis
+    assert cells[3] == "**31.06 ± 0.0849**‡ [MDE 0.16] (37.44 ± 0.0257)"
+    assert "**Setting:** smoke budget: 100 steps, 2 seeds per row" in md and "paired t-test over the seeds" in md
     assert cells[5] == "**28.50 ± —** [n=1] (33.03 ± 0.0131)"  # Set14 PSNR from one seed
     assert cells[11] == "— (28.26 ± 0.0342)"  # HardCases PSNR: never logged
     assert cells[13].startswith("**13.25 ± 1.0607** [MDE ") and cells[13].endswith("] (—)")  # DI: p ≈ 0.1
@@ -157,6 +162,8 @@ def test_markdown_csv_and_html_content(store):
            "di_channels=abs-of-sum · extra_shave=0" in md
 
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert rows[0]["kind"] == "setting" and rows[0]["label"].startswith("smoke budget: 100 steps, 2 seeds per row")
+    rows = rows[1:]
     assert len(rows) == 2 * len(SMOKE.metrics)
     r = next(x for x in rows if x["row"] == OURS and x["metric"] == "psnr_set5")
     assert float(r["mean"]) == pytest.approx(31.06) and float(r["thesis_mean"]) == 37.44
@@ -169,20 +176,20 @@ def test_markdown_csv_and_html_content(store):
     assert "thesis 37.44 ± 0.0257" in page and '<span class="best">31.06 ± 0.0849</span>' in page
 
 
-def test_mde_is_the_effect_a_welch_test_detects_with_80_percent_power(store):
-    """Independent of srprior.stats: the power of Welch's test from scipy's noncentral t, solved for 0.8."""
+def test_mde_is_the_effect_a_paired_test_detects_with_80_percent_power(store):
+    """Independent of srprior.stats: the power of the paired t-test (n − 1 = 1 df, the spread of the per-seed
+    differences) from scipy's noncentral t, solved for 0.8."""
     from scipy import optimize
 
     uri, _, _ = store
     report = report_of("smoke", uri, "s1")
     base = [VALUES[(BASE, s)]["psnr_set5"] for s in (0, 1)]
     ours = [VALUES[(OURS, s)]["psnr_set5"] for s in (0, 1)]
-    va, vb = np.var(base, ddof=1) / 2, np.var(ours, ddof=1) / 2
-    df = (va + vb) ** 2 / (va**2 + vb**2)  # Welch-Satterthwaite, n - 1 = 1 per arm
+    se, df = np.std(np.subtract(ours, base), ddof=1) / np.sqrt(2), 1
     crit = stats.t.isf(0.025, df)
 
     def power(d: float) -> float:
-        nc = d / np.sqrt(va + vb)
+        nc = d / se
         return stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc)  # P(T < -c | nc) = P(T > c | -nc)
 
     expected = optimize.brentq(lambda d: power(d) - 0.8, 1e-9, 100.0)
@@ -339,30 +346,30 @@ def test_claim_verdict_effect_ci_p_and_seeds_against_scipy(micro_runs):
     uri, plan, _, finals = micro_runs
     report = build_report(get_table("4.2"), uri, plan.cells["4.2"])
     assert report.claims_on == "psnr_embedded"  # no HardCases here: the embedded default stands in
-    (result,) = [r for r in report.claims if r.claim.row_b == "edsr-t/lambda-5e-3"]
+    (result,) = [r for r in report.claims if r.claim.row_b == "edsr-t/lambda-5e-3" and r.claim.metric == HC]
     a = [finals[("edsr-t/baseline", s)]["best/psnr_embedded"] for s in (0, 1)]
     b = [finals[("edsr-t/lambda-5e-3", s)]["best/psnr_embedded"] for s in (0, 1)]
-    welch = stats.ttest_ind(b, a, equal_var=False)
-    assert result.p == pytest.approx(welch.pvalue, rel=1e-9)
+    paired = stats.ttest_rel(b, a)  # seeds 0 and 1 in both rows: the seed-matched best metric
+    assert result.test == "paired" and result.p == pytest.approx(paired.pvalue, abs=1e-6)
     assert result.effect == pytest.approx(np.mean(b) - np.mean(a), abs=1e-12)
-    ci = welch.confidence_interval(0.95)
+    ci = paired.confidence_interval(0.95)
     assert result.ci == pytest.approx((ci.low, ci.high), rel=1e-9)
-    assert result.verdict == ("undecided" if welch.pvalue >= 0.05 else
-                              "reproduced" if np.mean(b) < np.mean(a) else "contradicted")
-    # seeds per arm for the thesis's printed effect at our spread: the smallest n whose Welch power reaches 0.8
-    effect = result.claim.thesis_comparison().effect
-    sa, sb = np.std(a, ddof=1), np.std(b, ddof=1)
-
-    def welch_power(n: int) -> float:
-        se2 = (sa**2 + sb**2) / n
-        df = se2**2 / ((sa**2 / n) ** 2 / (n - 1) + (sb**2 / n) ** 2 / (n - 1))
-        crit, nc = stats.t.isf(0.025, df), abs(effect) / np.sqrt(se2)
-        return stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc)
-
-    n = next(n for n in range(2, 10**7) if welch_power(n) >= 0.8)
-    assert result.seeds_needed == n
+    # micro presets, a stand-in metric, 100 steps: a proxy, never "reproduced"; no MDE rule against the thesis
+    assert result.proxy == "edsr-t-micro, Embedded PSNR, 100 steps" and result.measured_on == "psnr_embedded"
+    assert result.verdict == ("undecided" if paired.pvalue >= 0.05 else
+                              "same sign" if np.mean(b) < np.mean(a) else "opposite sign")
+    assert result.seeds_needed is None and not result.underpowered
     md = to_markdown(report)
     assert "### Claims of the thesis on Table 4.2" in md and "tested on Embedded PSNR" in md
+
+
+def stats_paired_seeds(effect: float, std_diff: float) -> int:
+    """The smallest n ≥ 2 whose paired t-test (n − 1 df, scipy's noncentral t) has power ≥ 0.8."""
+    def power(n: int) -> float:
+        crit, nc = stats.t.isf(0.025, n - 1), effect / (std_diff / np.sqrt(n))
+        return stats.nct.sf(crit, n - 1, nc) + stats.nct.sf(crit, n - 1, -nc)
+
+    return next(n for n in range(2, 10**6) if power(n) >= 0.8)
 
 
 def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_runs, tmp_path, capsys,
@@ -373,9 +380,13 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert sweep_command._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
     out = capsys.readouterr().out
-    pooled = np.sqrt(np.mean([np.var([finals[(row, s)]["best/psnr_embedded"] for s in (0, 1)], ddof=1)
-                              for row in ("edsr-t/baseline", "edsr-t/lambda-5e-3")]))
-    assert f"pooled std {pooled:.4f} from runs (4)" in out and "on psnr_embedded" in out
+    # seeds pair the rows: sized from the spread of the per-seed differences λ_AP = 5e-3 − baseline
+    best = {key: m["best/psnr_embedded"] for key, m in finals.items()}
+    diff = [best[("edsr-t/lambda-5e-3", s)] - best[("edsr-t/baseline", s)] for s in (0, 1)]
+    pooled = np.std(diff, ddof=1)
+    assert f"paired test; pooled std {pooled:.4f} from runs (4), paired differences of 1 row(s)" in out
+    assert "on psnr_embedded" in out
+    assert int(out.split("table 4.2: ")[1].split(" seeds")[0]) == stats_paired_seeds(0.5, pooled)
     seeds = int(out.split("table 4.2: ")[1].split(" seeds per row")[0])
     assert f"--seeds {seeds}" in out and seeds >= 2
     assert sweep_command._run({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
@@ -396,11 +407,13 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
 
     uri, _, _, _ = micro_runs
     plan = make_plan({"table": "4.2", "budget": "smoke", "set": ["di=false"]})
-    report = build_report(get_table("4.2"), uri, plan.cells["4.2"])
+    report = build_report(get_table("4.2"), uri, plan.cells["4.2"], budget="smoke")
     from srprior.trainers.budgets import get_budget
 
-    caption = get_budget("smoke").caption.format(steps=100)
-    text = to_terminal(report, {"html": Path("report.html")}, resume="srprior sweep --resume s", caption=caption)
+    caption = report.caption  # the budget's, with the steps and seeds that ran (2 per row that ran)
+    assert caption.startswith("smoke budget: 100 steps, 2 seeds per row, micro models")
+    assert caption.endswith("Ran: 100 steps, 2 seed(s) per row, preset(s) edsr-t-micro.")
+    text = to_terminal(report, {"html": Path("report.html")}, resume="srprior sweep --resume s")
     lines = text.splitlines()
     assert max(map(len, lines)) <= 120 and "INCOMPLETE: 0 failed, 28 missing of 32 planned runs; resume: " \
         "srprior sweep --resume s" in text and lines[-1] == "with the thesis's numbers: report.html"
@@ -416,37 +429,117 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
     assert head.index("Embedded PSNR") < head.index("Δ vs bicub") < head.index("Embedded SSIM")
     for r in report.rows:
         if r.cells["psnr_embedded"].n:
-            row_line = next(line for line in lines if line.startswith(f"{r.row.group} {r.row.label}"))
+            assert r.group_label == "EDSR-T → edsr-t-micro"  # the preset actually trained
+            row_line = next(line for line in lines if line.startswith(f"{r.group_label} {r.row.label}"))
             assert row_line.split()[row_line.split().index(f"{len(r.seeds)}/{r.expected}") + 2] == \
                 f"{r.cells['psnr_embedded'].mean - expected:+.2f}"
 
 
-def test_claims_show_raw_and_adjusted_p_and_the_underpowered_mark_in_every_view(micro_runs):
-    """One claim of Table 4.2 is tested on these runs (a family of one: Holm leaves p as is); the image set is
-    named; the MDE against the thesis's own effect decides the underpowered mark in terminal, HTML and CSV."""
+def test_a_proxy_in_every_view_paired_p_raw_and_adjusted_and_the_setting(micro_runs):
+    """One claim of Table 4.2 is tested on these runs (a family of one: Holm leaves p as is), paired; micro
+    presets on the embedded crops are a proxy: all four views say "same sign" / "opposite sign" / "undecided",
+    never "reproduced" or "contradicted", name the trained preset, the measured metric and the budget's caption
+    with the steps and seeds that ran; no UNDERPOWERED against the thesis's effect."""
     from srprior.report.render import to_terminal
-    from srprior.stats import mde
 
     uri, plan, _, finals = micro_runs
-    report = build_report(get_table("4.2"), uri, plan.cells["4.2"], correction="bh")
+    report = build_report(get_table("4.2"), uri, plan.cells["4.2"], correction="bh", budget="smoke")
     (result,) = [r for r in report.claims if r.source == "runs"]
     a, b = ([finals[(row, s)]["best/psnr_embedded"] for s in (0, 1)] for row in ("edsr-t/baseline", result.claim.row_b))
-    assert (result.family, result.correction, result.p_adj) == (1, "bh", result.p)
-    thesis = get_table("4.2")
-    effect = thesis.row(result.claim.row_b).thesis[HC][0] - thesis.row("edsr-t/baseline").thesis[HC][0]
-    under = mde(np.std(a, ddof=1), np.std(b, ddof=1), 2, 2) > abs(effect)
-    assert result.underpowered is under and result.thesis_effect == pytest.approx(effect)
-    md = to_markdown(report)
+    assert (result.family, result.correction, result.p_adj, result.test) == (1, "bh", result.p, "paired")
+    assert result.p == pytest.approx(stats.ttest_rel(b, a).pvalue, abs=1e-6) and not result.underpowered
+    md, page, text, table = to_markdown(report), to_html(report), to_terminal(report), to_csv(report)
     assert "Image sets: claims on HardCases PSNR tested on Embedded PSNR (stand-in for HardCases)." in md
     assert "p adjusted for multiplicity by Benjamini–Hochberg over the 1 claim(s)" in md and "| p (BH) |" in md
-    line = next(x for x in to_terminal(report).splitlines() if "lambda-5e-3 vs baseline hardcases↓" in x)
-    assert f"p {result.p:.2g} BH {result.p:.2g} MDE {result.mde:.3g}" in line
-    assert line.startswith(f"  {result.verdict} ") and line.endswith("UNDERPOWERED" if under else f"{result.mde:.3g}")
-    page = to_html(report)
-    assert "<th>p (raw)</th><th>p (BH)</th>" in page and "Image sets: claims on HardCases" in page
-    assert (f"{result.mde:.3f} underpowered (thesis effect {effect:+.3f})" in page) is under
-    rows = [r for r in csv.DictReader(io.StringIO(to_csv(report))) if r["kind"] == "claim"]
-    assert len(rows) == len(report.claims) == 7
-    row = next(r for r in rows if r["row"] == result.claim.row_b and r["metric"] == HC)
-    assert (row["verdict"], row["correction"], row["underpowered"]) == (result.verdict, "bh", str(int(under)))
+    line = next(x for x in text.splitlines() if "lambda-5e-3 vs baseline hardcases↓" in x)
+    assert f"paired p {result.p:.2g} BH {result.p:.2g} MDE {result.mde:.3g}" in line and "UNDERPOWERED" not in line
+    assert line.startswith(f"  {result.verdict} ") and "proxy: edsr-t-micro, Embedded PSNR, 100 steps" in text
+    for view in (md, page, text, table):
+        flat = " ".join(view.split())
+        assert "reproduced" not in flat and "contradicted" not in flat
+        assert "edsr-t-micro" in flat and "smoke budget: 100 steps, 2 seeds per row" in flat
+    assert "EDSR-T → edsr-t-micro" in md and "EDSR-T → edsr-t-micro" in page and "<th>Measured on</th>" in page
+    assert "| psnr_hardcases | psnr_embedded | ↓ | paired |" in md
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert rows[0]["kind"] == "setting" and rows[0]["label"] == report.caption
+    claims = [r for r in rows if r["kind"] == "claim"]
+    assert len(claims) == len(report.claims) == 11
+    row = next(r for r in claims if r["row"] == result.claim.row_b and r["metric"] == HC)
+    assert (row["verdict"], row["correction"], row["underpowered"], row["test"], row["measured_on"]) == \
+        (result.verdict, "bh", "0", "paired", "psnr_embedded") and row["proxy"] == result.proxy
     assert float(row["p_adjusted"]) == float(row["p_value"]) == pytest.approx(result.p)
+    assert next(r for r in rows if r["kind"] == "row" and r["row"] == "edsr-t/baseline")["trained"] == "edsr-t-micro"
+
+
+def test_the_thesis_setting_keeps_the_thesis_words(tmp_path):
+    """Thesis presets, the thesis budget's schedule, the claim's own benchmark (HardCases): "reproduced", the
+    thesis's effect sizes the MDE rule, and the caption says what ran."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment(get_table("4.2").experiment, artifact_location=(tmp_path / "a").as_uri())
+    values = {("edsr-t/baseline", s): {HC: 28.20 + s / 50} for s in range(4)}
+    values |= {("edsr-t/lambda-1e-4", s): {HC: 28.30 + s / 50 + (s % 2) / 100} for s in range(4)}
+    log_sweep(client, exp, "t1", {"table": "4.2", "budget": "thesis", "seeds": 4,
+                                  "rows": "edsr-t/baseline,edsr-t/lambda-1e-4"}, values)
+    report = report_of("4.2", uri, "t1")
+    (result,) = [r for r in report.claims if r.source == "runs"]
+    assert (result.verdict, result.proxy, result.test, result.measured_on) == ("reproduced", None, "paired", HC)
+    assert report.caption == "thesis budget: 50000 steps, 4 seed(s) per row. Ran: 50000 steps, 4 seed(s) per " \
+                             "row, preset(s) edsr-t."
+    assert "**reproduced**" in to_markdown(report) and "EDSR-T →" not in to_markdown(report)
+
+
+def test_a_search_ranks_configurations_by_the_selected_objective(tmp_path):
+    """The search table reads the value the search optimised (best/val/psnr, the best-validation PSNR), not the
+    last point of the val/psnr curve: a configuration whose last validation dipped still ranks first."""
+    from srprior.report.search import search_report
+    from srprior.search_spaces.search import get_search
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment(get_search("smoke").experiment)
+    curves = {"a": {"last": 30.0, "best": 31.0}, "b": {"last": 30.5, "best": 30.6}}
+    for config, m in curves.items():
+        for seed in (0, 1):
+            run = client.create_run(exp, tags={contracts.ROLE: "trial", contracts.CONFIG_HASH: config * 16,
+                                               contracts.SEED: str(seed)}).info.run_id
+            client.log_batch(run, metrics=[Metric("val/psnr", m["last"] + seed / 100, 0, 6),
+                                           Metric("best/val/psnr", m["best"] + seed / 100, 0, 6)],
+                             params=[Param("lambda_ap", "0.0001"), Param("w", "sim"), Param("n_ssr", "1"),
+                                     Param("scenario", "local")])
+            client.set_terminated(run)
+    report = search_report("smoke", uri)
+    first = report.rows[0]
+    assert first.row.id == "cfg-aaaaaaaa" and first.cells["val/psnr"].mean == pytest.approx(31.005)
+    assert report.rows[1].cells["val/psnr"].test == "paired"  # seeds 0 and 1 in both configurations
+
+
+def test_a_report_on_hardcases_r_shows_the_control_effect_and_the_difference(tmp_path):
+    """Runs that evaluated HardCases-R and its control tiles: each claim on HardCases shows its effect on both
+    (paired: ttest_rel on the seed-matched values) and their difference, in every view."""
+    from srprior.report.render import to_terminal
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment(get_table("4.2").experiment, artifact_location=(tmp_path / "a").as_uri())
+    rc = contracts.CONTROL_METRIC
+    values = {("edsr-t/baseline", s): {"psnr_hardcases_r": 25.0 + s / 10, rc: 30.0 + s / 20} for s in range(3)}
+    values |= {("edsr-t/lambda-1e-4", s): {"psnr_hardcases_r": 25.06 + s / 10 + (s == 1) / 100,
+                                           rc: 30.01 + s / 20 - (s == 2) / 100} for s in range(3)}
+    log_sweep(client, exp, "c1", {"table": "4.2", "budget": "short", "seeds": 3,
+                                  "rows": "edsr-t/baseline,edsr-t/lambda-1e-4"}, values)
+    report = report_of("4.2", uri, "c1")
+    assert report.control == rc and report.claims_on == "psnr_hardcases_r"
+    (r,) = [c for c in report.claims if c.source == "runs"]
+    a, b = ([values[(row, s)][rc] for s in range(3)] for row in ("edsr-t/baseline", "edsr-t/lambda-1e-4"))
+    assert r.control_effect == pytest.approx(np.mean(b) - np.mean(a))
+    assert r.control_p == pytest.approx(stats.ttest_rel(b, a).pvalue, abs=1e-6)
+    assert r.control_difference == pytest.approx(r.effect - r.control_effect)
+    assert r.proxy == "HardCases-R (rebuilt) PSNR, 5000 steps"  # thesis preset, stand-in set, short schedule
+    md = to_markdown(report)
+    assert "| Effect on control | HardCases-R − control |" in md and f"| {r.control_difference:+.3f} |" in md
+    assert "HardCases-R control (random tiles) PSNR" in md  # its own column in the table
+    assert f"control {r.control_effect:+.3f}" in to_terminal(report)
+    assert "<th>HardCases-R − control</th>" in to_html(report)
+    row = next(x for x in csv.DictReader(io.StringIO(to_csv(report))) if x["kind"] == "claim" and x["proxy"])
+    assert float(row["control_difference"]) == pytest.approx(r.control_difference)

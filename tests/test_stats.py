@@ -191,3 +191,51 @@ def test_adjusted_p_reject_exactly_what_the_procedures_reject(seed):
 def test_decide_uses_the_given_p():
     assert stats.decide(0.1, 0.03, 1) == stats.REPRODUCED and stats.decide(-0.1, 0.03, 1) == stats.CONTRADICTED
     assert stats.decide(0.1, 0.06, 1) == stats.UNDECIDED and stats.decide(0.1, math.nan, -1) == stats.UNDECIDED
+
+
+@pytest.mark.parametrize("n", [2, 3, 8, 25])
+def test_paired_matches_scipy_ttest_rel(n):
+    rng = np.random.default_rng(n)
+    seed_luck = rng.normal(0, 0.3, n)  # shared by both arms of a seed: pairing cancels it
+    a = {s: 28.2 + seed_luck[i] + rng.normal(0, 0.01) for i, s in enumerate(range(10, 10 + n))}
+    b = {s: a[s] + 0.02 + rng.normal(0, 0.01) for s in a}
+    b[999] = 50.0  # a seed only one arm ran: not in the paired test
+    ref = sps.ttest_rel([b[s] for s in sorted(a)], [a[s] for s in sorted(a)])
+    got = stats.paired(a, b)
+    assert got.test == "paired" and (got.n_a, got.n_b, got.df) == (n, n, n - 1)
+    assert got.p == pytest.approx(ref.pvalue, abs=1e-6)
+    assert got.ci == pytest.approx(tuple(ref.confidence_interval(0.95)), rel=1e-10)
+    d = np.array([b[s] - a[s] for s in sorted(a)])
+    assert got.effect == pytest.approx(d.mean(), abs=1e-12) and got.std_diff == pytest.approx(d.std(ddof=1))
+    assert stats.compare(a, b) == got
+    welch = stats.welch([a[s] for s in sorted(a)], [b[s] for s in sorted(b)])
+    assert welch.test == "welch" and math.isnan(welch.std_diff)
+
+
+def test_compare_falls_back_to_welch_and_paired_degenerate():
+    a, b = {1: 30.0, 2: 30.2}, {3: 30.4, 4: 30.5, 1: 30.1}  # one common seed: Welch over all values
+    got = stats.compare(a, b)
+    assert got.test == "welch" and (got.n_a, got.n_b) == (2, 3)
+    assert got.p == pytest.approx(sps.ttest_ind([30.4, 30.5, 30.1], [30.0, 30.2], equal_var=False).pvalue)
+    shifted = stats.paired({1: 30.0, 2: 31.0}, {1: 30.5, 2: 31.5})
+    assert math.isnan(shifted.p) and shifted.effect == pytest.approx(0.5) and shifted.std_diff == 0
+    with pytest.raises(ValueError, match="at least 2 seeds in both arms"):
+        stats.paired({1: 30.0, 2: 30.1}, {2: 30.0, 3: 30.1})
+
+
+def test_paired_power_mde_and_seeds_against_monte_carlo():
+    sd, n = 0.01, 6
+    mde = stats.paired_mde(sd, n)
+    # the noncentral t with n − 1 df is exact for a paired test of normal differences: simulate it
+    rng = np.random.default_rng(0)
+    d = rng.normal(mde, sd, (20000, n))
+    p = sps.ttest_1samp(d, 0.0, axis=1).pvalue
+    assert (p < 0.05).mean() == pytest.approx(0.8, abs=0.01)
+    assert stats.paired_seeds_needed(mde * 1.001, sd) == n  # just above the MDE at n: n seeds suffice
+    assert stats.paired_seeds_needed(mde * 0.999, sd) == n + 1
+    need = stats.paired_seeds_needed(0.005, sd)
+    assert stats.paired_power(0.005, sd, need) >= 0.8 > stats.paired_power(0.005, sd, need - 1)
+    assert stats.paired_seeds_needed(0.0, sd) is None and math.isnan(stats.paired_mde(0.0, 4))
+    c = stats.paired({s: float(s) for s in range(5)}, {s: s + 0.1 * (s % 2) for s in range(5)})
+    assert stats.comparison_mde(c) == stats.paired_mde(c.std_diff, 5)
+    assert stats.comparison_seeds_needed(0.05, c) == stats.paired_seeds_needed(0.05, c.std_diff)

@@ -145,6 +145,20 @@ def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
         line = next(line for line in md.splitlines() if line.startswith(label))
         set5 = line.split("|")[4]
         assert "±" in set5.split("(")[0] and thesis in set5, line
+    # the caption of what ran in every view; † ‡ paired over the seed-matched best metric (scipy's ttest_rel)
+    assert "**Setting:** smoke budget: 20 steps, 2 seeds per row" in md and "paired t-test over the seeds" in md
+    from scipy import stats as sps
+
+    from srprior.report.cells import sweep_cells
+    from srprior.report.model import build_report
+    from srprior.search_spaces import get_table
+
+    cells, sweep_id, parent_id, readings = sweep_cells("smoke", uri, "acceptance")
+    report = build_report(get_table("smoke"), uri, cells, sweep_id, parent_id, readings)
+    best = {(r.data.tags["row"], int(r.data.tags["seed"])): r.data.metrics["best/psnr_set5"] for r in runs}
+    ours = next(r for r in report.rows if r.row.baseline is not None).cells["psnr_set5"]
+    ref = sps.ttest_rel([best[(ROWS[1], s)] for s in (0, 1)], [best[(ROWS[0], s)] for s in (0, 1)])
+    assert ours.test == "paired" and ours.p_value == pytest.approx(ref.pvalue, abs=1e-6)
 
 
 @pytest.mark.slow

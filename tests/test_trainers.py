@@ -171,17 +171,27 @@ def test_local_session_resumes_bit_exactly_from_a_checkpoint():
     assert resumed.reports[-1]["best_step"] == full.reports[-1]["best_step"]
 
 
-def test_model_selection_evaluates_the_best_validation_weights_and_the_last():
-    """val_every 1: the best-validation step is known from the reports; best/… equals an evaluation of that
-    step's weights (a run stopped there), final/… the last step's."""
+def test_model_selection_evaluates_the_best_validation_weights_and_the_last(tmp_path):
+    """val_every 1: the best-validation step is known from the logged val/psnr curve; best/… equals an
+    evaluation of that step's weights (a run stopped there), final/… the last step's. One selection rule: the
+    objective Tune/Optuna see is the best validation PSNR so far (never the last), logged as best/val/psnr."""
+    from mlflow.tracking import MlflowClient
+
     # noisy on purpose (the last is rarely the best): no loss-ratio rule, a bicubic-skip model starts near zero loss
-    ctx = RunContext(ckpt_every=1, log_every=1, figures=False, diverge_loss_ratio=0)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ctx = RunContext(ckpt_every=1, log_every=1, figures=False, diverge_loss_ratio=0, tracking_uri=uri,
+                     experiment="srprior/selection")
     trial = _micro_trial(steps=6, val_every=1, di=False, learning_rate=3e-2)
     session = LocalSession()
     final = train_trial(trial, ctx, session)
-    curve = [r["val/psnr"] for r in session.reports[:-1]]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("srprior/selection").experiment_id])
+    curve = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val/psnr"), key=lambda m: m.step)]
     best_step = 1 + int(np.argmax(curve))
-    assert final["best_step"] == best_step
+    assert final["best_step"] == best_step and curve[-1] < max(curve)  # the last is not the best here
+    assert [r["val/psnr"] for r in session.reports[:-1]] == pytest.approx(np.maximum.accumulate(curve).tolist())
+    assert session.reports[-1]["val/psnr"] == final["val/psnr"] == final["best/val/psnr"] == max(curve)
+    assert run.data.metrics["best/val/psnr"] == max(curve)
     at_best = train_trial(Trial(trial_config(**{**trial.config.flat(), "steps": best_step}), 0), ctx, LocalSession())
     assert final["best/psnr_embedded"] == pytest.approx(at_best["final/psnr_embedded"], abs=1e-9)
     assert final["final/psnr_embedded"] != final["best/psnr_embedded"] or best_step == 6

@@ -54,12 +54,21 @@ def missing_sets(cfg: Any, logged: dict[str, float], data_root: str | None = Non
     if root is None:
         return cfg, []
     wanted = wanted or cfg.data.benchmarks
-    missing = [name for name in _present(Path(root))
-               if name in wanted and f"{contracts.SELECTED}psnr_{name}" not in logged]
+    missing = [name for name in _present(Path(root)) if name in wanted
+               and any(f"{contracts.SELECTED}psnr_{n}" not in logged for n in _with_control(root, name))]
     if not missing:
         return cfg, []
     data = dataclasses.replace(cfg.data, data_root=str(Path(root).resolve()), benchmarks=tuple(missing))
     return dataclasses.replace(cfg, data=data), missing
+
+
+def _with_control(root: str | Path, name: str) -> list[str]:
+    """A set and, for HardCases-R built with one, its control tiles (evaluated with it: trainers.evaluation)."""
+    from srprior.trainers.evaluation import rebuilt_dir
+
+    if name == "hardcases_r" and (rebuilt_dir(Path(root)) / contracts.CONTROL_DIR / "HR").is_dir():
+        return [name, contracts.CONTROL_SET]
+    return [name]
 
 
 def _present(root: Path) -> list[str]:
@@ -77,7 +86,8 @@ def evaluate_member(member: dict, cfg: Any, sets: list[str]) -> dict[str, float]
     from srprior.trainers.evaluation import eval_sets, shave
 
     scale, device = cfg.model.scale, torch.device("cpu")
-    pairs = {name: p for name, p in eval_sets(cfg).items() if name in sets}
+    pairs = {name: p for name, p in eval_sets(cfg).items()
+             if name in sets or (name == contracts.CONTROL_SET and "hardcases_r" in sets)}
     out: dict[str, float] = {}
     for prefix, weights in ((contracts.SELECTED, "best"), (contracts.LAST, "last")):
         model = build_model(cfg.model.preset, scale)

@@ -45,7 +45,7 @@ class Budget:
     seeds: int | None = None  # first N seeds of each row (None: all)
     micro: bool = False  # replace each preset by its architecture's -micro preset (CPU smoke runs)
     rows: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> the rows it is sized for ({}: all)
-    caption: str = ""  # under the console table: what this budget's numbers can and cannot show
+    caption: str = ""  # in every report view: what its numbers can and cannot show ({steps}, {seeds}: what ran)
 
     def __post_init__(self) -> None:
         from srprior.schema import RunContext, trial_config
@@ -87,9 +87,9 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in (
            science=dict(steps=100, batch=8, lr_patch=16, learning_rate=1e-3, val_every=10, max_eval_images=1,
                         val_images=1, eval_crop=32),
            context=dict(ckpt_every=10, log_every=5, figures=True), seeds=2, micro=True,
-           caption="smoke budget: {steps} steps, micro models learning a residual over bicubic; it tests the "
-                   "platform, too short to reproduce the thesis's effects (`--budget cpu-hour` on 2 CPU cores, "
-                   "`short` on a GPU for that)."),
+           caption="smoke budget: {steps} steps, {seeds} seeds per row, micro models learning a residual over "
+                   "bicubic; it tests the platform, too short to reproduce the thesis's effects (`--budget "
+                   "cpu-hour` on 2 CPU cores, `short` on a GPU for that)."),
     Budget("cpu-hour", "2 CPU cores, about an hour: Table 4.2's EDSR-T rows λ_AP = 0, 1e-4, 5e-3 as micro models, "
            "10 seeds each (MDE 1.33 seed-std per comparison at 80% power), 2,000 steps of 16 32×32 patches at Adam "
            "1e-3, all three test images as 64×64 LR crops",
@@ -97,8 +97,8 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in (
                         eval_crop=64),
            context=dict(ckpt_every=500, log_every=50, figures=True), seeds=CPU_HOUR_SEEDS, micro=True,
            rows={"4.2": ("edsr-t/baseline", "edsr-t/lambda-1e-4", "edsr-t/lambda-5e-3")},
-           caption="cpu-hour budget: {steps} steps of micro models (a residual over bicubic), 10 seeds per row: "
-                   "λ_AP's effect on PSNR and DI with its confidence interval at micro scale; the thesis's "
+           caption="cpu-hour budget: {steps} steps of micro models (a residual over bicubic), {seeds} seeds per "
+                   "row: λ_AP's effect on PSNR and DI with its confidence interval at micro scale; the thesis's "
                    "numbers are for EDSR-T after 50,000 steps (`--budget short` on a GPU)."),
     Budget("short", "one GPU, ~10 min per trial: thesis models and crops, 5,000 steps (100 epochs), bf16",
            science=dict(steps=100 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=500, val_images=10, **GPU),

@@ -69,7 +69,8 @@ def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunCo
     with locks.trial_leases(storage_path, names, context.sweep_id or "srprior", waiting):
         done = _finished_elsewhere([t for t, _ in members], context)
         if done and len(done) == len(members):
-            metric = [r.data.metrics.get(contracts.OBJECTIVE, float("nan")) for r in done.values()]
+            metric = [r.data.metrics.get(contracts.SELECTED + contracts.OBJECTIVE,  # the selected value (loop.py)
+                                         r.data.metrics.get(contracts.OBJECTIVE, float("nan"))) for r in done.values()]
             ray.tune.report({"step": 0, contracts.OBJECTIVE: sum(metric) / len(metric), "members_reused": len(done)})
             return None
         return _train([m for m in members if m[0].key not in done], context, storage_path, max_failures)

@@ -4,7 +4,9 @@ Held out: validation images select the model (the best checkpoint), test images 
 disjoint by construction. Test sets: with a data root, the requested benchmarks in the EDSR layout (HardCases only
 when its folder exists); without one, the embedded *test* split (never the validation images), logged as
 psnr_embedded / ssim_embedded. `held_out` names and hashes both roles at the start of a trial (logged as the run's
-data/images.json) and refuses a test image that is also a validation image. `max_eval_images` keeps the first n
+data/images.json) and refuses a test image that is also a validation image, and a HardCases-R build (or its
+control tiles, evaluated as hardcases_rc beside it) with a tile cut from a validation image (its manifest names
+each tile's source file and hash). `max_eval_images` keeps the first n
 images of every set and `eval_crop` > 0 evaluates LR centre crops of that side (smoke budgets: RNAN's all-pairs
 attention makes whole images cost minutes on a CPU).
 
@@ -32,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from srprior.contracts import BENCHMARK_DIRS, BICUBIC, OPTIONAL_BENCHMARKS, REGION_METRICS, REGION_SET
+from srprior.contracts import (BENCHMARK_DIRS, BICUBIC, CONTROL_DIR, CONTROL_SET, OPTIONAL_BENCHMARKS, REGION_METRICS,
+                               REGION_SET)
 from srprior.schema import TrialConfig
 
 REGION_CROP = 256  # HR side of a HardCases image
@@ -89,6 +92,9 @@ def eval_sets(cfg: TrialConfig) -> dict[str, list]:
             continue
         pairs = _first(datasets.benchmark(root, BENCHMARK_DIRS[name], cfg.model.scale), data.max_eval_images)
         sets[name] = [_crop(p, data.eval_crop) for p in pairs] if data.eval_crop else pairs
+        if name == "hardcases_r" and (rebuilt_dir(root) / CONTROL_DIR / "HR").is_dir():  # its control tiles
+            pairs = _first(datasets.benchmark(rebuilt_dir(root), CONTROL_DIR, cfg.model.scale), data.max_eval_images)
+            sets[CONTROL_SET] = [_crop(p, data.eval_crop) for p in pairs] if data.eval_crop else pairs
     if not sets:
         raise ValueError(f"trial config: benchmarks={data.benchmarks} found nothing under data_root={root}")
     return sets
@@ -142,17 +148,58 @@ def _digest(pair) -> str:
 
 def held_out(cfg: TrialConfig, val: list) -> dict[str, Any]:
     """{"val": [name:hash], "test": {set: [name:hash]}} of the pixels each role uses; raises when a test image is
-    also a validation image (same pixels), before any step is trained."""
+    also a validation image (same pixels), or a HardCases-R tile is cut from one, before any step is trained."""
     from srprior.data.datasets import DatasetError
 
     val_ids = [f"{p.name}:{_digest(p)}" for p in val]
-    test = {name: [f"{p.name}:{_digest(p)}" for p in pairs] for name, pairs in eval_sets(cfg).items()}
+    sets = eval_sets(cfg)
+    test = {name: [f"{p.name}:{_digest(p)}" for p in pairs] for name, pairs in sets.items()}
     seen = {i.rsplit(":", 1)[1] for i in val_ids}
     shared = sorted({i for ids in test.values() for i in ids if i.rsplit(":", 1)[1] in seen})
     if shared:
         raise DatasetError(f"test images {shared} are also validation images (model selection); use a validation "
                            "split disjoint from data_root's benchmarks")
+    if "hardcases_r" in sets:
+        _rebuilt_tiles_held_out(cfg, val)
     return {"val": val_ids, "test": test}
+
+
+def rebuilt_dir(root: Path) -> Path:
+    """The HardCases-R build under a data root."""
+    from srprior.data.datasets import benchmark_dirs
+
+    return benchmark_dirs(root, BENCHMARK_DIRS["hardcases_r"], 2)[0].parent
+
+
+def _rebuilt_tiles_held_out(cfg: TrialConfig, val: list) -> None:
+    """Refuse a HardCases-R build with a tile (selected or control) cut from one of this trial's validation
+    images: the manifest names every tile's source file and its SHA-256, compared with the validation files'."""
+    import hashlib
+    import json
+
+    from srprior.data.datasets import DatasetError
+
+    folder = rebuilt_dir(Path(cfg.data.data_root))
+    manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").is_file() else {}
+    tiles = [*manifest.get("images", ()), *manifest.get("control", {}).get("images", ())]
+    files = {hashlib.sha256(f.read_bytes()).hexdigest(): f for f in _validation_files(cfg, val)}
+    bad = next((t for t in tiles if t.get("source_sha256") in files), None)
+    if bad is not None:
+        raise DatasetError(f"{folder / 'manifest.json'}: tile {bad['name']} is cut from {files[bad['source_sha256']]}, "
+                           "a validation image of this trial (model selection); rebuild HardCases-R with "
+                           "`srprior data hardcases` (its candidates never include DIV2K_valid_HR)")
+
+
+def _validation_files(cfg: TrialConfig, val: list) -> list[Path]:
+    """The image files behind the validation pairs (DIV2K's valid split; the embedded default has none)."""
+    from srprior.data import datasets
+
+    root = Path(cfg.data.train_root) if cfg.data.train_root else None
+    if root is None or not ((root / "DIV2K_valid_HR").is_dir() or (root / "DIV2K" / "DIV2K_valid_HR").is_dir()):
+        return []
+    hr_dir = datasets.div2k_dirs(root, "valid", cfg.model.scale)[0]
+    names = {p.name for p in val}
+    return [f for f in sorted(hr_dir.iterdir()) if f.is_file() and f.stem in names]
 
 
 def bicubic_metrics(cfg: TrialConfig) -> dict[str, float]:

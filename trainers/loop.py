@@ -72,6 +72,8 @@ def selected_metrics(net: torch.nn.Module, best: Best, cfg: Any, device: torch.d
     metrics = {**{f"{contracts.SELECTED}{k}": v for k, v in chosen.items()},
                **{f"{contracts.LAST}{k}": v for k, v in last.items()},
                contracts.BEST_STEP: float(best.step if best.model is not None else step), **bicubic_metrics(cfg)}
+    if math.isfinite(best.psnr):  # the selected validation PSNR: what a search optimises and a table reports
+        metrics[f"{contracts.SELECTED}{contracts.OBJECTIVE}"] = best.psnr
     return metrics, tags, files
 
 
@@ -208,9 +210,14 @@ class _Run:
                     found[i] = failure
         self.fail(self.stepper.check(step, found, parameters=False))
 
+    def selected(self) -> float:
+        """The objective Tune/Optuna see: the mean over live members of the best validation PSNR so far, the
+        value behind the best-validation weights that every table reports (one selection rule)."""
+        return _mean([b.psnr if math.isfinite(b.psnr) else math.nan for b in (self.best[i] for i in self.alive())])
+
     def progress(self, step: int, out: Any) -> dict[str, Any]:
         alive, totals = self.alive(), out.total.reshape(-1).tolist()
-        return {"step": step, contracts.OBJECTIVE: _mean([self.val_psnr[i] for i in alive]),
+        return {"step": step, contracts.OBJECTIVE: self.selected(),
                 "train/loss": _mean([totals[i] for i in alive]), "members_failed": len(self.failed)}
 
     def checkpoint(self, step: int) -> dict | None:
@@ -274,7 +281,7 @@ def train(trials: list[Trial], ctxs: list[RunContext], session: Any) -> list[dic
     if not run.alive():  # every run ended FAILED; Train and Tune see a finished run (nothing to retry)
         report_failed(session, run.step, len(trials))
         return [{} for _ in trials]
-    report = {"step": run.step, contracts.OBJECTIVE: _mean([run.val_psnr[i] for i in run.alive()]),
+    report = {"step": run.step, contracts.OBJECTIVE: run.selected(),
               "members_failed": len(run.failed), **(finals[0] if len(trials) == 1 else {})}
     if run.first_step_at:  # this attempt's training window, for aggregate throughput across trials
         report.update({"system/first_step_unix": run.first_step_at, "system/last_step_unix": run.last_step_at})

@@ -18,7 +18,9 @@ THESIS_BENCHMARKS = BENCHMARKS[:5]  # the thesis's table columns
 
 # -------------------------------------------------------------------------------------------- metrics
 BENCH_METRICS = tuple(f"{kind}_{bench}" for bench in THESIS_BENCHMARKS for kind in ("psnr", "ssim"))
-REBUILT_METRICS = ("psnr_hardcases_r", "ssim_hardcases_r")
+CONTROL_SET, CONTROL_DIR = "hardcases_rc", "control"  # HardCases-R's control tiles: <HardCases-R>/control/
+CONTROL_METRIC = f"psnr_{CONTROL_SET}"
+REBUILT_METRICS = ("psnr_hardcases_r", "ssim_hardcases_r", CONTROL_METRIC, f"ssim_{CONTROL_SET}")
 REGION_METRICS = ("psnr_total", "psnr_ssr", "psnr_poi")  # Table 4.7: PSNR on the image / SSRs / PoIs
 EMBEDDED_METRICS = ("psnr_embedded", "ssim_embedded")  # sweeps without benchmark data (no thesis column)
 FINAL_METRICS = (*BENCH_METRICS, "di", *REGION_METRICS, *EMBEDDED_METRICS, *REBUILT_METRICS)

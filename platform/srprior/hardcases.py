@@ -3,8 +3,10 @@
 The original 150 sub-images are not published, so ``srprior data hardcases`` (srprior.commands.data) re-runs
 the protocol:
 
-- candidates: the cells of a centred grid of non-overlapping 256×256 HR tiles of every Urban100 HR image (and
-  every DIV2K validation HR image when the root holds ``DIV2K_valid_HR``): deterministic, no two overlap;
+- candidates: the cells of a centred grid of non-overlapping 256×256 HR tiles of every Urban100 HR image:
+  deterministic, no two overlap. Never DIV2K's validation images (Gu et al. also drew from them): trials trained
+  on DIV2K select their weights on them, and a test tile cut from a validation image is not held out (trials
+  refuse such a build: srprior.trainers.evaluation.held_out reads this manifest's source files);
 - methods: MATLAB bicubic plus the platform's own trained models of at least two architectures, one
   checkpoint per preset, baselines only (λ_AP = 0: the method under test must not pick its own test set);
 - score: Y-PSNR (srprior.metrics, shave = scale) of each method's SR of the crop's MATLAB-bicubic LR, rounded
@@ -12,10 +14,17 @@ the protocol:
 - selection: rank sum = rank of the mean PSNR over methods (lowest = 1) + rank of its std over methods
   (highest = 1), ties averaged; the ``count`` smallest rank sums win, ties going to the lower mean, then name.
 
+- control: ``count`` tiles drawn uniformly (without replacement, fixed seed CONTROL_SEED) from the same
+  candidates, written beside the manifest as ``OUT/control/`` in the same layout: the same size and pool
+  without the selection, so a claim's effect there minus its effect on HardCases-R shows what the selection
+  recipe adds (the selectors share the compared baselines' architecture, data and recipe: tiles picked where
+  that recipe errs most favour any challenger whose errors differ, by regression to the mean).
+
 Output, in the EDSR benchmark layout (so ``datasets.benchmark(ROOT, "HardCases", 2)`` reads it from a data root
-holding it as ``HardCases/``): ``OUT/HR/NAME.png`` (256×256), ``OUT/LR_bicubic/X{k}/NAMEx{k}.png`` and
-``OUT/manifest.json`` (protocol, methods with checkpoint hashes, every candidate's scores, per image the source
-file and hash, crop box, scores and the SHA256 of its files). No timestamps: a rebuild gives the same bytes.
+holding it as ``HardCases/``): ``OUT/HR/NAME.png`` (256×256), ``OUT/LR_bicubic/X{k}/NAMEx{k}.png``,
+``OUT/control/{HR,LR_bicubic}/…`` and ``OUT/manifest.json`` (protocol, methods with checkpoint hashes, every
+candidate's scores, per image — selected and control — the source file and hash, crop box, scores and the
+SHA256 of its files). No timestamps: a rebuild gives the same bytes.
 """
 
 from __future__ import annotations
@@ -37,7 +46,9 @@ from srprior.contracts import SELECTOR_SEEDS
 from srprior.trainers.checkpoints import find_checkpoints, member_states, member_weights
 from srprior.errors import UserError
 
-PROTOCOL = "hardcases-r/2"  # 2: selectors on reserved seeds, best weights, bicubic out of the spread
+PROTOCOL = "hardcases-r/3"  # 2: selectors on reserved seeds, best weights, bicubic out of the spread; 3: no DIV2K
+# validation tiles, a control set
+CONTROL_SEED = 20231  # the control tiles' draw (numpy default_rng)
 CROP, COUNT = 256, 150
 DEFAULT_OUT = Path("outputs/data/HardCases-R")
 STATE_FILE = "state.pt"  # trainers/checkpoints.py writes it ({"model": ..., "trial": ...} or {"members": [...]})
@@ -80,17 +91,19 @@ def rank_sum(psnr: np.ndarray) -> np.ndarray:
 
 
 def sources(root: Path) -> list[tuple[str, Path]]:
-    """(label, HR folder) of the candidate pools under the data root: Urban100, and DIV2K valid when present."""
+    """(label, HR folder) of the candidate pools under the data root: Urban100 (never DIV2K's validation images,
+    which DIV2K-trained trials select on)."""
     urban = root / "Urban100" / "HR"
     if not urban.is_dir():
         raise HardCasesError(f"{urban}: Urban100 HR folder missing; --root must hold Urban100/HR "
                              "(`srprior data download benchmarks --root DIR`)")
-    found = [("Urban100", urban)]
-    for div2k in (root / "DIV2K_valid_HR", root / "DIV2K" / "DIV2K_valid_HR"):
-        if div2k.is_dir():
-            found.append(("DIV2K", div2k))
-            break
-    return found
+    return [("Urban100", urban)]
+
+
+def control_indices(n_candidates: int, count: int) -> list[int]:
+    """The control tiles: `count` candidates drawn uniformly without replacement (seed CONTROL_SEED), sorted."""
+    rng = np.random.default_rng(CONTROL_SEED)
+    return sorted(rng.choice(n_candidates, size=min(count, n_candidates), replace=False).tolist())
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -312,6 +325,8 @@ def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], 
     tmp.chmod(0o755)  # mkdtemp's 0700 would outlive the rename
     try:
         images = _write_images(candidates, picked, psnr, method_names, root, tmp, scale, with_bicubic)
+        control = _write_images(candidates, control_indices(len(candidates), count), psnr, method_names, root,
+                                tmp / "control", scale, with_bicubic)
         manifest = {
             "protocol": PROTOCOL, "scale": scale, "crop": CROP, "count": count,
             "selection": "rank sum of the mean Y-PSNR over methods (ascending) and its std over methods (descending), "
@@ -328,6 +343,9 @@ def build(root: str | Path, out: str | Path, checkpoints: Iterable[str | Path], 
             "mean_psnr": dict(zip(method_names, np.round(psnr.mean(axis=0), 4).tolist())),  # over all candidates
             "candidates": {"names": names, "psnr": psnr.tolist()},
             "images": images,
+            "control": {"seed": CONTROL_SEED, "folder": "control",
+                        "draw": "numpy default_rng(seed).choice(candidates, count, replace=False), sorted",
+                        "images": control},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n", encoding="utf-8")
         _replace(tmp, out)

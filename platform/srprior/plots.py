@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from srprior.contracts import OBJECTIVE
 from srprior.method.figures import canvas, lambda_text, save
 from srprior.report.model import Report
-from srprior.report.render import column_name
+from srprior.report.names import column_name
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 JITTER = 0.05  # seeds of one row spread over ± this many decades (λ) or row heights (dot rows)

@@ -1,4 +1,4 @@
-"""Welch comparisons over seeds, power, minimum detectable effects and seed planning.
+"""Welch and seed-paired comparisons over seeds, power, minimum detectable effects and seed planning.
 
 Why this module: the thesis's effects are hundredths of a dB, the same size as its seed-to-seed stds, so a
 claim is only as strong as the test behind it. Everything works on per-seed samples (our runs) and on printed
@@ -15,6 +15,11 @@ summaries (mean, std, n: the thesis's cells), so both go through the same number
   n = (z_{1−α/2} + z_{power})² (s_a² + s_b²) / effect², rounded up (method "normal"); it ignores that the seed
   stds are themselves estimated and comes out 1–2 seeds per arm short of 80% power (exact: 62, 79, 31, 17).
   Its "4 suffice" for λ_AP=5e-3 is the thesis's own 4 seeds, which exceed both formulas (normal 2, t 3).
+- Paired: a seed fixes a trial's initial weights and patch stream in every row of a preset (the prior draws from
+  its own generator), so two rows' runs of one seed share both and their difference cancels the seed's luck.
+  `paired` is the paired t-test of b − a over the seeds both arms ran (n − 1 df; the MDE and seeds needed come
+  from the spread of the differences, `paired_mde`, `paired_seeds_needed`); `compare` uses it whenever ≥ 2 seeds
+  match and falls back to Welch otherwise. The thesis's cells (summary statistics only) stay Welch.
 - Multiplicity: a table report tests several claims at once (26 over all tables; with all nulls true, ~0.48
   chance of at least one false "reproduced" at p < 0.05 each). `adjust` gives Holm's step-down adjusted p
   (family-wise error ≤ α under any dependence: baseline arms are shared between claims) or Benjamini–Hochberg's
@@ -24,7 +29,7 @@ summaries (mean, std, n: the thesis's cells), so both go through the same number
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +54,8 @@ class Comparison:
     n_b: int
     std_a: float
     std_b: float
+    test: str = "welch"  # "paired" (seed-matched differences) or "welch"
+    std_diff: float = math.nan  # sample std of the per-seed differences b − a (paired only)
 
 
 def _check_arm(name: str, std: float, n: int) -> None:
@@ -145,6 +152,84 @@ def seeds_needed(effect: float, std_a: float, std_b: float, target: float = POWE
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid, high)
     return high
+
+
+def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL) -> Comparison:
+    """Paired t-test of b − a over the seeds both arms ran ({seed: value}); n_a = n_b = the matched seeds."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        raise ValueError(f"a paired test needs at least 2 seeds in both arms, got {len(seeds)} in common")
+    xa = np.array([a[s] for s in seeds], dtype=np.float64)
+    xb = np.array([b[s] for s in seeds], dtype=np.float64)
+    d, n = xb - xa, len(seeds)
+    effect, std_diff = float(d.mean()), float(d.std(ddof=1))
+    std_a, std_b = float(xa.std(ddof=1)), float(xb.std(ddof=1))
+    if std_diff == 0:  # every seed moved by the same amount: no t statistic
+        return Comparison(effect, (effect, effect), math.nan, math.nan, n, n, std_a, std_b, "paired", 0.0)
+    se = std_diff / math.sqrt(n)  # p as scipy's ttest_rel computes it, without its precision-loss warning
+    p = float(2 * stats.t.sf(abs(effect) / se, n - 1))
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * se
+    return Comparison(effect, (effect - half, effect + half), p, n - 1, n, n, std_a, std_b, "paired", std_diff)
+
+
+def compare(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL) -> Comparison:
+    """b against a ({seed: value}): paired over the common seeds when ≥ 2 match, else Welch over all values."""
+    if len(set(a) & set(b)) >= 2:
+        return paired(a, b, level)
+    return welch([a[s] for s in sorted(a)], [b[s] for s in sorted(b)], level)
+
+
+def paired_power(effect: float, std_diff: float, n: int, alpha: float = ALPHA) -> float:
+    """Probability that a two-sided paired t-test over `n` seeds rejects when the true mean difference is `effect`."""
+    if not std_diff > 0 or n < 2:
+        raise ValueError(f"paired power needs std_diff > 0 and n >= 2, got {std_diff!r}, {n!r}")
+    df, nc = n - 1, abs(effect) / (std_diff / math.sqrt(n))
+    crit = stats.t.isf(alpha / 2, df)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc))
+
+
+def paired_mde(std_diff: float, n: int, target: float = POWER, alpha: float = ALPHA) -> float:
+    """The |mean difference| a paired test over `n` seeds detects with power `target` (nan when std_diff is 0)."""
+    if not (math.isfinite(std_diff) and std_diff >= 0) or n < 2:
+        raise ValueError(f"paired MDE needs a finite std_diff >= 0 and n >= 2, got {std_diff!r}, {n!r}")
+    if std_diff == 0:
+        return math.nan
+    high = std_diff / math.sqrt(n)
+    while paired_power(high, std_diff, n, alpha) < target:
+        high *= 2
+    return float(optimize.brentq(lambda e: paired_power(e, std_diff, n, alpha) - target, 0.0, high,
+                                 xtol=1e-12, rtol=1e-10))
+
+
+def paired_seeds_needed(effect: float, std_diff: float, target: float = POWER, alpha: float = ALPHA) -> int | None:
+    """Seeds (≥ 2, run in both arms) for a paired test to detect `effect` with power `target`; None when no n
+    means anything (effect 0 or std_diff 0)."""
+    if not (math.isfinite(std_diff) and std_diff >= 0):
+        raise ValueError(f"std_diff must be finite and >= 0, got {std_diff!r}")
+    if effect == 0 or not math.isfinite(effect) or std_diff == 0:
+        return None
+    n = 2
+    while paired_power(effect, std_diff, n, alpha) < target:
+        n *= 2
+    low, high = n // 2, n  # paired_power(high) >= target; low is too few (or 1, no test)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if paired_power(effect, std_diff, mid, alpha) >= target else (mid, high)
+    return max(2, high)
+
+
+def comparison_mde(c: Comparison, target: float = POWER, alpha: float = ALPHA) -> float:
+    """The MDE of the test `c` used, at its seeds and spread (paired: the differences')."""
+    if c.test == "paired":
+        return paired_mde(c.std_diff, c.n_a, target, alpha)
+    return mde(c.std_a, c.std_b, c.n_a, c.n_b, target, alpha)
+
+
+def comparison_seeds_needed(effect: float, c: Comparison, target: float = POWER, alpha: float = ALPHA) -> int | None:
+    """Seeds per arm for the test `c` used to detect `effect`, at its spread."""
+    if c.test == "paired":
+        return paired_seeds_needed(effect, c.std_diff, target, alpha)
+    return seeds_needed(effect, c.std_a, c.std_b, target, alpha)
 
 
 def verdict(comparison: Comparison, expected_sign: int, alpha: float = ALPHA) -> str:

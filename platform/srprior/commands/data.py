@@ -65,7 +65,8 @@ def _hardcases(args: argparse.Namespace) -> int:
     used = ", ".join(f"{m['name']} ×{len(m['members'])}" if "members" in m else m["name"]
                      for m in manifest["methods"] if m["in_selection"])
     print(f"HardCases-R: {len(manifest['images'])} crops of {CROP}x{CROP} from {len(manifest['candidates']['names'])} "
-          f"candidates scored by {used} -> {args.out} (manifest.json)")
+          f"candidates scored by {used} -> {args.out} (manifest.json); control: "
+          f"{len(manifest['control']['images'])} random tiles of the same pool -> {args.out / 'control'}")
     return 0
 
 
@@ -73,7 +74,7 @@ def _register_hardcases(actions: argparse._SubParsersAction) -> None:
     """``srprior data hardcases``."""
     p = actions.add_parser("hardcases", help="rebuild the HardCases test set (Gu et al.'s protocol) as HardCases-R",
                            description=hardcases.__doc__.split("\n\n")[0])
-    p.add_argument("--root", required=True, type=Path, help="data root holding Urban100/HR (+ DIV2K_valid_HR)")
+    p.add_argument("--root", required=True, type=Path, help="data root holding Urban100/HR (the candidate pool)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--checkpoints", nargs="+", default=[DEFAULT_OUTPUT],
                    help="state.pt files, checkpoint folders or platform output folders (default: outputs)")

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
                 readings = plan_readings(plan, spec.name)
             else:
                 cells, sweep, parent, readings = sweep_cells(spec.name, tracking_uri, args.sweep, args.replan)
-            report = build_report(spec, tracking_uri, cells, sweep, parent, readings, args.claims_correction)
+            report = build_report(spec, tracking_uri, cells, sweep, parent, readings, args.claims_correction,
+                                  budget=args.budget)
     except (KeyError, ReportError, PlanError, ConfigError) as exc:
         print(f"srprior report: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1

@@ -1,10 +1,11 @@
 """The result model of a table: its cells read from MLflow (one value per row × seed × metric), summarized as
-mean ± sample std over seeds with Welch's t-test against the row's baseline, the claims evaluated over them.
+mean ± sample std over seeds with a test against the row's baseline, the claims evaluated over them.
 
-Each cell is our mean ± sample std over seeds (ddof=1), marked † / ‡ when Welch's t-test against the row's
-baseline gives p < 0.05 / 0.01 (seed counts differ and variances need not be equal, hence Welch), bold when it
-is the best mean of its column within the model group. Renderers (srprior.report.render), plots and files
-(srprior.report.write) read only this model.
+Each cell is our mean ± sample std over seeds (ddof=1), marked † / ‡ when the test against the row's baseline
+gives p < 0.05 / 0.01: the paired t-test over the seeds both rows ran (a seed fixes initial weights and patch
+stream in every row, so the per-seed difference cancels the seed's luck), Welch's when fewer than 2 seeds
+match; each cell records which. Bold: the best mean of its column within the model group. Renderers
+(srprior.report.render), plots and files (srprior.report.write) read only this model.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from srprior import contracts, tracking
 from srprior.errors import UserError
+from srprior.report.names import column_name
+from srprior.report.setting import caption, run_params, setting
 from srprior.search_spaces.claims import CLAIMS_BY_TABLE, evaluate_claims
 from srprior.search_spaces.spec import EMBEDDED_METRICS, Row, TableSpec
 
@@ -38,6 +39,7 @@ class Cell:
     p_value: float | None = None
     best: bool = False
     mde: float | None = None  # minimum detectable effect vs the baseline at these seeds (80% power, α = 0.05)
+    test: str | None = None  # "paired" or "welch": the test behind p_value and mde
 
     @property
     def n(self) -> int:
@@ -67,6 +69,14 @@ class RowResult:
     seeds: tuple[int, ...]  # seeds with a run
     expected: int  # seeds the spec asks for
     cells: dict[str, Cell]
+    trained: str = ""  # the preset its runs trained ("": none ran)
+
+    @property
+    def group_label(self) -> str:
+        """The row's group, with the preset actually trained when it is not the thesis's ("EDSR-T → edsr-t-micro")."""
+        if self.trained and self.trained != self.row.overrides.get("preset"):
+            return f"{self.row.group} → {self.trained}"
+        return self.row.group
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,8 @@ class Report:
     missing: int = 0  # cells without a finished run
     region_sets: tuple[str, ...] = ()  # the image sets the runs' region metrics used (tag srprior.region_set)
     correction: str = "holm"  # multiplicity correction of the claims' p (srprior.stats.adjust)
+    caption: str = ""  # the budget's caption with the steps and seeds that ran (srprior.report.setting)
+    control: str | None = None  # the metric of HardCases-R's control tiles, when the runs logged it
 
 
 # ---------------------------------------------------------------------------------------------- reading MLflow
@@ -103,6 +115,7 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
     counts: dict[str, Any] = {"reused": 0, "failed": 0, "missing": 0}
     bicubic: dict[str, list[float]] = {}
     region_sets = set()
+    ran: dict[str, list[dict[str, str]]] = {row.id: [] for row in spec.rows}  # preset and schedule per run
     failures: dict[str, str] = {}  # row -> a failed run's reason
     for row_id, seed, key in cells:
         run = runs.get(key)
@@ -114,6 +127,7 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
         if sweep_id is not None and run.data.tags.get(contracts.SWEEP_ID) != sweep_id:
             counts["reused"] += 1
         values[row_id][seed] = reported_metrics(run.data.metrics)
+        ran.setdefault(row_id, []).append(run_params(run.data.params))
         region_sets.add(run.data.tags.get(contracts.REGION_SET, "unrecorded"))
         for m, v in run.data.metrics.items():
             if m.startswith(contracts.BICUBIC):
@@ -121,6 +135,7 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
     counts["bicubic"] = tuple((m, math.fsum(v) / len(v)) for m, v in bicubic.items())
     counts["region_sets"] = tuple(sorted(region_sets))
     counts["failed_rows"] = frozenset(failures)
+    counts["ran"] = ran
     if not any(values.values()) and counts["failed"] == len(cells):
         from srprior.trainers.health import is_diverged
 
@@ -149,34 +164,34 @@ def collect(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]
 
 def summarize(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]],
               expected: dict[str, int] | None = None, bicubic: dict[str, float] | None = None,
-              failed_rows: frozenset[str] = frozenset()) -> tuple[RowResult, ...]:
-    """Cells with Welch p-values and the minimum detectable effect against each row's baseline, and the best
-    mean per column within each group, among rows with no failed run and not below `bicubic` (a model worse
-    than bicubic upscaling, or a row whose failed seeds are missing from its mean, is never "best")."""
-    from scipy import stats
+              failed_rows: frozenset[str] = frozenset(), trained: dict[str, str] | None = None
+              ) -> tuple[RowResult, ...]:
+    """Cells with p-values (paired over matched seeds, else Welch: srprior.stats.compare) and the minimum
+    detectable effect against each row's baseline, and the best mean per column within each group, among rows
+    with no failed run and not below `bicubic` (a model worse than bicubic upscaling, or a row whose failed
+    seeds are missing from its mean, is never "best"); `trained`: row id -> the preset its runs trained."""
+    from srprior import stats
 
-    from srprior.stats import mde as min_effect
-
-    def per_metric(row_id: str, metric: str) -> tuple[float, ...]:
+    def per_metric(row_id: str, metric: str) -> dict[int, float]:
         runs = values.get(row_id, {})
-        return tuple(runs[s][metric] for s in sorted(runs) if metric in runs[s])
+        return {s: runs[s][metric] for s in sorted(runs) if metric in runs[s]}
 
     results = []
     for row in spec.rows:
         cells = {}
         for metric in spec.metrics:
             ours = per_metric(row.id, metric)
-            p_value = mde = None
+            p_value = mde = test = None
             if row.baseline is not None:
                 base = per_metric(row.baseline, metric)
-                # Both samples constant: the t statistic is undefined (scipy warns and returns nan).
-                if len(ours) >= 2 and len(base) >= 2 and len(set(ours)) + len(set(base)) > 2:
-                    p = float(stats.ttest_ind(ours, base, equal_var=False).pvalue)
-                    p_value = p if math.isfinite(p) else None
-                    mde = min_effect(float(np.std(base, ddof=1)), float(np.std(ours, ddof=1)), len(base), len(ours))
-            cells[metric] = Cell(ours, row.thesis.get(metric), p_value, mde=mde)
+                if len(set(ours) & set(base)) >= 2 or (len(ours) >= 2 and len(base) >= 2):
+                    comp = stats.compare(base, ours)  # no spread at all: p is nan (no t statistic)
+                    p_value = comp.p if math.isfinite(comp.p) else None
+                    mde, test = stats.comparison_mde(comp), comp.test
+                    mde = mde if math.isfinite(mde) else None
+            cells[metric] = Cell(tuple(ours.values()), row.thesis.get(metric), p_value, mde=mde, test=test)
         n = expected[row.id] if expected else len(spec.row_seeds(row))
-        results.append(RowResult(row, tuple(sorted(values.get(row.id, {}))), n, cells))
+        results.append(RowResult(row, tuple(sorted(values.get(row.id, {}))), n, cells, (trained or {}).get(row.id, "")))
     for metric in spec.metrics:  # higher is better for every column (PSNR, SSIM, DI)
         for group in {r.row.group for r in results}:
             floor = (bicubic or {}).get(metric, -math.inf)
@@ -200,36 +215,57 @@ def reported_metrics(logged: dict[str, float]) -> dict[str, float]:
 
 def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int, str]],
                  sweep_id: str | None = None, parent_run_id: str | None = None,
-                 readings: dict[str, str] | None = None, correction: str = "holm") -> Report:
+                 readings: dict[str, str] | None = None, correction: str = "holm", budget: str | None = None) -> Report:
     """The table `spec` over the planned `cells` (row id, seed, trial key) of a sweep or a budget; `readings`
     (srprior.schema.readings_in_force of its trials) go into the header; the claims' p are adjusted by
-    `correction` (srprior.stats.adjust) over this table's claims."""
+    `correction` (srprior.stats.adjust) over this table's claims; `budget` (None: the sweep's, from its parent
+    run's options) names the caption, filled with the steps and seeds that ran."""
     values, counts = collect(spec, tracking_uri, cells, sweep_id)
-    failed_rows = counts.pop("failed_rows")
+    failed_rows, ran = counts.pop("failed_rows"), counts.pop("ran")
     spec = with_logged_benchmarks(spec, values)
     expected = {row.id: sum(1 for r, _, _ in cells if r == row.id) for row in spec.rows}
     kept = {row.id for row in spec.rows if expected[row.id]}
     spec = replace(spec, rows=tuple(replace(row, baseline=row.baseline if row.baseline in kept else None)
                                     for row in spec.rows if row.id in kept))
-    claim_values, stand_in = _claim_values(values)
-    claims = evaluate_claims(CLAIMS_BY_TABLE.get(spec.name, ()), claim_values, correction)
-    table = summarize(spec, values, expected, dict(counts["bicubic"]), failed_rows)
+    claim_values, stand_in, control = _claim_values(values)
+    names = {m: column_name(m) for m in (stand_in, control) if m}
+    runs_setting = setting(ran, {HC: stand_in} if stand_in else {}, names)
+    claims = evaluate_claims(CLAIMS_BY_TABLE.get(spec.name, ()), claim_values, correction, runs_setting,
+                             {HC: control} if control else None)
+    table = summarize(spec, values, expected, dict(counts["bicubic"]), failed_rows, dict(runs_setting.trained))
+    if budget is None and parent_run_id is not None:
+        budget = sweep_budget(tracking_uri, parent_run_id)
     return Report(spec, tracking_uri, sweep_id, parent_run_id, table, claims,
-                  stand_in, tuple((readings or {}).items()), correction=correction, **counts)
+                  stand_in, tuple((readings or {}).items()), correction=correction,
+                  caption=caption(budget, {r: ran.get(r, []) for r in kept}), control=control, **counts)
 
 
-def _claim_values(values: dict[str, dict[int, dict[str, float]]]) -> tuple[dict, str | None]:
+def sweep_budget(tracking_uri: str, run_id: str) -> str | None:
+    """The budget a sweep ran under (its parent run's options), None when it recorded none."""
+    import json
+
+    options = tracking.client(tracking_uri).get_run(run_id).data.tags.get(contracts.OPTIONS_TAG)
+    return json.loads(options).get("budget") if options else None
+
+
+HC = "psnr_hardcases"
+
+
+def _claim_values(values: dict[str, dict[int, dict[str, float]]]) -> tuple[dict, str | None, str | None]:
     """The thesis states most claims on HardCases, which is not public: without it, a claim on HardCases is
-    tested on HardCases-R (rebuilt), else on the embedded default, and the report says which."""
+    tested on HardCases-R (rebuilt), else on the embedded default, and the report says which; on HardCases-R,
+    also the metric of its control tiles when the runs logged it."""
     logged = {m for runs in values.values() for metrics in runs.values() for m in metrics}
-    if "psnr_hardcases" in logged:
-        return values, None
+    if HC in logged:
+        return values, None, None
     stand_in = next((m for m in ("psnr_hardcases_r", "psnr_embedded") if m in logged), None)
     if stand_in is None:
-        return values, None
-    swapped = {row: {seed: {**m, "psnr_hardcases": m[stand_in]} if stand_in in m else m for seed, m in runs.items()}
+        return values, None, None
+    control = contracts.CONTROL_METRIC if stand_in == "psnr_hardcases_r" and contracts.CONTROL_METRIC in logged \
+        else None
+    swapped = {row: {seed: {**m, HC: m[stand_in]} if stand_in in m else m for seed, m in runs.items()}
                for row, runs in values.items()}
-    return swapped, stand_in
+    return swapped, stand_in, control
 
 
 def with_logged_benchmarks(spec: TableSpec, values: dict[str, dict[int, dict[str, float]]]) -> TableSpec:

@@ -11,23 +11,11 @@ from pathlib import Path
 
 from srprior import contracts
 from srprior.report.model import DASH, Report, RowResult
-from srprior.search_spaces.claims import markdown_header
-from srprior.search_spaces.claims import to_markdown as claims_markdown
-from srprior.search_spaces.claims import to_terminal as claims_terminal
+from srprior.report.names import column_name
+from srprior.report.claims import has_control, markdown_header, markdown_row
+from srprior.report.claims import to_markdown as claims_markdown
+from srprior.report.claims import to_terminal as claims_terminal
 from srprior.search_spaces.spec import REGION_METRICS
-
-COLUMN_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "set5": "Set5", "set14": "Set14", "bsd100": "BSD100",
-                "urban100": "Urban100", "hardcases": "HardCases", "embedded": "Embedded", "di": "DI", "psnr_total": "Total PSNR",
-                "psnr_ssr": "PSNR on SSR", "psnr_poi": "PSNR on PoI",
-                contracts.OBJECTIVE: "Val PSNR", "hardcases_r": "HardCases-R (rebuilt)"}
-
-
-def column_name(metric: str) -> str:
-    if metric in COLUMN_NAMES:
-        return COLUMN_NAMES[metric]
-    kind, _, bench = metric.partition("_")
-    return f"{COLUMN_NAMES.get(bench, bench)} {COLUMN_NAMES.get(kind, kind)}"
-
 
 def _decimals(metric: str) -> int:
     return 4 if metric.startswith("ssim") or metric in REGION_METRICS else 2
@@ -57,26 +45,55 @@ def _legend(report: Report) -> list[str]:
         "the thesis's (mean ± std) as printed. "
         "n = seeds with a finished run / seeds planned. **Bold**: best mean of the column within its group, "
         "among rows with no failed run and not below the bicubic reference. "
-        "† p < 0.05, ‡ p < 0.01: Welch's t-test against the group's baseline row; MDE: the smallest difference "
-        "these seeds detect with 80% power (α = 0.05). "
+        f"† p < 0.05, ‡ p < 0.01 against the group's baseline row: {_tests(report)}; MDE: the smallest "
+        "difference these seeds detect with 80% power (α = 0.05), from the spread of the per-seed differences "
+        "when paired. "
         f"{DASH}: no value (std needs 2 seeds).",
     ]
     if report.claims:
-        lines.append(f"Claims: {_correction(report)}; reproduced / contradicted = adjusted p < 0.05 with the "
+        lines.append(f"Claims: {_correction(report)}; {_verdict_words(report)} = adjusted p < 0.05 with the "
                      "expected / opposite sign; undecided = these seeds cannot tell (compare the effect with the "
-                     "MDE); underpowered = the MDE exceeds the thesis's own effect, so these seeds cannot detect "
-                     "it with 80% power; seeds/arm needed = to detect the thesis's printed effect with 80% power "
-                     "at our runs' spread.")
+                     "MDE); underpowered = the MDE exceeds the thesis's own effect (thesis setting only), so these "
+                     "seeds cannot detect it with 80% power; seeds/arm needed = to detect the thesis's printed "
+                     "effect with 80% power at our runs' spread; Test: paired t-test over the seeds both rows ran, "
+                     "Welch's where fewer than 2 match; Measured on: the metric the runs measured for the claim.")
+        if has_control(report.claims):
+            lines.append("Control: each claim's effect on HardCases-R's control set (random tiles of the same size "
+                         "from the same candidate pool, README: HardCases-R) and the difference HardCases-R minus "
+                         "control, the part of the effect that the selection recipe may add.")
     if report.failed or report.missing:
         lines.append(f"INCOMPLETE: {report.failed} failed and {report.missing} unfinished or missing run(s) are "
                      "not in the table.")
+    if report.caption:
+        lines.append(f"Setting: {report.caption}")
     return lines
+
+
+def _tests(report: Report) -> str:
+    """Which test the † ‡ used, counted over the report's cells."""
+    tests = [c.test for r in report.rows for c in r.cells.values() if c.test]
+    paired, welch = tests.count("paired"), tests.count("welch")
+    if not welch:
+        return "paired t-test over the seeds both rows ran"
+    return (f"paired t-test over the seeds both rows ran ({paired} cells), Welch's t-test where fewer than 2 seeds "
+            f"match ({welch} cells, marked [Welch])")
+
+
+def _verdict_words(report: Report) -> str:
+    """reproduced / contradicted in the thesis's setting; same / opposite sign where a claim's runs are a proxy."""
+    proxy = any(c.proxy for c in report.claims)
+    thesis = any(not c.proxy for c in report.claims if c.source == "runs")
+    words = ["reproduced / contradicted"] * thesis + ["same sign / opposite sign (proxy: what differs from the "
+                                                      "thesis's setting)"] * proxy
+    return " and ".join(words) or "verdicts"
 
 
 def to_markdown(report: Report) -> str:
     spec = report.spec
     head = ["Group", "Row", "n", *map(column_name, spec.metrics)]
     lines = [f"## Table {spec.name}: {spec.title}", "", spec.description, ""]
+    if report.caption:
+        lines += [f"**Setting:** {report.caption}", ""]
     if report.readings:
         lines += [f"Readings in force: {_readings(report)} (README: The method).", ""]
     if _image_sets(report):
@@ -92,8 +109,10 @@ def to_markdown(report: Report) -> str:
             extra = f" [n={cell.n}]" if 0 < cell.n != len(result.seeds) else ""
             if cell.mde is not None:
                 extra += f" [MDE {cell.mde:.{_decimals(metric)}f}]"
+            if cell.test == "welch":
+                extra += " [Welch]"
             cells.append(f"{ours}{cell.mark}{extra} ({_thesis(metric, cell.thesis)})")
-        lines.append("| " + " | ".join([result.row.group, result.row.label, _count(result), *cells]) + " |")
+        lines.append("| " + " | ".join([result.group_label, result.row.label, _count(result), *cells]) + " |")
     bicubic = dict(report.bicubic)
     if bicubic:
         cells = [f"{bicubic[m]:.{_decimals(m)}f}" if m in bicubic else DASH for m in spec.metrics]
@@ -167,7 +186,7 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
 
     spec, bicubic = report.spec, dict(report.bicubic)
     metrics = [m for m in spec.metrics if any(r.cells[m].n for r in report.rows)]
-    label_w = min(34, max([len(f"{r.row.group} {r.row.label}") for r in report.rows] + [len("Bicubic (same crops)")]))
+    label_w = min(40, max([len(f"{r.group_label} {r.row.label}") for r in report.rows] + [len("Bicubic (same crops)")]))
     col_w, gain_w = 15, 11
     gain = _gain_metric(metrics, bicubic)
 
@@ -193,7 +212,7 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
         out += textwrap.wrap(_image_sets(report), TERMINAL_WIDTH, subsequent_indent="  ")
     out += [head, "-" * len(head)]
     for r in report.rows:
-        label = f"{r.row.group} {r.row.label}"[:label_w]
+        label = f"{r.group_label} {r.row.label}"[:label_w]
         cells = [_short(m, r.cells[m].mean, r.cells[m].std, r.cells[m].mark) for m in metrics]
         mean = r.cells[gain].mean if gain else None
         out.append(line(label, f"{len(r.seeds)}/{r.expected:<2}", cells,
@@ -202,15 +221,15 @@ def to_terminal(report: Report, files: dict[str, Path] | None = None, resume: st
         cells = [f"{bicubic[m]:.{_decimals(m)}f}" if m in bicubic else "" for m in metrics]
         out.append(line("Bicubic (same crops)", "", cells, ""))
     legend = "mean±std over seeds of each run's best-validation checkpoint; † p<0.05, ‡ p<0.01 vs the group's " \
-             "baseline (Welch)"
+             f"baseline ({_tests(report)})"
     out += textwrap.wrap(legend + (f"; Δ vs bicub: mean {column_name(gain)} minus bicubic's on the same crops."
                                    if gain else "."), TERMINAL_WIDTH)
     out += _terminal_claims(report)
     if report.failed or report.missing:
         out.append(f"INCOMPLETE: {report.failed} failed, {report.missing} missing of "
                    f"{sum(r.expected for r in report.rows)} planned runs" + (f"; resume: {resume}" if resume else ""))
-    if caption:
-        out += textwrap.wrap(caption, TERMINAL_WIDTH)
+    if caption or report.caption:
+        out += textwrap.wrap(caption or report.caption, TERMINAL_WIDTH)
     if files:
         out.append(f"with the thesis's numbers: {files.get('html') or next(iter(files.values()))}")
     return "\n".join(out) + "\n"
@@ -231,19 +250,23 @@ def _terminal_claims(report: Report) -> list[str]:
 
 
 def to_csv(report: Report) -> str:
-    """Long format, one line per (row, metric): easy to load into pandas and re-test."""
+    """Long format, one line per (row, metric): easy to load into pandas and re-test. The first line (kind
+    "setting") carries the caption in `label`; `trained` is the preset a row's runs trained, `test` the test
+    behind p (paired / welch), `measured_on` and `proxy` what a claim's runs measured and stand in for."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["table", "kind", "group", "row", "label", "metric", "n", "mean", "std", "p_value",
                      "significance", "best", "mde", "thesis_mean", "thesis_std", "values", "p_adjusted",
-                     "correction", "verdict", "underpowered"])
+                     "correction", "verdict", "underpowered", "test", "trained", "measured_on", "proxy",
+                     "control_effect", "control_difference"])
+    writer.writerow([report.spec.name, "setting", "", "", report.caption])
     for result in report.rows:
         for metric in report.spec.metrics:
             c = result.cells[metric]
             writer.writerow([report.spec.name, "row", result.row.group, result.row.id, result.row.label, metric,
                              c.n, _num(c.mean), _num(c.std), _num(c.p_value), c.mark, int(c.best), _num(c.mde),
                              _num(c.thesis and c.thesis[0]), _num(c.thesis and c.thesis[1]),
-                             " ".join(repr(v) for v in c.values)])
+                             " ".join(repr(v) for v in c.values), "", "", "", "", c.test or "", result.trained])
     for ref in report.spec.references:
         for metric, value in ref.values.items():
             writer.writerow([report.spec.name, "reference", ref.group, "", ref.label, metric, 0, "", "", "", "", 0,
@@ -252,7 +275,10 @@ def to_csv(report: Report) -> str:
         c = r.claim
         writer.writerow([report.spec.name, "claim", c.section, c.row_b, f"{c.row_b} vs {c.row_a}", c.metric,
                          f"{r.n_a}/{r.n_b}", repr(r.effect), "", repr(r.p), "", "", repr(r.mde), repr(r.thesis_effect),
-                         "", "", repr(r.p_adj), r.correction, r.verdict, int(r.underpowered)])
+                         "", "", repr(r.p_adj), r.correction, r.verdict, int(r.underpowered),
+                         r.test if r.source == "runs" else r.source, "", r.measured_on, r.proxy or "",
+                         _num(None if r.control_effect != r.control_effect else r.control_effect),
+                         _num(None if r.control_effect != r.control_effect else r.control_difference)])
     return out.getvalue()
 
 
@@ -273,8 +299,8 @@ def to_html(report: Report) -> str:
     head = "".join(f"<th>{e(h)}</th>" for h in ["Row", "n", *map(column_name, spec.metrics)])
     body, group = [], None
     for result in report.rows:
-        if result.row.group != group:
-            group = result.row.group
+        if result.group_label != group:
+            group = result.group_label
             body.append(f'<tr class="group"><td colspan="{len(spec.metrics) + 2}">{e(group)}</td></tr>')
         tds = [f'<td class="l">{e(result.row.label)}</td>', f"<td>{_count(result)}</td>"]
         for metric in spec.metrics:
@@ -283,9 +309,10 @@ def to_html(report: Report) -> str:
             if c.best:
                 ours = f'<span class="best">{ours}</span>'
             if c.mark:
-                ours += f'<sup class="sig" title="Welch p = {c.p_value:.3g}">{c.mark}</sup>'
+                ours += f'<sup class="sig" title="{c.test} p = {c.p_value:.3g}">{c.mark}</sup>'
             if c.mde is not None:
-                ours += f'<span class="thesis">MDE {c.mde:.{_decimals(metric)}f}</span>'
+                welch = " (Welch)" if c.test == "welch" else ""
+                ours += f'<span class="thesis">MDE {c.mde:.{_decimals(metric)}f}{welch}</span>'
             tds.append(f'<td>{ours}<span class="thesis">thesis {e(_thesis(metric, c.thesis))}</span></td>')
         body.append("<tr>" + "".join(tds) + "</tr>")
     for ref in spec.references:
@@ -296,23 +323,30 @@ def to_html(report: Report) -> str:
     legend = "".join(f'<p class="legend">{e(line).replace("**Bold**", "<b>Bold</b>").replace("`", "")}</p>'
                      for line in _legend(report))
     title = e(f"Table {spec.name}: {spec.title}")
-    if report.claims:
-        heads = [h.strip() for h in markdown_header(report.correction).splitlines()[0].strip("|").split("|")]
-        head_c = "".join(f"<th>{e(h)}</th>" for h in heads if h != "Table")
-        rows_c = []
-        for r in report.claims:
-            cells_c = [c.strip() for c in r.to_markdown_row().strip("|").split("|")]
-            del cells_c[2]  # the table: this page's
-            rows_c.append("<tr>" + "".join(f'<td class="l">{e(c.replace("**", "").replace("`", ""))}</td>'
-                                           for c in cells_c) + "</tr>")
-        note = (f"<p class=\"legend\">HardCases is not in these runs: claims on HardCases PSNR are tested on "
-                f"{e(column_name(report.claims_on))}.</p>") if report.claims_on else ""
-        note += f'<p class="legend">{e(_correction(report))}.</p>'
-
-        legend += (f"<h3>Claims of the thesis on Table {e(spec.name)}</h3>{note}<table><thead><tr>{head_c}</tr></thead>"
-                   f"<tbody>{''.join(rows_c)}</tbody></table>")
+    legend += _html_claims(report)
+    setting = f'<p class="legend"><b>Setting:</b> {e(report.caption)}</p>' if report.caption else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{_CSS}</style></head><body><h2>{title}</h2><p>{e(spec.description)}</p>"
+            f"<style>{_CSS}</style></head><body><h2>{title}</h2><p>{e(spec.description)}</p>{setting}"
             + (f'<p class="legend">Readings in force: {e(_readings(report))}</p>' if report.readings else "")
             + (f'<p class="legend">{e(_image_sets(report))}</p>' if _image_sets(report) else "")
             + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{legend}</body></html>\n")
+
+
+def _html_claims(report: Report) -> str:
+    """The claims table of the HTML page (the Markdown rows without the table column)."""
+    if not report.claims:
+        return ""
+    e, control = html.escape, has_control(report.claims)
+    heads = [h.strip() for h in markdown_header(report.correction, control).splitlines()[0].strip("|").split("|")]
+    head_c = "".join(f"<th>{e(h)}</th>" for h in heads if h != "Table")
+    rows_c = []
+    for r in report.claims:
+        cells_c = [c.strip() for c in markdown_row(r, control).strip("|").split("|")]
+        del cells_c[2]  # the table: this page's
+        rows_c.append("<tr>" + "".join(f'<td class="l">{e(c.replace("**", "").replace("`", ""))}</td>'
+                                       for c in cells_c) + "</tr>")
+    note = (f"<p class=\"legend\">HardCases is not in these runs: claims on HardCases PSNR are tested on "
+            f"{e(column_name(report.claims_on))}.</p>") if report.claims_on else ""
+    note += f'<p class="legend">{e(_correction(report))}.</p>'
+    return (f"<h3>Claims of the thesis on Table {e(report.spec.name)}</h3>{note}<table><thead><tr>{head_c}</tr>"
+            f"</thead><tbody>{''.join(rows_c)}</tbody></table>")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 
 from srprior import contracts, tracking
-from srprior.report.model import Report, ReportError, reported_metrics, summarize, with_logged_benchmarks
+from srprior.report.model import (Report, ReportError, reported_metrics, summarize, sweep_budget,
+                                  with_logged_benchmarks)
+from srprior.report.setting import caption, run_params
 from srprior.search_spaces.spec import Row, TableSpec
 
 def search_report(name: str, tracking_uri: str, sweep: str = "latest") -> Report:
     """A search as a table: one row per sampled configuration (best mean objective first), mean ± std over its
-    seeds, Welch's t-test of every configuration against the best one."""
+    seeds, the test of every configuration against the best one (paired over common seeds, else Welch); ranked
+    by the selected (best-validation) objective, the value the search optimised."""
     from srprior.search_spaces.search import get_search
     
     spec = get_search(name)
@@ -32,7 +35,9 @@ def search_report(name: str, tracking_uri: str, sweep: str = "latest") -> Report
     by_config: dict[str, list] = {}
     for run in runs:
         by_config.setdefault(run.data.tags[contracts.CONFIG_HASH], []).append(run)
-    means = {h: math.fsum(r.data.metrics[contracts.OBJECTIVE] for r in rs) / len(rs) for h, rs in by_config.items()}
+    # the selected (best-validation) objective, as the search optimised it and tables report it
+    means = {h: math.fsum(reported_metrics(r.data.metrics)[contracts.OBJECTIVE] for r in rs) / len(rs)
+             for h, rs in by_config.items()}
     order = sorted(by_config, key=lambda h: -means[h])
     rows, values = [], {}
     for h in order:
@@ -51,5 +56,7 @@ def search_report(name: str, tracking_uri: str, sweep: str = "latest") -> Report
             if sweep != "latest" else []
         parent = found[0].info.run_id if found else None
     expected = {row.id: len(values[row.id]) for row in rows}
+    ran = {f"cfg-{h[:8]}": [run_params(r.data.params) for r in by_config[h]] for h in order}
+    budget = sweep_budget(tracking_uri, parent) if parent else None
     return Report(table, tracking_uri, None if sweep == "latest" else sweep, parent,
-                  summarize(table, values, expected))
+                  summarize(table, values, expected), caption=caption(budget, ran))

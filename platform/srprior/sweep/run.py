@@ -15,7 +15,7 @@ from srprior.options import SweepOptions
 from srprior.plan import SweepPlan, default_sweep_id, fuse_groups, make_plan, plan_readings
 from srprior.schema import trial_config
 from srprior.sweep import launch as machinery
-from srprior.sweep.view import budget_caption, experiment, format_plan, print_seed_plan, resources
+from srprior.sweep.view import experiment, format_plan, print_seed_plan, resources
 from srprior.trainers.health import is_diverged
 from srprior.trainers.resources import Resources, SweepError
 
@@ -330,7 +330,7 @@ def reports(plan: SweepPlan, sweep_id: str, uri: str, store: str, output: Path, 
                 report = replace(search_report(name, uri, sweep_id), parent_run_id=parents[name])
             else:
                 report = build_report(get_table(name), uri, plan.cells[name], sweep_id, parents.get(name),
-                                      plan_readings(plan, name))
+                                      plan_readings(plan, name), budget=plan.budget)
         except ReportError as exc:
             texts.append(f"no report for {plan.mode} {name}: {exc}")
             continue
@@ -340,7 +340,7 @@ def reports(plan: SweepPlan, sweep_id: str, uri: str, store: str, output: Path, 
             client = tracking.client(uri)
             tracking.save_runs_view(client, client.get_run(parents[name]).info.experiment_id,
                                     runs_view_metrics(report))
-        texts.append(to_terminal(report, paths, resume, budget_caption(plan)))
+        texts.append(to_terminal(report, paths, resume))  # the report carries the budget's caption
     return "\n".join(texts)
 
 

@@ -95,13 +95,6 @@ def resources(plan: SweepPlan, to_train: list, opts: SweepOptions, cpus: float, 
                           opts.gpus_per_trial, opts.max_concurrent)
 
 
-def budget_caption(plan: SweepPlan) -> str:
-    """The budget's caption (what its numbers can and cannot show) with this plan's steps filled in."""
-    from srprior.trainers.budgets import get_budget
-
-    return get_budget(plan.budget).caption.format(steps=plan.science.get("steps", "?"))
-
-
 def print_seed_plan(plan: SweepPlan, opts: SweepOptions, uri: str) -> int:
     """--seeds-for-power EFFECT: seeds per row for each table from its finished runs; nothing is trained."""
     from srprior.report.model import ReportError, collect
@@ -121,7 +114,7 @@ def print_seed_plan(plan: SweepPlan, opts: SweepOptions, uri: str) -> int:
         sp = seeds_for_power(spec, values, effect)
         needed.append(sp.seeds)
         print(f"table {name}: {sp.seeds if sp.seeds else '—'} seeds per row to detect {effect:g} on {sp.metric} "
-              f"with 80% power (α = 0.05; pooled std {sp.std:.4f} from {sp.source})")
+              f"with 80% power (α = 0.05, {sp.test} test; pooled std {sp.std:.4f} from {sp.source})")
     if all(needed):
         others = " ".join(f"--{k.replace('_', '-')} {getattr(opts, k)}"
                           for k in ("budget", "output_dir", "data_root", "train_root") if getattr(opts, k))
