@@ -26,6 +26,7 @@ def preset_hours(plan: SweepPlan, to_train: list) -> dict[str, dict[str, Any]]:
 def evaluation_lines(plan: SweepPlan, to_train: list) -> list[str]:
     """The per-preset block of `--plan`: training and evaluation H100-hours side by side, validation's share."""
     from srprior.evalcost import trial_eval_flops
+    from srprior.trainers.evaluation import validation_crop
 
     out = ["  H100-hours per preset (one H100; evaluation in fp32 at the preset's fp32 plain-step TFLOP/s, assumed):"]
     for preset, r in preset_hours(plan, to_train).items():
@@ -36,10 +37,13 @@ def evaluation_lines(plan: SweepPlan, to_train: list) -> list[str]:
     flops = trial_eval_flops(to_train[0].trial.config, plan.context.ckpt_every)
     data = to_train[0].trial.config.data
     val, *rest = flops.images
-    crop = f"LR centre crops of {data.val_crop}² (val_crop)" if data.val_crop else "whole images"
+    side = validation_crop(data)
+    crop = f"LR centre crops of {side}² ({'val_crop' if side == data.val_crop else 'eval_crop'})" if side else \
+        "whole images"
+    final = f"LR centre crops of {data.eval_crop}² (eval_crop)" if data.eval_crop else "whole images"
     out.append(f"    evaluation images (first trial): validation {len(val.shapes)} {val.name} images as {crop}, "
                f"{flops.validations} times ({val.source}); final evaluation {flops.passes} passes (best and last "
-               "weights; 1 when they coincide), whole images:")
+               f"weights; 1 when they coincide), {final}:")
     out += [f"      {s.name}: {len(s.shapes)} images ({s.source})" for s in rest[:-1]]
     out.append(f"      DI: {len(rest[-1].shapes)} {rest[-1].name} images × {2 + 50} LAM forwards (50 with the input "
                f"gradient) ({rest[-1].source})" if data.di else "      DI: off")
