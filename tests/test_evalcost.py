@@ -79,9 +79,9 @@ def test_image_sizes_are_read_from_the_sets_or_documented(data_root):
     cfg = trial_config(preset="rnan-t", data_root=str(data_root), benchmarks="set5,hardcases", val_images=10)
     val = evalcost.validation_images(cfg)
     assert val.shapes == ((678, 1020),) * 10 and "documented" in val.source and "no --train-root" in val.source
-    (set5,) = evalcost.test_images(cfg)  # HardCases is optional and absent: not evaluated, not priced
+    (set5,) = evalcost.benchmark_images(cfg)  # HardCases is optional and absent: not evaluated, not priced
     assert set5.source == "read" and list(set5.shapes) == [p.lr.shape[:2] for p in eval_sets(cfg)["set5"]]
-    assert evalcost.test_images(trial_config(preset="rnan-t"))[0].source.endswith("(assumed: no --data-root)")
+    assert evalcost.benchmark_images(trial_config(preset="rnan-t"))[0].source.endswith("(assumed: no --data-root)")
     micro = trial_config(preset="edsr-t-micro", val_crop=100)
     v = evalcost._cropped(evalcost.validation_images(micro), 100)
     assert list(v.shapes) == [p.lr.shape[:2] for p in training_data(micro)[1]] and v.source == "read"
@@ -151,6 +151,7 @@ def test_no_bf16_entries_thesis_trains_in_fp32_and_the_plan_says_why(capsys):
     assert cost.measured_precision("edsr-b", True, data=data) == (
         False, "fp32: measured edsr-b prior step bf16 200 ms, fp32 184.3 ms")  # measured, but slower
     assert make_plan({"table": "4.8", "budget": "thesis", "set": ["bf16=true"]}).trials[0].trial.config.model.bf16
+    assert "precision: bf16=true (--set), not chosen by measurement" in _sweep(capsys, table="4.8", set=["bf16=true"])
 
 
 def test_plan_json_has_per_preset_hours_and_the_fixed_designs_all_in_hours(capsys):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def validation_images(config: Any) -> Images:
     return Images(found.name, _first(found.shapes, data.val_images), found.source)
 
 
-def test_images(config: Any) -> list[Images]:
+def benchmark_images(config: Any) -> list[Images]:
     """The final evaluation's sets (srprior.trainers.evaluation.eval_sets), eval_crop applied."""
     from srprior.contracts import BENCHMARK_DIRS, OPTIONAL_BENCHMARKS
     from srprior.data import datasets, embedded
@@ -113,10 +114,11 @@ def test_images(config: Any) -> list[Images]:
     if data.data_root is None and _micro(config.model.preset):
         sets.append(Images("embedded", _header_shapes([embedded.data_dir() / f for f in embedded.TEST], scale),
                            "read"))
-    for name in data.benchmarks if data.data_root or not _micro(config.model.preset) else ():
-        folder = Path(data.data_root) / BENCHMARK_DIRS[name] / "HR" if data.data_root else None
-        if folder is not None and folder.is_dir():
-            sets.append(Images(name, _header_shapes(datasets._image_files(folder), scale), "read"))
+    root = Path(data.data_root) if data.data_root else None
+    for name in data.benchmarks if root or not _micro(config.model.preset) else ():
+        if root and any(p.is_dir() and p.name.lower() == BENCHMARK_DIRS[name].lower() for p in root.iterdir()):
+            hr_dir = datasets.benchmark_dirs(root, BENCHMARK_DIRS[name], scale)[0]
+            sets.append(Images(name, _header_shapes(datasets._image_files(hr_dir), scale), "read"))
         elif name not in OPTIONAL_BENCHMARKS:
             sets.append(_documented(name, scale, f"{BENCHMARK_DIRS[name]} is not under --data-root"
                                     if data.data_root else "no --data-root"))
@@ -131,7 +133,8 @@ def region_images(config: Any, sets: list[Images]) -> Images:
         if s.name in ("hardcases", "hardcases_r"):
             return s
     last = sets[-1]
-    return _cropped(Images(f"{last.name}-crop{REGION_CROP}", last.shapes, last.source), REGION_CROP // config.model.scale)
+    crops = Images(f"{last.name}-crop{REGION_CROP}", last.shapes, last.source)
+    return _cropped(crops, REGION_CROP // config.model.scale)
 
 
 def di_images(config: Any) -> Images:
@@ -241,8 +244,9 @@ def images_flops(preset: str, scale: int, images: Images, grad: bool = False) ->
 
 def validations(steps: int, val_every: int, ckpt_every: int | None = None) -> int:
     """How often srprior.trainers.loop validates: at every val_every-th and ckpt_every-th step and the last."""
-    every = {s for s in (val_every, ckpt_every) if s}
-    return sum(1 for s in range(1, steps + 1) if s == steps or any(s % k == 0 for k in every))
+    a, b = val_every, ckpt_every or val_every
+    both = steps // a + steps // b - steps // math.lcm(a, b)  # multiples of either, counted once
+    return both + (steps % a != 0 and steps % b != 0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -253,7 +257,7 @@ def trial_eval_flops(config: Any, ckpt_every: int | None = None, passes: int = 2
 
     preset, scale = config.model.preset, config.model.scale
     val = _cropped(validation_images(config), validation_crop(config.data))
-    sets = test_images(config)
+    sets = benchmark_images(config)
     region, di = region_images(config, sets), di_images(config)
     n_val = validations(config.schedule.steps, config.schedule.val_every, ckpt_every)
     final = sum(images_flops(preset, scale, s) for s in (*sets, region))

@@ -56,9 +56,12 @@ def precision_lines(plan: SweepPlan, to_train: list) -> list[str]:
 
     if get_budget(plan.budget).precision != "measured":
         return []
-    if "bf16" in plan.science:
+    if any(item.partition("=")[0].strip() == "bf16" for item in plan.options.set):
         return [f"  precision: bf16={plan.science['bf16']} (--set), not chosen by measurement"]
-    kinds = sorted({(t.trial.config.model.preset, t.trial.config.prior.lambda_ap > 0) for t in to_train})
+    kinds = sorted({(t.trial.config.model.preset, t.trial.config.prior.lambda_ap > 0) for t in to_train}
+                   if plan.mode == "table" else {(plan.science["preset"], prior) for prior in (False, True)})
+    if not kinds:
+        return []
     return ["  precision by measurement on a GPU (efficiency.json; bf16 only where measured faster):"] + \
         [f"    {preset} {cost.MODES[prior]}: {cost.measured_precision(preset, prior)[1]}" for preset, prior in kinds]
 
