@@ -8,6 +8,10 @@ formulas (torch.utils.flop_counter), at the trial's own batch and crop, so RNAN'
 in pixels) is counted exactly. FLOPS ships the thesis shapes (tests check it against the counter); other shapes
 are counted once per process.
 
+Evaluation (validation, final evaluations, DI) is counted the same way at the evaluated images' sizes
+(srprior.evalcost) and priced at the preset's fp32 plain-step efficiency; a trial's all-in cost is
+trial_seconds_all_in. GPU budgets train a step in bf16 only where it was measured faster (measured_precision).
+
 The efficiency (TFLOP/s) is data: efficiency.json beside this module (package data, so an editable install and
 a wheel read the same file; benchmarks/gpu_suite_table.py rewrites it from a GPU run). Each entry says how it
 was obtained — measured, or extrapolated — and a lookup that has to borrow another preset's or precision's
