@@ -6,12 +6,14 @@
 # the efficiency data the plan's cost model reads ($OUT/efficiency.json and platform/srprior/efficiency.json):
 #   1. step cost: benchmarks/step_cost.py on CUDA for $PRESETS (default edsr-t rcan-t rnan-t), every lever in one
 #      process per preset: eager (torch defaults), tf32, bf16, channels-last, cuda-graph, bf16+cuda-graph (ms per
-#      plain and prior step, extractor share, peak memory); then one EDSR-B plain and prior step (eager, bf16);
+#      plain and prior step, extractor share, peak memory); then one EDSR-B plain and prior step (eager, bf16) and
+#      EDSR-T-BN's and EDSR-T-15's (eager, bf16): fp32 and bf16 entries for every preset of the tables, from which
+#      the GPU budgets choose each trial's precision;
 #   2. fused throughput: benchmarks/fused_throughput.py --device cuda, plain and prior: edsr-t K = 1 4 16, rcan-t
 #      and rnan-t K = 1 4, and edsr-t K = 1 16 with --cuda-graph (fused and separate steps both captured);
 #   3. a 4-trial smoke sweep on the GPU (1/4 GPU per trial, 300 steps) end to end through Ray Tune + Train and
 #      MLflow; per-trial steps/s, aggregate steps/s and start-up read back from the MLflow store.
-# Each part has a time limit (together 440 s); one that fails or times out is a row of the table, the others
+# Each part has a time limit (together 480 s); one that fails or times out is a row of the table, the others
 # still run. Ray/MLflow/Optuna: when python cannot import them, they are installed from a carried .whl/ into
 # /tmp/site (build .whl/ on a networked machine with ../shared/tools/device-wheels.sh, from the repository root).
 # Without `pip install -e .`, the package tree is linked the way pyproject.toml maps it. MLflow's tracking server
@@ -58,6 +60,10 @@ part() {  # part NAME LIMIT_S COMMAND...: run with a time limit, log to $OUT/NAM
 part step_cost 140 $PY benchmarks/step_cost.py --device cuda --presets $PRESETS --iters 10 \
   --variants eager tf32 bf16 channels-last cuda-graph bf16+cuda-graph
 part edsr_b 40 $PY benchmarks/step_cost.py --device cuda --presets edsr-b --iters 5 --variants eager bf16
+# the thesis's other presets, fp32 and bf16: a budget trains a preset in bf16 only where its own bf16 step was
+# measured faster (srprior.cost.measured_precision), so every preset of the tables needs both entries
+part step_cost_ablations 40 $PY benchmarks/step_cost.py --device cuda --presets edsr-t-bn edsr-t-15 --iters 10 \
+  --variants eager bf16
 part fused 40 $PY benchmarks/fused_throughput.py --device cuda --iters 5 --ks 1 4 16
 part fused_rcan 35 $PY benchmarks/fused_throughput.py --device cuda --preset rcan-t --iters 3 --repeats 2 --ks 1 4
 part fused_rnan 35 $PY benchmarks/fused_throughput.py --device cuda --preset rnan-t --iters 3 --repeats 2 --ks 1 4

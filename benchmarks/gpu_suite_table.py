@@ -19,8 +19,10 @@ import statistics
 import sys
 from pathlib import Path
 
-PARTS = {"step_cost": "step cost", "edsr_b": "step cost EDSR-B", "fused": "fused", "fused_rcan": "fused",
+PARTS = {"step_cost": "step cost", "edsr_b": "step cost EDSR-B", "step_cost_ablations": "step cost EDSR-T-BN/-15",
+         "fused": "fused", "fused_rcan": "fused",
          "fused_rnan": "fused", "fused_graph": "fused + CUDA graph", "sweep": "sweep"}
+STEP_COST_PARTS = ("step_cost", "edsr_b", "step_cost_ablations")  # step_cost.py logs: fp32 and bf16 entries
 CHECKOUT_FILE = Path(__file__).resolve().parents[1] / "platform" / "srprior" / "efficiency.json"
 # step_cost.py variant -> the efficiency table's precision key (srprior.cost.precision)
 PRECISION = {"eager": "fp32", "tf32": "tf32", "bf16": "bf16", "channels-last": "fp32+channels-last",
@@ -127,7 +129,7 @@ def efficiency(out: Path, base: dict, stamp: str) -> dict:
         table.setdefault(prec, {}).setdefault(preset, {})[mode] = entry(preset, mode, ms, f"{stamp}, {how}", shape)
 
     found = 0
-    for name in ("step_cost", "edsr_b"):
+    for name in STEP_COST_PARTS:
         log = out / f"{name}.log"
         shape, rows = step_cost_table(log.read_text() if log.exists() else "")
         for r in rows:
@@ -177,7 +179,7 @@ def main(argv: list[str]) -> int:
         rc, secs = parts.get(name, (None, "?"))
         try:
             text = log.read_text() if log.exists() else ""
-            got = (step_cost_rows(text, label) if name in ("step_cost", "edsr_b") else fused_rows(text, label)
+            got = (step_cost_rows(text, label) if name in STEP_COST_PARTS else fused_rows(text, label)
                    if name != "sweep" else sweep_rows(uri, secs) if rc is not None else [])
         except Exception as exc:  # a half-written log or an unreadable store: say so in the table, keep the rest
             got = [[label, "-", "-", "-", f"could not read: {type(exc).__name__}: {exc}"]]

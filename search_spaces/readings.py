@@ -3,7 +3,8 @@
 Not a thesis table (no printed numbers): a GPU sweep of it (`srprior sweep --table readings --budget short`)
 says which reading moves the numbers, and which reproduces Tables 4.2/4.5 best. Every prior row is Table 4.2's
 "w/ ours, λ_AP = 1e-4" row with one reading changed; the eval-only readings (DI channels, border shave) train
-the same model as the default row and differ in their evaluation only.
+the same model as the default row and differ in their evaluation only; `val_crop` changes only which checkpoint
+is selected.
 """
 
 from srprior.contracts import BENCH_METRICS
@@ -20,7 +21,7 @@ TABLE = TableSpec(
     description="×2 SR, λ_AP = 1e-4, w = Sim, Scenario 1 unless the row says otherwise; each prior row changes "
                 "one reading of the defaults (select_n=5, local_geometry=window, similarity=clamp, "
                 "l1_reduction=mean, di_channels=abs-of-sum, extra_shave=0, selection_area=scenario, "
-                "invalid_samples=drop).",
+                "invalid_samples=drop, val_crop=256).",
     metrics=(*BENCH_METRICS, "di"),
     rows=(
         baseline_row("EDSR-T", "edsr-t", {}),
@@ -35,5 +36,6 @@ TABLE = TableSpec(
         _reading("l1-sum", "Eq. 3.10's L1 as a per-image sum", l1_reduction="sum"),
         _reading("di-sum-of-abs", "DI of the sum of |attribution| over RGB", di_channels="sum-of-abs"),
         _reading("shave-6", "PSNR/SSIM with 6 + scale border pixels shaved", extra_shave=6),
+        _reading("val-whole", "model selection on whole validation images (val_crop=0)", val_crop=0),
     ),
 )

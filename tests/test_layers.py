@@ -9,7 +9,7 @@ This test is the documentation of the layers (README "Architecture" shows the sa
   4 specs          search_spaces                           (the tables and their rows)
   5 infra          locks, store, tracking, credentials, preflight
   6 trainers       trainers                                (Ray Train/Tune trainables, budgets, checkpoints)
-  7 plan           plan, cost, options                     (what a sweep trains and what it costs)
+  7 plan           plan, cost, evalcost, options           (what a sweep trains and what it costs)
   8 results        results, plots, hardcases               (collect runs, statistics, renderers)
   9 orchestration  sweep, watchdog, stopping, exposure     (plan → Ray/Tune → report)
  10 commands       commands, cli                           (thin argparse layers over the library)
@@ -31,7 +31,7 @@ LAYERS = [
     ("specs", {"search_spaces"}),
     ("infra", {"locks", "store", "tracking", "credentials", "preflight"}),
     ("trainers", {"trainers"}),
-    ("plan", {"plan", "cost", "options"}),
+    ("plan", {"plan", "cost", "evalcost", "options"}),
     ("results", {"results", "plots", "hardcases", "report"}),
     ("orchestration", {"sweep", "watchdog", "stopping", "exposure"}),
     ("commands", {"commands", "cli"}),

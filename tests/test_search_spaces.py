@@ -111,7 +111,7 @@ EXPECTED_TRIALS = {  # rows × seeds per table
     "4.7": 2 * 4 + 2 * 6,
     "4.8": 2 * 2,
     "smoke": 2 * 2,
-    "readings": 12 * 4,  # baseline + 11 readings of EDSR-T
+    "readings": 13 * 4,  # baseline + 12 readings of EDSR-T
     "selectors": 3 * 2,  # EDSR-T, RCAN-T, RNAN-T baselines on the reserved seeds 1000, 1001
 }
 

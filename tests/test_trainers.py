@@ -70,8 +70,8 @@ def test_budgets_define_epochs_and_micro_models():
     thesis, smoke = budgets.get_budget("thesis"), budgets.get_budget("smoke")
     assert budgets.STEPS_PER_EPOCH == 800 // 16 and thesis.science["steps"] == 1000 * 50 == 50_000
     assert (thesis.science["batch"], thesis.science["lr_patch"], thesis.seeds, thesis.micro) == (16, 48, None, False)
-    assert thesis.science["bf16"] is budgets.get_budget("short").science["bf16"] is True  # bf16_fidelity.py
-    assert "bf16" not in smoke.science  # CPU: fp32 (CPU bf16 is real but slow)
+    assert thesis.precision == budgets.get_budget("short").precision == "measured"  # bf16 where measured faster
+    assert "bf16" not in smoke.science and smoke.precision == "fp32"  # CPU: fp32 (CPU bf16 is real but slow)
     presets = {flat["preset"] for _, _, flat in get_table("4.2").cells()} | {"edsr-t-bn", "edsr-b"}
     assert {p: smoke.preset(p) for p in sorted(presets)} == {
         "edsr-b": "edsr-t-micro", "edsr-t": "edsr-t-micro", "edsr-t-bn": "edsr-t-micro",
@@ -271,7 +271,8 @@ def test_readings_reach_the_trial_through_set_and_the_readings_spec():
         flat = trial_config(**{**spec.defaults, **row.overrides}).flat()
         assert {k for k in flat if flat[k] != base[k]} == set(row.overrides) - {"preset"}, row.id
     sets = ["select_n=1", "local_geometry=ring", "similarity=affine", "l1_reduction=sum",
-            "di_channels=sum-of-abs", "extra_shave=6", "selection_area=global", "invalid_samples=keep"]
+            "di_channels=sum-of-abs", "extra_shave=6", "selection_area=global", "invalid_samples=keep",
+            "val_crop=96"]
     config = make_plan({"table": "smoke", "set": sets}).trials[0].trial.config.flat()
     assert {k: str(config[k]) for k in READINGS} == dict(s.split("=") for s in sets)
     ctx = RunContext(ckpt_every=2, log_every=1, figures=False)

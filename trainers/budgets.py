@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STEPS_PER_EPOCH = 50  # 800 DIV2K training images / batch 16
-# GPU budgets train under bf16 autocast: benchmarks/bf16_fidelity.py finds its change to L_AP, L1 and PSNR below
-# seed-to-seed noise (README). A science field, so run keys say so; `--set bf16=false` trains in fp32.
-GPU = {"bf16": True}
+# GPU budgets choose each trial's precision by measurement (Budget.precision "measured"): bf16 autocast only where
+# efficiency.json measured the preset's step faster in bf16 on a GPU (srprior.cost.measured_precision;
+# benchmarks/bf16_fidelity.py finds bf16's change to L_AP, L1 and PSNR below seed-to-seed noise, README), else fp32
+# (the only H100 measurement before the GPU suite found bf16 autocast made the double backward slower). The
+# field bf16 is science, so run keys say which; `--set bf16=true|false` overrides the measurement.
+GPU = {"precision": "measured"}
 MICRO = {"edsr": "edsr-t-micro", "rcan": "rcan-t-micro", "rnan": "rnan-t-micro"}
 # Thesis-sized models on DIV2K: a trial still 3 dB under bicubic after a fifth of its steps is not learning SR
 # (srprior.trainers.health.Behaviour; RunContext's comment says why each rule exists)
@@ -46,12 +49,15 @@ class Budget:
     micro: bool = False  # replace each preset by its architecture's -micro preset (CPU smoke runs)
     rows: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> the rows it is sized for ({}: all)
     caption: str = ""  # in every report view: what its numbers can and cannot show ({steps}, {seeds}: what ran)
+    precision: str = "fp32"  # "measured": bf16 per trial where efficiency.json measured it faster (GPU budgets)
 
     def __post_init__(self) -> None:
         from srprior.schema import RunContext, trial_config
 
         trial_config(f"budget {self.name!r}", **self.science)  # one rule set: the schema's
         RunContext(**self.context)
+        if self.precision not in ("fp32", "measured"):
+            raise ValueError(f"budget {self.name!r}: precision={self.precision!r} must be fp32 or measured")
         if self.seeds is not None and self.seeds < 1:
             raise ValueError(f"budget {self.name!r}: seeds={self.seeds} must be >= 1 or None")
 
@@ -100,13 +106,15 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in (
            caption="cpu-hour budget: {steps} steps of micro models (a residual over bicubic), {seeds} seeds per "
                    "row: λ_AP's effect on PSNR and DI with its confidence interval at micro scale; the thesis's "
                    "numbers are for EDSR-T after 50,000 steps (`--budget short` on a GPU)."),
-    Budget("short", "one GPU, ~10 min per trial: thesis models and crops, 5,000 steps (100 epochs), bf16",
-           science=dict(steps=100 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=500, val_images=10, **GPU),
-           context=dict(ckpt_every=500, log_every=50, **DIVERGE)),
-    Budget("thesis", "§4.1: batch 16, 48×48, Adam 1e-4, 1000 epochs = 50,000 steps, all seeds and images, bf16",
+    Budget("short", "one GPU, ~10 min per trial: thesis models and crops, 5,000 steps (100 epochs), bf16 where "
+           "measured faster",
+           science=dict(steps=100 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=500, val_images=10),
+           context=dict(ckpt_every=500, log_every=50, **DIVERGE), **GPU),
+    Budget("thesis", "§4.1: batch 16, 48×48, Adam 1e-4, 1000 epochs = 50,000 steps, all seeds and images, bf16 "
+           "where measured faster",
            science=dict(steps=1000 * STEPS_PER_EPOCH, batch=16, lr_patch=48, val_every=20 * STEPS_PER_EPOCH,
-                        val_images=10, **GPU),
-           context=dict(ckpt_every=20 * STEPS_PER_EPOCH, log_every=STEPS_PER_EPOCH, **DIVERGE)),
+                        val_images=10),
+           context=dict(ckpt_every=20 * STEPS_PER_EPOCH, log_every=STEPS_PER_EPOCH, **DIVERGE), **GPU),
 )}
 
 

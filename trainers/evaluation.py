@@ -8,7 +8,9 @@ data/images.json) and refuses a test image that is also a validation image, and 
 control tiles, evaluated as hardcases_rc beside it) with a tile cut from a validation image (its manifest names
 each tile's source file and hash). `max_eval_images` keeps the first n
 images of every set and `eval_crop` > 0 evaluates LR centre crops of that side (smoke budgets: RNAN's all-pairs
-attention makes whole images cost minutes on a CPU).
+attention makes whole images cost minutes on a CPU). Validation images are LR centre crops of `val_crop` (a
+reading: model selection on fixed central crops; RNAN's attention over a whole DIV2K-valid image outweighed its
+training); the final evaluation stays on whole images, the thesis's protocol.
 
 DI (metric `di`): the mean DI of srprior.method.lam.di_maps on the documented LAM protocol images (LAM_demo under the data
 root, 256×256 HR) or, without a data root, on 64×64-LR centre crops of the embedded test images; one
@@ -74,7 +76,15 @@ def training_data(cfg: TrialConfig) -> tuple[list, list]:
         else:
             train, val = datasets.load_folder(root, scale), embedded.default_split(scale)[1]
     val = _first(val, data.val_images)
-    return train, [_crop(p, data.eval_crop) for p in val] if data.eval_crop else val
+    side = validation_crop(data)
+    return train, [_crop(p, side) for p in val] if side else val
+
+
+def validation_crop(data) -> int:
+    """LR side of the validation crops: val_crop (model selection, a reading), or eval_crop when it is smaller
+    (smoke budgets crop everything); 0: whole images."""
+    sides = [s for s in (data.val_crop, data.eval_crop) if s]
+    return min(sides) if sides else 0
 
 
 def eval_sets(cfg: TrialConfig) -> dict[str, list]:

@@ -8,6 +8,10 @@ formulas (torch.utils.flop_counter), at the trial's own batch and crop, so RNAN'
 in pixels) is counted exactly. FLOPS ships the thesis shapes (tests check it against the counter); other shapes
 are counted once per process.
 
+Evaluation (validation, final evaluations, DI) is counted the same way at the evaluated images' sizes
+(srprior.evalcost) and priced at the preset's fp32 plain-step efficiency; a trial's all-in cost is
+trial_seconds_all_in. GPU budgets train a step in bf16 only where it was measured faster (measured_precision).
+
 The efficiency (TFLOP/s) is data: efficiency.json beside this module (package data, so an editable install and
 a wheel read the same file; benchmarks/gpu_suite_table.py rewrites it from a GPU run). Each entry says how it
 was obtained — measured, or extrapolated — and a lookup that has to borrow another preset's or precision's
@@ -43,35 +47,19 @@ FLOPS = {
 
 
 def count_step_flops(preset: str, scale: int, batch: int, patch: int, prior: bool) -> int:
-    """FLOPs of one TrainStep on the meta device (no memory, no arithmetic: shapes only).
-
-    torch's FlopCounterMode itself cannot wrap the prior step (its module tracker's backward hooks reject
-    `autograd.backward(inputs=...)` inside a double backward), so its FLOP formulas are applied here by a bare
-    dispatch mode."""
+    """FLOPs of one TrainStep on the meta device (no memory, no arithmetic: shapes only)."""
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils.flop_counter import FlopCounterMode
 
     from srprior.archs import build_model
+    from srprior.evalcost import flop_counter
     from srprior.method.prior import PriorConfig
     from srprior.method.step import TrainStep, make_optimizer
-
-    class Count(TorchDispatchMode):
-        registry = FlopCounterMode().flop_registry
-        flops = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            formula = self.registry.get(func._overloadpacket)
-            if formula is not None:
-                self.flops += formula(*args, **(kwargs or {}), out_val=out)
-            return out
 
     with torch.device("meta"):
         model = build_model(preset, scale)
         lr, hr = torch.empty(batch, 3, patch, patch), torch.empty(batch, 3, patch * scale, patch * scale)
     step = TrainStep(model, make_optimizer(model), PriorConfig(lambda_ap=1e-4 if prior else 0.0), scale)
-    with Count() as counter:
+    with flop_counter() as counter:
         step(lr, hr)
     return int(counter.flops)
 
@@ -187,22 +175,66 @@ class Cost:
     startup_s: float
     wall_s: float  # the Ray Train runs in plan order on `concurrent` slots, each taking the first free one
     flops: float  # all training steps' FLOPs
+    eval_s: float = 0.0  # device-seconds of validation, final evaluations and DI (eval_seconds)
 
 
 def estimate(trials: Sequence[Any], device: str, concurrent: int, groups: Sequence[Sequence[Any]] | None = None,
-             cuda_graph: bool = False) -> Cost:
+             cuda_graph: bool = False, ckpt_every: int | None = None) -> Cost:
     """Training steps × step time, plus one start-up per Ray Train run (`groups`: the fused groups of `trials`;
-    default one run per trial). Fused members are costed as separate steps: fusion's speed-up is measured, not
-    assumed. The wall time schedules the runs as Tune starts them, so a long last group is not averaged away."""
+    default one run per trial), plus each trial's evaluation (eval_seconds). Fused members are costed as
+    separate steps: fusion's speed-up is measured, not assumed. The wall time schedules the runs as Tune starts
+    them, so a long last group is not averaged away."""
     runs = [[t.trial.config for t in g] for g in (groups or [[t] for t in trials])]
     seconds = [[c.schedule.steps * step_seconds(c, device, cuda_graph) for c in run] for run in runs]
+    evals = [[sum(eval_seconds(c, device, ckpt_every)) for c in run] for run in runs]
     startup = STARTUP_SECONDS[device]
     slots = [0.0] * max(1, concurrent)
-    for run in seconds:
+    for run, ev in zip(seconds, evals):
         first = min(range(len(slots)), key=slots.__getitem__)
-        slots[first] += startup + math.fsum(run)
+        slots[first] += startup + math.fsum(run) + math.fsum(ev)
     flops = math.fsum(c.schedule.steps * config_flops(c) for run in runs for c in run)
-    return Cost(device, math.fsum(map(math.fsum, seconds)), startup * len(runs), max(slots), flops)
+    return Cost(device, math.fsum(map(math.fsum, seconds)), startup * len(runs), max(slots), flops,
+                math.fsum(map(math.fsum, evals)))
+
+
+# ---------------------------------------------------------------------------------------------- evaluation, precision
+def eval_rate(config: Any, device: str) -> Rate:
+    """Evaluation runs forwards in fp32 (srprior.evaluate: no autocast): priced at the preset's fp32 plain step's
+    TFLOP/s (assumed: no forward-only entry is measured; a batch-1 whole image keeps a GPU no busier)."""
+    return rate(device, "fp32", config.model.preset, "plain", shape=shape_of(config))
+
+
+def eval_seconds(config: Any, device: str, ckpt_every: int | None = None) -> tuple[float, float]:
+    """(validation, final evaluation + DI) device-seconds of one trial (srprior.evalcost's FLOPs / eval_rate)."""
+    from srprior.evalcost import trial_eval_flops
+
+    flops, tflops = trial_eval_flops(config, ckpt_every), eval_rate(config, device).tflops * 1e12
+    return flops.validation / tflops, (flops.final + flops.di) / tflops
+
+
+def trial_seconds_all_in(config: Any, device: str = "gpu", ckpt_every: int | None = None) -> float:
+    """Device-seconds of one planned trial, all in: its training steps, validations, final evaluations and DI
+    (start-up apart: it belongs to a Ray Train run, which a fused group shares). Designs price trials with it."""
+    return config.schedule.steps * step_seconds(config, device) + sum(eval_seconds(config, device, ckpt_every))
+
+
+def measured_precision(preset: str, prior: bool, device: str = "gpu", data: dict[str, Any] | None = None,
+                       shape: tuple[int, int, int] = THESIS_SHAPE) -> tuple[bool, str]:
+    """(bf16?, why) for a budget whose precision is chosen by measurement: bf16 only where efficiency.json has
+    the preset's own measured fp32 and bf16 steps of this mode and bf16's is faster (benchmarks/bf16_fidelity.py
+    finds bf16 harmless to L_AP, L1 and PSNR); fp32 otherwise, saying why."""
+    mode = MODES[prior]
+    table = (data or _shipped())["devices"].get(device, {})
+    found = {p: _nearest_shape(table[p][preset][mode], shape) for p in ("fp32", "bf16")
+             if mode in table.get(p, {}).get(preset, {})}
+    found = {p: e for p, e in found.items() if e.get("source") == "measured" and "ms" in e}
+    if "bf16" not in found:
+        return False, f"fp32: no bf16 {mode} step of {preset} measured on {device} (efficiency.json)"
+    if "fp32" not in found:
+        return False, f"fp32: bf16 {mode} step of {preset} measured, but no fp32 one to compare it with"
+    bf, fp = found["bf16"]["ms"], found["fp32"]["ms"]
+    faster = found["bf16"]["tflops"] > found["fp32"]["tflops"]
+    return faster, f"{'bf16' if faster else 'fp32'}: measured {preset} {mode} step bf16 {bf:g} ms, fp32 {fp:g} ms"
 
 
 def hours(seconds: float) -> str:
@@ -239,7 +271,7 @@ def _ms(seconds: float) -> str:
 
 
 def plan_lines(to_train: Sequence[Any], device: str, concurrent: int, groups: Sequence[Sequence[Any]] | None,
-               cuda_graph: bool = False, detail: bool = True) -> list[str]:
+               cuda_graph: bool = False, detail: bool = True, ckpt_every: int | None = None) -> list[str]:
     """The plan's cost block: the cost model per kind of step, then the estimate here and on one H100 with its
     floor at the H100's dense bf16 peak. Without `detail` (a sweep that runs, not --plan): the estimate here only,
     so the main job's console stays short."""
@@ -248,11 +280,11 @@ def plan_lines(to_train: Sequence[Any], device: str, concurrent: int, groups: Se
     data = _shipped()
     for dev in devices:
         here = dev == device
-        cost = estimate(to_train, dev, concurrent if here else 1, groups if here else None, cuda_graph)
+        cost = estimate(to_train, dev, concurrent if here else 1, groups if here else None, cuda_graph, ckpt_every)
         where = "here" if here else "one H100, one trial at a time"
         out.append(f"  estimated cost ({dev}, {where}): {hours(cost.compute_s)} of training steps + "
-                   f"{hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)} + validation, checkpoints and "
-                   "final evaluations")
+                   f"{hours(cost.eval_s)} of evaluation (validation, final evaluations, DI) + "
+                   f"{hours(cost.startup_s)} start-up; wall ≈ {hours(cost.wall_s)} (checkpoints not counted)")
         if dev == "gpu":
             peak, suite = data["peak"]["gpu"], data.get("gpu_suite")
             floor = cost.flops / (peak["tflops"] * 1e12) / 3600
@@ -260,4 +292,20 @@ def plan_lines(to_train: Sequence[Any], device: str, concurrent: int, groups: Se
                        f"the {peak['what']} ({peak['tflops']:g} TFLOP/s): {floor:.2f} H100-hours; "
                        + (f"efficiency measured by benchmarks/gpu_suite.sh ({suite})" if suite else
                           "GPU efficiency is not yet from benchmarks/gpu_suite.sh: extrapolated"))
+            out.append(f"    + {cost.eval_s / 3600:.1f} H100-hours of evaluation = "
+                       f"{(cost.compute_s + cost.eval_s) / 3600:.1f} H100-hours all-in (fixed design)")
+    return out
+
+
+def preset_costs(trials: Sequence[Any], device: str = "gpu", ckpt_every: int | None = None) -> dict[str, dict]:
+    """Per preset: trials, and device-seconds of training, validation and final evaluation + DI (no start-up)."""
+    out: dict[str, dict] = {}
+    for t in trials:
+        c = t.trial.config
+        val, final = eval_seconds(c, device, ckpt_every)
+        row = out.setdefault(c.model.preset, {"trials": 0, "training_s": 0.0, "validation_s": 0.0, "final_s": 0.0})
+        row["trials"] += 1
+        row["training_s"] += c.schedule.steps * step_seconds(c, device)
+        row["validation_s"] += val
+        row["final_s"] += final
     return out

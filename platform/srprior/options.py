@@ -16,7 +16,7 @@ from srprior.errors import UserError
 # Options of this run of the command, not of the sweep: never stored, and `--resume` takes them from the new
 # command line (the rest comes from the stored sweep).
 RUNTIME = ("resume", "max_concurrent", "address", "num_cpus", "max_failures", "output_dir", "plan",
-           "retrain", "seeds_for_power", "verbose", "shared_storage")
+           "retrain", "seeds_for_power", "verbose", "shared_storage", "json")
 
 
 class OptionsError(UserError, ValueError):
@@ -31,6 +31,7 @@ class SweepOptions:
     search: str | None = None
     budget: str = "smoke"
     plan: bool = False
+    json: bool = False  # --plan --json: the plan as one JSON object
     retrain: bool = False
     seeds: int | None = None
     seeds_for_power: float | None = None

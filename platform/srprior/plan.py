@@ -159,7 +159,7 @@ def make_plan(options: SweepOptions | Mapping[str, Any]) -> SweepPlan:
                     "preset": budget.preset(overrides.get("preset", "edsr-t"))}
             if "preset" in sets:
                 flat["preset"] = sets["preset"]
-            trial = Trial(trial_config(f"table {spec.name} row {row.id!r}", **flat), seed)
+            trial = Trial(_precision(budget, user, trial_config(f"table {spec.name} row {row.id!r}", **flat)), seed)
             label = (spec.name, row.id)
             known = trials.get(trial.key)
             trials[trial.key] = PlannedTrial(trial, known.labels + (label,) if known else (label,))
@@ -169,6 +169,17 @@ def make_plan(options: SweepOptions | Mapping[str, Any]) -> SweepPlan:
                         "learning_rate_milestones schedule (Table 4.8's thesis budget); drop --cuda-graph for it")
     return SweepPlan("table", tuple(cells), budget.name, list(trials.values()), cells, science, ctx,
                      options=opts)
+
+
+def _precision(budget: Any, user: Mapping[str, Any], config: TrialConfig) -> TrialConfig:
+    """A budget with precision "measured" trains each trial in bf16 only where efficiency.json measured the
+    preset's step faster in bf16 (srprior.cost.measured_precision); `--set bf16=...` wins."""
+    from srprior.cost import measured_precision
+
+    if budget.precision != "measured" or "bf16" in user:
+        return config
+    bf16 = measured_precision(config.model.preset, config.prior.lambda_ap > 0)[0]
+    return config if bf16 == config.model.bf16 else trial_config("", **{**config.flat(), "bf16": bf16})
 
 
 def plan_readings(plan: SweepPlan, table: str) -> dict[str, str]:
@@ -187,7 +198,11 @@ def _search_plan(opts: SweepOptions, budget: Any, science: dict[str, Any], ctx: 
         spec = get_search(opts.search)
     except KeyError as exc:
         raise PlanError(exc.args[0]) from None
+    from srprior.cost import measured_precision
+
     base = {**science, "preset": budget.preset(spec.preset), "scale": spec.scale}
+    if budget.precision == "measured" and "bf16" not in science:  # λ_AP is sampled: bf16 only if faster in both
+        base["bf16"] = all(measured_precision(base["preset"], prior)[0] for prior in (False, True))
     trial_config(f"search {spec.name}", **base)  # the constants and the budget, before Optuna adds its samples
     samples = opts.samples or spec.n_configs
     if samples < 1:

@@ -28,6 +28,11 @@ from srprior.method.step import L1_REDUCTIONS
 from srprior.schema_fields import (ConfigError, Validated, boolean, build, flatten, integer, is_int, leaf_names,
                                    number, one_of, option, to_bool, to_float, to_int)
 
+# Validation's LR crop side: RNAN-T's non-local attention over a whole 678×1020 DIV2K-valid LR image costs ~186
+# TFLOP, so whole-image validation every 1,000 steps cost 4.7× a plain RNAN-T trial's training (the plan,
+# srprior.evalcost); 256² central crops bring it to 4.7 % (EDSR-T, RCAN-T 0.6 %), under 10 % with room for the
+# evaluation's assumed TFLOP/s, and keep 14 % of each image's pixels for model selection
+VAL_CROP = 256
 SCHEMA_VERSION = 2  # 2: lr_milestones, lr_gamma renamed learning_rate_milestones, learning_rate_gamma
 
 
@@ -112,6 +117,9 @@ class DataConfig(Validated):
     max_eval_images: int = option(0, integer(0, 10**6), parse=to_int, help="first N images per set (0: all)")
     val_images: int = option(0, integer(0, 10**6), parse=to_int, help="validation images (0: all)")
     eval_crop: int = option(0, integer(0, 4096), parse=to_int, help="evaluate LR centre crops of this side (0: whole)")
+    val_crop: int = option(VAL_CROP, integer(0, 4096), parse=to_int, thesis="model selection (§4.2)",
+                           help="validation (model selection) on LR centre crops of this side (0: whole images); "
+                                "final evaluation stays on whole images")
     di: bool = option(True, boolean, parse=to_bool, help="LAM diffusion index (50 backward passes per image)")
     di_channels: str = option(DI_CHANNELS[0], one_of(DI_CHANNELS), thesis="DI (§4.3, LAM [23])",
                               help="abs-of-sum: |sum over RGB| as LAM's code; sum-of-abs: sum of |.| over RGB")
@@ -131,7 +139,7 @@ class TrialConfig(Validated):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        problem = self.extractor_problem() or self.eval_crop_problem()
+        problem = self.extractor_problem() or self.eval_crop_problem() or self.val_crop_problem()
         if problem:
             raise ConfigError(problem)
 
@@ -155,6 +163,15 @@ class TrialConfig(Validated):
                 f"room for SSIM's 11x11 window{' or the 16x16 LAM window' if data.di else ''}; use eval_crop >= "
                 f"{need} or 0 (whole images)")
 
+    def val_crop_problem(self) -> str | None:
+        """A validation crop must leave SSIM's 11x11 window after the shave (validation scores PSNR and SSIM)."""
+        data, scale = self.data, self.model.scale
+        need = -(-(11 + 2 * (scale + data.extra_shave)) // scale)
+        if not data.val_crop or data.val_crop >= need:
+            return None
+        return (f"DataConfig.val_crop={data.val_crop}: at x{scale} it leaves no room for SSIM's 11x11 window after "
+                f"the shave; use val_crop >= {need} or 0 (whole images)")
+
     def flat(self) -> dict[str, Any]:
         return flatten(self)
 
@@ -175,7 +192,7 @@ class TrialConfig(Validated):
 SCIENCE_KEYS = tuple(leaf_names(TrialConfig))
 """Every name `--set`, table rows and Optuna may set (unique leaf names of TrialConfig)."""
 READINGS = ("select_n", "local_geometry", "similarity", "l1_reduction", "di_channels", "extra_shave",
-            "selection_area", "invalid_samples")
+            "selection_area", "invalid_samples", "val_crop")
 """Where the thesis leaves a choice open or the code had to pick (issue "Fidelity"; README: The method)."""
 
 

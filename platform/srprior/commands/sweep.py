@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                      "rows), short (GPU, ~10 min/trial), thesis (default: smoke)")
     p.add_argument("--plan", action="store_true", help="print the plan (trials to train, reused, resources, "
                                                         "estimated cost) and exit: no Ray, nothing written")
+    p.add_argument("--json", action="store_true", help="with --plan: print the plan as one JSON object (per preset "
+                                                        "training and evaluation H100-hours, trials, designs)")
     p.add_argument("--retrain", action="store_true", help="train every planned trial again into new runs "
                                                           "(default: reuse FINISHED runs with the same key)")
     p.add_argument("--seeds", type=int_in(1, 1000),

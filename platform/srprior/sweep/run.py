@@ -4,6 +4,7 @@ table (srprior.sweep.launch starts the machinery; srprior.sweep.view prints the 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,7 @@ from srprior.options import SweepOptions
 from srprior.plan import SweepPlan, default_sweep_id, fuse_groups, make_plan, plan_readings
 from srprior.schema import trial_config
 from srprior.sweep import launch as machinery
+from srprior.sweep.plancost import plan_document
 from srprior.sweep.view import experiment, format_plan, print_seed_plan, resources
 from srprior.trainers.health import is_diverged
 from srprior.trainers.resources import Resources, SweepError
@@ -114,7 +116,8 @@ def run_sweep(options: SweepOptions | dict[str, Any]) -> int:
     opts = opts.replace(name=preflight.check_name("--name", opts.name or default_sweep_id(opts)))
     job = _check(plan, opts)
     if opts.plan:
-        print(format_plan(plan, job.existing, job.to_train, job.res, job.device, opts.retrain, job.groups))
+        print(json.dumps(plan_document(plan, job.to_train)) if opts.json else
+              format_plan(plan, job.existing, job.to_train, job.res, job.device, opts.retrain, job.groups))
         return 0
     store_uri = job.user_uri or tracking.default_tracking_uri(job.output)
     if opts.seeds_for_power is not None:

@@ -9,6 +9,7 @@ from srprior import contracts, tracking
 from srprior.cost import plan_lines
 from srprior.options import SweepOptions
 from srprior.plan import SweepPlan
+from srprior.sweep.plancost import evaluation_lines, precision_lines
 from srprior.trainers.resources import Resources, SweepError, plan_resources
 
 
@@ -42,9 +43,12 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
         gpu = f" + {res.gpus_per_worker:g} GPU" if res.gpus_per_worker else ""
         out.append(f"  resources per Ray Train run: {res.workers} worker(s) × {res.cpus_per_worker:g} CPU{gpu}; "
                    f"{res.max_concurrent} at once")
+    out += precision_lines(plan, to_train) if detail else []
     if plan.mode == "table" and to_train:
         out += plan_lines(to_train, device, res.max_concurrent if res else 1, groups or None,
-                          plan.context.cuda_graph, detail)
+                          plan.context.cuda_graph, detail, plan.context.ckpt_every)
+        if detail:
+            out += evaluation_lines(plan, to_train)
         if not detail:
             out.append("    (`--plan` shows the cost model: FLOPs and TFLOP/s per preset, and the H100 estimate)")
     return "\n".join(out)
