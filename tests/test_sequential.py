@@ -46,8 +46,9 @@ def test_sequential_family_wise_error_under_no_effect_and_the_naive_looks_exceed
 
 
 def test_sequential_small_df_is_calibrated_where_normal_boundaries_would_inflate():
-    """A lone claim at 2-3-4-6-8 seeds: the calibrated t boundaries give 0.05; O'Brien–Fleming's z boundaries
-    used as nominal p (2, 3 seeds: 1-2 df) give more (measured 0.0535 at 40,000 families)."""
+    """A lone claim at 2-3-4-6-8 seeds (1-2 df at the first looks): the calibrated t boundaries spend 0.05, not
+    less and not more (normal-theory boundaries as nominal p gave 0.0535 here, srprior.sequential's docstring);
+    the first look's threshold is the spending function itself (its t p is exactly uniform)."""
     design = Design((2, 3, 4, 6, 8), futility=0.0)
     sim = simulate(design, [0.0], [math.nan], 4 * F, seed=5)
     assert abs(_fwer(sim) - 0.05) < 2.6 * math.sqrt(0.05 * 0.95 / (4 * F))
@@ -116,3 +117,16 @@ def test_sequential_claims_of_the_cpu_hour_rows():
     keys = {c.key for c in designs.planned_claims(plan, "4.2")}
     assert len(keys) == 3 and "4.2:edsr-t/lambda-5e-3-vs-edsr-t/baseline:psnr_hardcases" in keys
     assert keys <= {c.key for c in CLAIMS_BY_TABLE["4.2"]}
+
+
+def test_sequential_design_in_the_printed_plan(tmp_path, capsys):
+    """`--plan` prints both designs before anything trains: cpu-hour's 30 fixed trials against the sequential
+    design's looks, expected trials and maximum."""
+    from srprior.commands import sweep as sweep_command
+
+    code = sweep_command.main(["--table", "4.2", "--budget", "cpu-hour", "--plan", "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "    fixed: 30 trials" in out
+    assert "sequential: pilot 3 seeds per row, looks at 3, 4, 6, 8, 12 seeds, cap 12" in out
+    assert "expected under the thesis's effects: 27.8 trials" in out and "at most 36 trials" in out
