@@ -43,7 +43,8 @@ def run_sequential(options: SweepOptions | dict[str, Any]) -> int:
     output = tracking.output_dir(opts.output_dir)
     uri = tracking.user_tracking_uri() or tracking.default_tracking_uri(output)
     print(f"Sequential design ({plan.budget}): {design.text()}" +
-          (f"; caps {', '.join(f'{p} {n}' for p, n in caps.items())}" if caps else ""), flush=True)
+          (f"; caps {', '.join(f'{p} {n}' for p, n in caps.items())}" if caps else "") +
+          f"\nsweeps {base}-look-1 … (the same command with --name {base} resumes)", flush=True)
     row_seeds: dict[tuple[str, str], int] = {}
     decisions: dict[str, list[tuple[Any, Decision]]] = {}
     for k, n in enumerate(design.looks):
