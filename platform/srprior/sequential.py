@@ -88,7 +88,7 @@ def spent(t: float, alpha: float) -> float:
 PATHS = 500_000  # simulated null paths that calibrate the boundaries (an increment of 0.005 rests on ~2,500)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=4)  # 500,000 × looks p values each (≤ 20 MB)
 def _null_p(ns: tuple[int, ...]) -> np.ndarray:
     """[path, look] two-sided paired-t p at looks with `ns` pairs, on PATHS null paths (a fixed stream: the
     boundaries are pre-registered, the same on every machine). Under no effect this process depends on `ns`

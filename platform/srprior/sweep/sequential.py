@@ -30,7 +30,8 @@ TAG = "srprior.sequential"  # on a look's parent run: the claims' decisions as J
 
 
 def run_sequential(options: SweepOptions | dict[str, Any]) -> int:
-    """The looks of the design, each a sweep; 0 when every look finished (claims may stay undecided)."""
+    """The looks of the design, each a sweep; 0 when every trial finished (claims may stay undecided), 1 when a
+    look stopped (rerun to resume) or a trial FAILED (the design goes on without its pair)."""
     opts = SweepOptions.of(options)
     if opts.plan or not opts.until_decided:
         return run_sweep(opts)
@@ -47,6 +48,7 @@ def run_sequential(options: SweepOptions | dict[str, Any]) -> int:
           f"\nsweeps {base}-look-1 … (the same command with --name {base} resumes)", flush=True)
     row_seeds: dict[tuple[str, str], int] = {}
     decisions: dict[str, list[tuple[Any, Decision]]] = {}
+    worst = 0
     for k, n in enumerate(design.looks):
         name = f"{base}-look-{k + 1}"
         look = opts.replace(name=name, seeds=design.pilot, until_decided=False,
@@ -55,19 +57,31 @@ def run_sequential(options: SweepOptions | dict[str, Any]) -> int:
             look = look.replace(resume=name)
         print(f"look {k + 1} of {len(design.looks)}: sweep {name}", flush=True)
         code = run_sweep(look)
-        if code:
+        plan = make_plan(look)
+        if code and not _ended(uri, plan):
             print(f"look {k + 1} did not finish; rerun the same command (with --name {base}) to resume it")
             return code
-        plan = make_plan(look)
+        worst = max(worst, code)
         decisions = {t: _decisions(plan, t, uri, design, caps, k) for t in plan.names}
-        active = {(t, row) for t, found in decisions.items() for c, d in found if d.active for row in (c.row_a,
-                                                                                                   c.row_b)}
         print("\n".join(_lines(decisions, k + 1)), flush=True)
-        if not active or k + 1 == len(design.looks):
+        wanted = {}  # (table, row) -> the next look's seeds, at most the cap of a claim still looking
+        for t, found in decisions.items():
+            for c, d in found:
+                for row in (c.row_a, c.row_b) if d.active else ():
+                    n_next = min(design.looks[k + 1], claim_cap(c, design, caps)) if k + 1 < len(design.looks) else 0
+                    wanted[(t, row)] = max(wanted.get((t, row), 0), n_next)
+        if not any(wanted.values()):
             break
-        row_seeds.update({key: design.looks[k + 1] for key in active})
+        row_seeds.update({key: max(n, row_seeds.get(key, 0)) for key, n in wanted.items() if n})
     _log(uri, name, decisions, output / "reports" / base)
-    return 0
+    return worst
+
+
+def _ended(uri: str, plan: Any) -> bool:
+    """Every trial of the look ended FINISHED or FAILED (a diverged trial is not trained again: its pair is
+    missing from the claim's test, and the design goes on)."""
+    runs = tracking.runs_by_key(uri, {t.key for t in plan.trials})
+    return all(t.key in runs and runs[t.key].info.status in ("FINISHED", "FAILED") for t in plan.trials)
 
 
 def _decisions(plan: Any, table: str, uri: str, design: Design, caps: dict[str, int],
