@@ -3,13 +3,13 @@ of platform/srprior, trainers/ and search_spaces/ (imports inside functions incl
 
 This test is the documentation of the layers (README "Architecture" shows the same table):
 
-  1 base           contracts, errors, schema_fields, stats, metrics, progress
+  1 base           contracts, errors, schema_fields, stats, sequential, metrics, progress
   2 science        archs, data, method, evaluate          (models, images, the prior, PSNR/SSIM)
   3 schema         schema                                  (the typed trial config)
   4 specs          search_spaces                           (the tables and their rows)
   5 infra          locks, store, tracking, credentials, preflight
   6 trainers       trainers                                (Ray Train/Tune trainables, budgets, checkpoints)
-  7 plan           plan, cost, evalcost, options           (what a sweep trains and what it costs)
+  7 plan           plan, cost, evalcost, designs, options  (what a sweep trains and what it costs)
   8 results        results, plots, hardcases               (collect runs, statistics, renderers)
   9 orchestration  sweep, watchdog, stopping, exposure     (plan → Ray/Tune → report)
  10 commands       commands, cli                           (thin argparse layers over the library)
@@ -25,13 +25,13 @@ SOURCES = {"srprior": ROOT / "platform" / "srprior", "srprior.trainers": ROOT / 
            "srprior.search_spaces": ROOT / "search_spaces"}
 
 LAYERS = [
-    ("base", {"contracts", "errors", "schema_fields", "stats", "metrics", "progress"}),
+    ("base", {"contracts", "errors", "schema_fields", "stats", "sequential", "metrics", "progress"}),
     ("science", {"archs", "data", "method", "evaluate"}),
     ("schema", {"schema"}),
     ("specs", {"search_spaces"}),
     ("infra", {"locks", "store", "tracking", "credentials", "preflight"}),
     ("trainers", {"trainers"}),
-    ("plan", {"plan", "cost", "evalcost", "options"}),
+    ("plan", {"plan", "cost", "evalcost", "designs", "options"}),
     ("results", {"results", "plots", "hardcases", "report"}),
     ("orchestration", {"sweep", "watchdog", "stopping", "exposure"}),
     ("commands", {"commands", "cli"}),

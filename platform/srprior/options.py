@@ -34,6 +34,8 @@ class SweepOptions:
     json: bool = False  # --plan --json: the plan as one JSON object
     retrain: bool = False
     seeds: int | None = None
+    row_seeds: tuple[str, ...] = ()  # TABLE:ROW=N: seeds of one row over --seeds (the sequential design's looks)
+    until_decided: bool = False
     seeds_for_power: float | None = None
     rows: str | None = None
     samples: int | None = None
@@ -73,8 +75,9 @@ class SweepOptions:
             raise OptionsError(f"sweep options {', '.join(unknown)}: no such option of `srprior sweep` (see its "
                                "--help)")
         given = {k: v for k, v in values.items() if k in known and v is not None}
-        if "set" in given:
-            given["set"] = tuple(given["set"])
+        for key in ("set", "row_seeds"):
+            if key in given:
+                given[key] = tuple(given[key])
         return cls(**given)
 
     def replace(self, **changes: Any) -> SweepOptions:

@@ -146,9 +146,13 @@ def make_plan(options: SweepOptions | Mapping[str, Any]) -> SweepPlan:
         raise PlanError("--rows needs a single --table")
     trials: dict[str, PlannedTrial] = {}
     cells: dict[str, list[tuple[str, int, str]]] = {}
+    per_row = _row_seeds(opts.row_seeds)
     for spec in specs:
         try:
             table_cells = spec.cells(seeds=seeds, rows=rows or budget.table_rows(spec.name))
+            if any(table == spec.name for table, _ in per_row):  # the sequential design's looks: more seeds
+                table_cells = [c for row in dict.fromkeys(r.id for r, _, _ in table_cells)
+                               for c in spec.cells(seeds=per_row.get((spec.name, row), seeds), rows=[row])]
         except KeyError as exc:
             raise PlanError(exc.args[0]) from None
         except ValueError as exc:
@@ -180,6 +184,18 @@ def _precision(budget: Any, user: Mapping[str, Any], config: TrialConfig) -> Tri
         return config
     bf16 = measured_precision(config.model.preset, config.prior.lambda_ap > 0)[0]
     return config if bf16 == config.model.bf16 else trial_config("", **{**config.flat(), "bf16": bf16})
+
+
+def _row_seeds(items: Sequence[str]) -> dict[tuple[str, str], int]:
+    """TABLE:ROW=N entries of SweepOptions.row_seeds -> {(table, row): N}."""
+    out = {}
+    for item in items:
+        where, _, n = item.rpartition("=")
+        table, _, row = where.partition(":")
+        if not (table and row and n.isdigit() and int(n) >= 1):
+            raise PlanError(f"row seeds {item!r}: expected TABLE:ROW=N with N >= 1")
+        out[(table, row)] = int(n)
+    return out
 
 
 def plan_readings(plan: SweepPlan, table: str) -> dict[str, str]:

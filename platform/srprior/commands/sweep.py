@@ -17,7 +17,7 @@ from typing import Any
 from srprior.errors import Parser, float_in, int_in, run_command
 from srprior.options import SweepOptions
 from srprior.schema import field_lines
-from srprior.sweep.run import run_sweep
+from srprior.sweep.sequential import run_sequential
 
 SET_EPILOG = "science fields for --set KEY=VALUE (default: the budget's, else the one shown):\n" + "\n".join(field_lines())
 
@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int_in(1, 1000),
                    help="seeds per row / per sampled config (default: the budget's); more seeds than a row has add "
                         "new ones, and only those train")
+    p.add_argument("--until-decided", action="store_true",
+                   help="group-sequential seeds: a pilot for every row, then seeds only for rows of undecided "
+                        "claims, up to a cap (`--plan` prints the design and its expected cost)")
     p.add_argument("--seeds-for-power", type=float_in(0, 100, low_open=True), metavar="EFFECT",
                    help="print the seeds per row each table needs to detect EFFECT (dB) with 80%% power, sized "
                         "from its finished runs (or the thesis's spread), and exit")
@@ -100,7 +103,7 @@ def _address(text: str) -> str:
 
 def _run(opts: SweepOptions | dict[str, Any]) -> int:
     """The sweep as a command: user errors (a bad option, a stored sweep from another srprior) as one line."""
-    return run_command("srprior sweep", run_sweep, opts)
+    return run_command("srprior sweep", run_sequential, opts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,10 @@ def format_plan(plan: SweepPlan, existing: dict[str, Any], to_train: list, res: 
             out += evaluation_lines(plan, to_train)
         if not detail:
             out.append("    (`--plan` shows the cost model: FLOPs and TFLOP/s per preset, and the H100 estimate)")
+        else:
+            from srprior.designs import design_lines
+
+            out += design_lines(plan)
     return "\n".join(out)
 
 
