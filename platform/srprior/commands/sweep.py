@@ -62,6 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-trial PNGs: bicubic | SR | HR, the extractor's PoI/SSRs on the SSM, the LAM map "
                         "(default: the budget's; on in every budget, about 1 s per trial)")
     p.add_argument("--cuda-graph", action="store_true", help="capture each one-worker trial's step as a CUDA graph")
+    _add_where_arguments(p)
+
+
+def _add_where_arguments(p: argparse.ArgumentParser) -> None:
+    """Where a sweep runs and writes: storage, resume, Ray resources, fault hooks."""
     p.add_argument("--output-dir", help="MLflow store, Ray results, reports (default: $SRPRIOR_OUTPUT, in a Ray "
                                         "job ~/srprior-outputs, else ./outputs)")
     p.add_argument("--storage", help="Ray storage (default <output-dir>/ray; NFS path or s3:// on clusters)")
