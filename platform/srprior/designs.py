@@ -43,9 +43,9 @@ def design_of(budget: str) -> tuple[Design, dict[str, int]]:
     return DESIGNS.get(budget, (Design(LOOKS, futility=0.3), {}))
 
 
-def trial_seconds(config: Any) -> float:
-    """One trial's H100-seconds: its training steps (the lead swaps in an all-in cost with evaluation here)."""
-    return config.schedule.steps * cost.step_seconds(config, "gpu")
+def trial_seconds(config: Any, ckpt_every: int | None = None) -> float:
+    """One trial's H100-seconds, all in: training steps, validations, final evaluations and DI (srprior.cost)."""
+    return cost.trial_seconds_all_in(config, "gpu", ckpt_every)
 
 
 def planned_claims(plan: Any, table: str) -> list:
@@ -105,7 +105,7 @@ def design_cost(plan: Any, families: int = FAMILIES, seed: int = 0) -> DesignCos
     """Fixed and sequential costs of a table plan's trials (see the module docstring)."""
     design, caps = design_of(plan.budget)
     configs = {t.key: t.trial.config for t in plan.trials}
-    seconds = {c.hash: trial_seconds(c) for c in configs.values()}
+    seconds = {c.hash: trial_seconds(c, plan.context.ckpt_every) for c in configs.values()}
     row_config = {(table, row): configs[key].hash for table, cells in plan.cells.items() for row, _, key in cells}
     most = {h: design.pilot for h in seconds}
     seeds = {"thesis": {}, "none": {}}
@@ -147,7 +147,7 @@ def design_lines(plan: Any) -> list[str]:
         return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
     caps = f"; caps {', '.join(f'{p} {n}' for p, n in c.caps.items())}" if c.caps else ""
     ratio = c.expected_h100_hours["thesis"] / c.fixed_h100_hours if c.fixed_h100_hours else math.nan
-    return ["  designs (H100-hours of training steps; `--until-decided` runs the sequential one):",
+    return ["  designs (H100-hours all in: training and evaluation; `--until-decided` runs the sequential one):",
             f"    fixed: {c.fixed_trials} trials, {h(c.fixed_h100_hours)} H100-hours",
             f"    sequential: {c.design.text()}{caps}",
             f"      expected under the thesis's effects: {c.expected_trials['thesis']:.1f} trials, "
