@@ -293,7 +293,7 @@ def evaluate_claim(claim: Claim, values: Mapping[str, Mapping[int, Mapping[str, 
     where = {"measured_on": setting.measured_on(claim), "proxy": proxy, "thesis_effect": thesis_effect}
     if _testable(a, b):
         comp, source = stats.compare(a, b), "runs"
-        verdict = _word(stats.verdict(comp, claim.expected_sign), proxy)
+        verdict = verdict_word(stats.verdict(comp, claim.expected_sign), proxy)
     elif thesis is not None:
         comp, source, verdict = thesis, "thesis", NOT_TESTED
     else:
@@ -311,7 +311,7 @@ def evaluate_claim(claim: Claim, values: Mapping[str, Mapping[int, Mapping[str, 
                        p_adj=comp.p, family=0 if math.isnan(comp.p) else 1, test=comp.test, **where, **ctrl)
 
 
-def _word(verdict: str, proxy: str | None) -> str:
+def verdict_word(verdict: str, proxy: str | None) -> str:
     """The thesis's words in its own setting; "same sign" / "opposite sign" for a proxy."""
     return PROXY_WORDS.get(verdict, verdict) if proxy is not None else verdict
 
@@ -330,6 +330,6 @@ def evaluate_claims(claims: Iterable[Claim], values: Mapping[str, Mapping[int, M
         for i, p_adj in zip(idx, adjusted):
             r = results[i]
             verdict = r.verdict if source == "thesis" else \
-                _word(stats.decide(r.effect, p_adj, r.claim.expected_sign), r.proxy)
+                verdict_word(stats.decide(r.effect, p_adj, r.claim.expected_sign), r.proxy)
             results[i] = replace(r, p_adj=p_adj, verdict=verdict, correction=correction, family=m)
     return tuple(results)

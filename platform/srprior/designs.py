@@ -28,8 +28,8 @@ FAMILIES = 2000  # simulated families per table and hypothesis: expected seeds t
 LOOKS = (2, 3, 4, 6, 8)
 # Per budget: the looks, and caps per preset (a claim's seeds per row stop at its rows' cap): a claim costs
 # its two rows' trials per look, and an RCAN-T/RNAN-T seed costs 3-4 EDSR-T seeds, an EDSR-B seed 15-44. Chosen
-# with design_cost (README: the thesis budget at 68 % of the fixed design's hours reproduces 11.1 claims in
-# expectation against its 10.3; cpu-hour 27.8 trials against 30, 2.42 claims against 2.36).
+# with design_cost (README: the thesis budget at 68 % of the fixed design's all-in hours reproduces 10.1 claims in
+# expectation against its 9.1; cpu-hour 28.6 trials against 30, 2.2 claims against 2.1).
 GPU_CAPS = {"edsr-b": 2, "rcan-t": 2, "rnan-t": 3}
 DESIGNS: dict[str, tuple[Design, dict[str, int]]] = {
     "smoke": (Design((2, 3), futility=0.0), {}),
@@ -57,8 +57,12 @@ def planned_claims(plan: Any, table: str) -> list:
 
 
 def claim_cap(claim: Any, design: Design, caps: Mapping[str, int]) -> int:
+    """Seeds per row a claim may ask for: its preset's cap; the pilot for a direction-only claim (the thesis
+    prints no effect to power against, so it buys no seeds and is tested once, at the pilot, with its full α)."""
     from srprior.search_spaces import get_table
 
+    if math.isnan(standardized(claim)[0]):
+        return design.pilot
     preset = get_table(claim.table).row(claim.row_a).overrides.get("preset", "edsr-t")
     return min(design.cap, caps.get(preset, design.cap))
 

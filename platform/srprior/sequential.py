@@ -253,6 +253,7 @@ class Decision:
     effect: float
     p: float
     threshold: float
+    proxy: str | None = None  # what makes the runs a proxy for the claim (None: the thesis's setting)
 
     @property
     def active(self) -> bool:
@@ -261,8 +262,9 @@ class Decision:
     def text(self) -> str:
         why = {BOUNDARY: "crossed its boundary", FUTILITY: "stopped for futility", CAP: "reached its cap"}
         when = f" at look {self.look} ({why[self.reason]})" if self.reason else " (still looking)"
+        proxy = f" (proxy: {self.proxy})" if self.proxy else ""
         return (f"{self.verdict}{when}: paired t over {self.n} seeds, effect {self.effect:+.4g}, p {self.p:.3g} "
-                f"vs boundary {self.threshold:.3g}")
+                f"vs boundary {self.threshold:.3g}{proxy}")
 
 
 def decide(design: Design, caps: Sequence[int], signs: Sequence[int], thesis: Sequence[float],

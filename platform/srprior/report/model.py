@@ -227,9 +227,7 @@ def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int,
     kept = {row.id for row in spec.rows if expected[row.id]}
     spec = replace(spec, rows=tuple(replace(row, baseline=row.baseline if row.baseline in kept else None)
                                     for row in spec.rows if row.id in kept))
-    claim_values, stand_in, control = _claim_values(values)
-    names = {m: column_name(m) for m in (stand_in, control) if m}
-    runs_setting = setting(ran, {HC: stand_in} if stand_in else {}, names)
+    claim_values, runs_setting, stand_in, control = claim_inputs(values, ran)
     claims = evaluate_claims(CLAIMS_BY_TABLE.get(spec.name, ()), claim_values, correction, runs_setting,
                              {HC: control} if control else None)
     table = summarize(spec, values, expected, dict(counts["bicubic"]), failed_rows, dict(runs_setting.trained))
@@ -238,6 +236,16 @@ def build_report(spec: TableSpec, tracking_uri: str, cells: list[tuple[str, int,
     return Report(spec, tracking_uri, sweep_id, parent_run_id, table, claims,
                   stand_in, tuple((readings or {}).items()), correction=correction,
                   caption=caption(budget, {r: ran.get(r, []) for r in kept}), control=control, **counts)
+
+
+def claim_inputs(values: dict[str, dict[int, dict[str, float]]], ran: dict) -> tuple[dict, Any, str | None,
+                                                                                  str | None]:
+    """What a table's claims are tested on: the values with HardCases' stand-in applied, the runs' setting
+    (preset, schedule, measured metric: the proxy wording), the stand-in and the control metric. One place for
+    build_report and the sequential design's looks (srprior.sweep.sequential)."""
+    claim_values, stand_in, control = _claim_values(values)
+    names = {m: column_name(m) for m in (stand_in, control) if m}
+    return claim_values, setting(ran, {HC: stand_in} if stand_in else {}, names), stand_in, control
 
 
 def sweep_budget(tracking_uri: str, run_id: str) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from srprior import contracts, preflight, tracking
 from srprior.designs import claim_cap, design_of, planned_claims
 from srprior.options import SweepOptions
 from srprior.plan import PlanError, default_sweep_id, make_plan
+from srprior.search_spaces.claims import verdict_word
 from srprior.sequential import Decision, Design, decide
 from srprior.sweep.run import STATE_FILE, _storage, run_sweep
 
@@ -87,11 +89,12 @@ def _ended(uri: str, plan: Any) -> bool:
 def _decisions(plan: Any, table: str, uri: str, design: Design, caps: dict[str, int],
                k: int) -> list[tuple[Any, Decision]]:
     """Every claim of `table` tested on our runs, replayed over looks 0..k (srprior.sequential.decide)."""
-    from srprior.report.model import _claim_values, collect
+    from srprior.report.model import claim_inputs, collect
     from srprior.search_spaces import get_table
 
     spec = get_table(table)
-    values, _ = _claim_values(collect(spec, uri, plan.cells[table])[0])
+    found_values, counts = collect(spec, uri, plan.cells[table])
+    values, setting, _, _ = claim_inputs(found_values, counts["ran"])
     claims = [c for c in planned_claims(plan, table)  # a metric no run logged: not tested, not looked at
               if any(c.metric in m for m in values.get(c.row_a, {}).values())]
     diffs = []
@@ -107,7 +110,9 @@ def _decisions(plan: Any, table: str, uri: str, design: Design, caps: dict[str, 
     thesis = [_thesis_effect(spec, c) for c in claims]
     found = decide(design, [claim_cap(c, design, caps) for c in claims], [c.expected_sign for c in claims],
                    thesis, diffs)
-    return list(zip(claims, found))
+    # the thesis's words only in its setting; a proxy's verdict says "same sign" / "opposite sign" (issue 23)
+    return [(c, replace(d, verdict=verdict_word(d.verdict, setting.proxy(c)), proxy=setting.proxy(c)))
+            for c, d in zip(claims, found)]
 
 
 def _thesis_effect(spec: Any, claim: Any) -> float:
@@ -128,7 +133,7 @@ def _log(uri: str, sweep_id: str, decisions: dict[str, list[tuple[Any, Decision]
     look's parent runs (a tag: the store's database holds it, with or without the sweep's artifact server)."""
     data = {table: [{"claim": c.key, "section": c.section, "verdict": d.verdict, "look": d.look,
                      "why": d.reason or "still looking", "pairs": d.n, "effect": d.effect, "p": d.p,
-                     "boundary": d.threshold, "test": "paired t"} for c, d in found]
+                     "boundary": d.threshold, "test": "paired t", "proxy": d.proxy} for c, d in found]
             for table, found in decisions.items()}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ARTIFACT).write_text(json.dumps(data, indent=1, default=str) + "\n")
