@@ -23,17 +23,21 @@ import pytest
 
 from srprior import contracts, tracking
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "deploy" / "slurm" / "srprior.sbatch"
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo")
 THIN = ["--table", "smoke", "--rows", "edsr-t-micro/baseline", "--seeds", "1", "--no-di"]
 
 
+def _bin(name: str) -> str:
+    """Slurm's daemons live in /usr/sbin, which a non-login PATH may lack."""
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
 def _unavailable() -> str | None:
     if os.geteuid() != 0:
         return "Slurm's daemons need root here (slurmd runs jobs as their user)"
-    missing = [d for d in DAEMONS if shutil.which(d) is None and not Path("/usr/sbin", d).exists()]
+    missing = [d for d in DAEMONS if not Path(_bin(d)).exists()]
     return f"Slurm is not installed (missing {', '.join(missing)}; .ci/run installs slurm-wlm and munge)" \
         if missing else None
 
@@ -119,14 +123,14 @@ def _start(d: Path) -> Slurm:
     key = d / "munge.key"
     key.write_bytes(secrets.token_bytes(1024))
     key.chmod(0o400)
-    subprocess.run(["munged", "--force", f"--key-file={key}", f"--socket={d / 'munge.sock'}",
+    subprocess.run([_bin("munged"), "--force", f"--key-file={key}", f"--socket={d / 'munge.sock'}",
                     f"--pid-file={d / 'munged.pid'}", f"--log-file={d / 'munged.log'}",
                     f"--seed-file={d / 'munged.seed'}"], check=True, timeout=30)
     (d / "slurm.conf").write_text(_conf(d, host))
     slurm = Slurm(d)
     conf = str(d / "slurm.conf")
-    subprocess.run(["slurmctld", "-f", conf, "-c"], env=slurm.env, check=True, timeout=30)
-    subprocess.run(["slurmd", "-f", conf, "-N", host], env=slurm.env, check=True, timeout=30)
+    subprocess.run([_bin("slurmctld"), "-f", conf, "-c"], env=slurm.env, check=True, timeout=30)
+    subprocess.run([_bin("slurmd"), "-f", conf, "-N", host], env=slurm.env, check=True, timeout=30)
     deadline = time.monotonic() + 60
     while slurm.run("sinfo", "-h", "-o", "%T").strip() != "idle":
         if time.monotonic() > deadline:
@@ -135,14 +139,27 @@ def _start(d: Path) -> Slurm:
     return slurm
 
 
-def _stop(d: Path) -> None:
+def _stop(slurm: Slurm | None, d: Path) -> None:
+    """Cancel what still runs (a failed test's job: its script stops its Ray on SIGTERM), then the daemons."""
+    if slurm is not None:
+        jobs = slurm.run("squeue", "-h", "-o", "%i").split()
+        if jobs:
+            slurm.run("scancel", *jobs)
+            deadline = time.monotonic() + 90
+            while slurm.run("squeue", "-h", "-o", "%i").split() and time.monotonic() < deadline:
+                time.sleep(1)
+    pids = []
     for name in ("slurmd", "slurmctld", "munged"):
         pid_file = d / f"{name}.pid"
-        if pid_file.exists():
-            try:
-                os.kill(int(pid_file.read_text().split()[0]), 15)
-            except (ProcessLookupError, ValueError):
-                pass
+        try:
+            pids.append(int(pid_file.read_text().split()[0]))
+            os.kill(pids[-1], 15)
+        except (OSError, ValueError, IndexError):
+            pass
+    deadline = time.monotonic() + 30
+    for pid in pids:
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +171,12 @@ def slurm(tmp_path_factory):
         pytest.skip(reason)
     d = Path(tmp_path_factory.mktemp("slurm"))
     d.chmod(0o700)
+    slurm = None
     try:
-        yield _start(d)
+        slurm = _start(d)
+        yield slurm
     finally:
-        _stop(d)
+        _stop(slurm, d)
 
 
 def _runs(out: Path) -> list:
@@ -170,6 +189,42 @@ def _log(cwd: Path, job_id: str) -> str:
     return (cwd / f"srprior-{job_id}.out").read_text()
 
 
+def _script(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """The batch script run as SLURM would start it on the head, with this job environment (no Slurm needed for
+    the checks that come before Ray)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_"))}
+    return subprocess.run(["bash", str(SCRIPT), *args], env={**base, **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+JOB = {"SLURM_JOB_ID": "4711", "SLURM_JOB_NUM_NODES": "1", "SLURM_CPUS_ON_NODE": "8"}
+
+
+@pytest.mark.parametrize("env, args, line", [
+    (None, THIN, "not inside a SLURM job: submit it with sbatch [options] {script} [sweep options]"),
+    ({"SLURM_JOB_NUM_NODES": "2"}, THIN, "2 nodes need the sweep's checkpoints on storage every node mounts: add "
+     "--shared-storage (with --storage or --output-dir on the cluster's shared filesystem) or --storage "
+     "s3://BUCKET/PATH"),
+    ({"SLURM_JOB_NUM_NODES": "2"}, [*THIN, "--shared-storage", "--budget=short"],  # storage checked, then GPUs
+     "--budget short trains on GPUs, but this allocation has none: sbatch --gpus-per-node=N ... (or --budget "
+     "smoke / cpu-hour on CPUs)"),
+    ({"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, [*THIN, "--gpus-per-trial", "0.5"],
+     "--gpus-per-trial 0.5: this allocation has no GPU (sbatch --gpus-per-node=N ...)"),
+    ({"SLURM_JOB_CPUS_PER_NODE": "8,4", "SLURM_JOB_NUM_NODES": "2"}, [*THIN, "--shared-storage"],
+     "the nodes of this allocation have different CPU counts (SLURM_JOB_CPUS_PER_NODE=8,4): ask for the same on "
+     "each, e.g. sbatch --ntasks-per-node=1 --cpus-per-task=C, or --exclusive"),
+    ({}, [*THIN, "--address", "10.0.0.1:6379"], "--address: this script starts Ray on the allocation itself; leave "
+     "--address out"),
+])
+def test_a_wrong_option_or_allocation_is_one_line_before_anything_starts(tmp_path, env, args, line):
+    job = {} if env is None else {**JOB, **env}  # None: outside a job
+    result = _script({**job, "SRPRIOR_OUTPUT": str(tmp_path / "out")}, *args)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [f"srprior.sbatch: error: {line.format(script=SCRIPT)}"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
 def test_a_wrong_option_is_one_line_in_the_job_log_before_ray(slurm, tmp_path):
     job = slurm.submit(tmp_path, "-c", "1", str(SCRIPT), *THIN, "--budget", "thesis", "--output-dir",
                        str(tmp_path / "out"))
@@ -194,6 +249,7 @@ def _seconds(runtime: str) -> int:
     return int(days or 0) * 86400 + h * 3600 + m * 60 + s
 
 
+@pytest.mark.slow
 def test_two_jobs_on_one_node_one_finishes_one_outlives_its_time_limit(slurm, tmp_path):
     """Job A: the smoke table to FINISHED runs and its report. Job B, at the same time on the same node, asks
     for SIGUSR1 180 s before its limit; once it trains (a checkpoint written), its limit is cut so that the
