@@ -89,8 +89,8 @@ class Slurm:
     """The running cluster: `env` points Slurm's commands at it."""
 
     def __init__(self, d: Path):
-        self.dir, self.env = d, {**os.environ, "SLURM_CONF": str(d / "slurm.conf"),
-                                 "SRPRIOR_PYTHON": sys.executable}
+        own = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_", "SLURM_", "SRPRIOR_OUT"))}
+        self.dir, self.env = d, {**own, "SLURM_CONF": str(d / "slurm.conf"), "SRPRIOR_PYTHON": sys.executable}
 
     def run(self, *cmd: str, timeout: float = 60) -> str:
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True, check=True, timeout=timeout).stdout
@@ -186,7 +186,8 @@ def _runs(out: Path) -> list:
 
 
 def _log(cwd: Path, job_id: str) -> str:
-    return (cwd / f"srprior-{job_id}.out").read_text()
+    """The job's log, its progress bar's carriage returns as line breaks."""
+    return (cwd / f"srprior-{job_id}.out").read_text().replace("\r", "\n")
 
 
 def _script(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -282,10 +283,11 @@ def test_two_jobs_on_one_node_one_finishes_one_outlives_its_time_limit(slurm, tm
 
     # B: stopped mid-training by the time limit, requeued, resumed
     assert f"srprior.sbatch: time limit near (SIGUSR1): stopping sweep slurm-{job_b}" in log_b
-    assert re.search(r"^INCOMPLETE: stopped by SIGTERM .*resume with: ", log_b, re.M), log_b[-3000:]
+    assert re.search(r"^INCOMPLETE: stopped by SIGTERM.*; resume with: ", log_b, re.M), log_b[-3000:]
     assert f"srprior.sbatch: requeueing job {job_b}: it resumes sweep slurm-{job_b}" in log_b
     assert "(restart 1)" in log_b and "Traceback" not in log_b
     (run,) = _runs(b_dir / "out")
+    print(f"job B: stopped, requeued and resumed at step {run.data.tags.get(contracts.RESUMED_AT)} of 400")
     assert run.info.status == "FINISHED" and 0 < int(run.data.tags[contracts.RESUMED_AT]) < 400, run.data.tags
     steps = [m.step for m in tracking.client(tracking.default_tracking_uri(b_dir / "out")).get_metric_history(
         run.info.run_id, "train/loss")]
