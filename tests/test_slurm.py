@@ -254,7 +254,7 @@ def _seconds(runtime: str) -> int:
 def test_two_jobs_on_one_node_one_finishes_one_outlives_its_time_limit(slurm, tmp_path):
     """Job A: the smoke table to FINISHED runs and its report. Job B, at the same time on the same node, asks
     for SIGUSR1 180 s before its limit; once it trains (a checkpoint written), its limit is cut so that the
-    signal comes at Slurm's next time-limit check (every 30 s) with 90-150 s left: it stops the sweep
+    signal comes at Slurm's next time-limit check (every 30 s) with 90-180 s left: it stops the sweep
     (INCOMPLETE, runs KILLED), requeues itself, and the requeued job (its limit back at 30 min) resumes it:
     one FINISHED run per key, resumed from its checkpoint, every curve point once."""
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
