@@ -244,6 +244,20 @@ def _first_checkpoint(out: Path, deadline: float) -> None:
         time.sleep(1)
 
 
+def _job_listeners(job_id: str) -> dict[str, str]:
+    """Listening TCP sockets of a running job's batch step and everything under it (Ray, the sweep, MLflow)."""
+    from test_sweep_faults import _listeners
+
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if title == f"slurmstepd: [{job_id}.batch]":
+            return _listeners(int(pid))
+    raise AssertionError(f"no batch step of job {job_id} is running")
+
+
 def _seconds(runtime: str) -> int:
     days, _, hms = runtime.rpartition("-")
     h, m, s = (int(x) for x in hms.split(":"))
@@ -264,6 +278,10 @@ def test_two_jobs_on_one_node_one_finishes_one_outlives_its_time_limit(slurm, tm
                          "--steps", "400", "--output-dir", str(b_dir / "out"))
     job_a = slurm.submit(a_dir, "-c", "1", str(SCRIPT), *THIN, "--steps", "20", "--output-dir", str(a_dir / "out"))
     _first_checkpoint(b_dir / "out", started + 300)
+    heard = _job_listeners(job_b)  # while B trains: a one-node job's Ray, sweep and MLflow server on loopback only
+    head = re.search(r"Ray head 127\.0\.0\.1:(\d+)", _log(b_dir, job_b)).group(1)
+    assert any(a.endswith(f"127.0.0.1]:{head}") or a == f"127.0.0.1:{head}" for a in heard), heard  # Ray's GCS
+    assert all(a.startswith(("127.", "[::ffff:127.")) for a in heard), heard
     elapsed = _seconds(slurm.job(job_b)["RunTime"])
     slurm.run("scontrol", "update", f"JobId={job_b}", f"TimeLimit={(elapsed + 180) // 60}")
     info_a = slurm.wait(job_a, 400)
