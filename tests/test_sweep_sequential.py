@@ -52,8 +52,13 @@ def test_sequential_sweep_second_look_trains_only_rows_of_undecided_claims(local
     out = capsys.readouterr().out
     assert "look 2 of 2: sweep seq-look-2" in out and "reused (FINISHED in MLflow): 6" in out
     data = json.loads((tmp_path / "reports" / "seq" / "sequential.json").read_text())["4.2"]
-    assert [(e["claim"], e["look"], e["why"], e["pairs"], e["test"]) for e in data] == [
-        ("4.2:edsr-t/lambda-1e-4-vs-edsr-t/baseline:psnr_hardcases", 2, "cap", 3, "paired t")]
+    found = {e["claim"]: (e["look"], e["why"], e["pairs"], e["test"]) for e in data}
+    assert found.pop("4.2:edsr-t/lambda-1e-4-vs-edsr-t/baseline:psnr_hardcases") == (2, "cap", 3, "paired t")
+    # §4.4.1's DI claim on these rows is direction-only: it buys no seeds and is tested once, at the pilot
+    assert found == {"4.2:edsr-t/lambda-1e-4-vs-edsr-t/baseline:di": (1, "cap", 2, "paired t")}
+    assert all(e["proxy"] and "edsr-t-micro" in e["proxy"] for e in data)  # micro presets: a proxy, never bare
+    table = (tmp_path / "reports" / "seq" / "sequential.md").read_text()
+    assert "| 2 | reached its cap | paired t | 3 |" in table and "proxy: edsr-t-micro" in table
     assert "undecided at look 2 (reached its cap): paired t over 3 seeds" in out
     client = MlflowClient(uri)
     exps = [e.experiment_id for e in contracts.srprior_experiments(client)]

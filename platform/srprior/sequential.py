@@ -42,6 +42,7 @@ from scipy import stats
 from srprior.stats import ALPHA, CONTRADICTED, REPRODUCED, UNDECIDED
 
 BOUNDARY, FUTILITY, CAP = "boundary", "futility", "cap"  # why a claim's look decided it
+WHY = {BOUNDARY: "crossed its boundary", FUTILITY: "stopped for futility", CAP: "reached its cap"}
 
 
 @dataclass(frozen=True)
@@ -260,8 +261,7 @@ class Decision:
         return self.reason is None
 
     def text(self) -> str:
-        why = {BOUNDARY: "crossed its boundary", FUTILITY: "stopped for futility", CAP: "reached its cap"}
-        when = f" at look {self.look} ({why[self.reason]})" if self.reason else " (still looking)"
+        when = f" at look {self.look} ({WHY[self.reason]})" if self.reason else " (still looking)"
         proxy = f" (proxy: {self.proxy})" if self.proxy else ""
         return (f"{self.verdict}{when}: paired t over {self.n} seeds, effect {self.effect:+.4g}, p {self.p:.3g} "
                 f"vs boundary {self.threshold:.3g}{proxy}")

@@ -24,10 +24,11 @@ from srprior.designs import claim_cap, design_of, planned_claims
 from srprior.options import SweepOptions
 from srprior.plan import PlanError, default_sweep_id, make_plan
 from srprior.search_spaces.claims import verdict_word
-from srprior.sequential import Decision, Design, decide
+from srprior.sequential import WHY, Decision, Design, decide
 from srprior.sweep.run import STATE_FILE, _storage, run_sweep
 
 ARTIFACT = "sequential.json"
+MARKDOWN = "sequential.md"  # the same decisions as a table a person reads
 TAG = "srprior.sequential"  # on a look's parent run: the claims' decisions as JSON
 
 
@@ -128,6 +129,17 @@ def _lines(decisions: dict[str, list[tuple[Any, Decision]]], look: int) -> list[
     return out
 
 
+def _markdown(decisions: dict[str, list[tuple[Any, Decision]]]) -> str:
+    """Per claim: its verdict, the look that decided it and why, and the paired t test behind it."""
+    head = ["§", "Claim", "b vs a", "Metric", "Verdict", "Look", "Why", "Test", "Pairs", "Effect", "p", "Boundary"]
+    rows = [[c.section, c.text.replace("|", "/"), f"`{c.row_b}` vs `{c.row_a}`", c.metric,
+             f"**{d.verdict}**" + (f" (proxy: {d.proxy})" if d.proxy else ""), str(d.look or "—"),
+             WHY.get(d.reason or "", "still looking"), "paired t", str(d.n), f"{d.effect:+.4g}", f"{d.p:.3g}",
+             f"{d.threshold:.3g}"] for found in decisions.values() for c, d in found]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
+    return "# Sequential design: decisions per claim\n\n" + "\n".join(lines) + "\n"
+
+
 def _log(uri: str, sweep_id: str, decisions: dict[str, list[tuple[Any, Decision]]], folder: Path) -> None:
     """The decisions as sequential.json beside the reports, and as the tag srprior.sequential (JSON) on the last
     look's parent runs (a tag: the store's database holds it, with or without the sweep's artifact server)."""
@@ -137,6 +149,7 @@ def _log(uri: str, sweep_id: str, decisions: dict[str, list[tuple[Any, Decision]
             for table, found in decisions.items()}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ARTIFACT).write_text(json.dumps(data, indent=1, default=str) + "\n")
+    (folder / MARKDOWN).write_text(_markdown(decisions))
     client = tracking.client(uri)
     exps = [e.experiment_id for e in contracts.srprior_experiments(client)]
     for run in contracts.search_all(client, exps, contracts.tag_filter({contracts.ROLE: "sweep",
@@ -144,4 +157,4 @@ def _log(uri: str, sweep_id: str, decisions: dict[str, list[tuple[Any, Decision]
         table = run.data.tags.get("table")
         if table in data:
             client.set_tag(run.info.run_id, TAG, json.dumps(data[table], default=str)[:8000])
-    print(f"sequential decisions: {folder / ARTIFACT}")
+    print(f"sequential decisions: {folder / MARKDOWN} ({ARTIFACT} beside it)")
