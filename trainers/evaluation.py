@@ -119,11 +119,12 @@ def region_set(sets: dict[str, list], scale: int) -> tuple[str, list]:
 
 
 def lam_config(preset: str, images: list[np.ndarray]):
-    """LAM settings: the reference protocol; for RNAN, path points per backward bounded by LAM_MEMORY."""
-    from srprior.archs.presets import PRESETS
+    """LAM settings: the reference protocol; for an architecture whose memory is quadratic in the pixels (RNAN),
+    path points per backward bounded by LAM_MEMORY."""
+    from srprior.archs import arch_of
     from srprior.method.lam import LAMConfig
 
-    if PRESETS[preset]["arch"] != "rnan":
+    if not arch_of(preset).quadratic_memory:
         return LAMConfig()
     n = max(img.shape[0] * img.shape[1] for img in images)
     return LAMConfig(chunk=int(min(LAMConfig.chunk, max(1, LAM_MEMORY // (24 * n * n)))))

@@ -41,7 +41,6 @@ PROTOCOL = "hardcases-r/2"  # 2: selectors on reserved seeds, best weights, bicu
 CROP, COUNT = 256, 150
 DEFAULT_OUT = Path("outputs/data/HardCases-R")
 STATE_FILE = "state.pt"  # trainers/checkpoints.py writes it ({"model": ..., "trial": ...} or {"members": [...]})
-CPU_ARCHS = ("edsr", "rcan")  # RNAN's all-pairs attention makes 1000 candidates hours of CPU time
 GET_CHECKPOINTS = ("train the selectors first: `srprior sweep --table selectors --rows edsr-t/baseline,"
                    "rcan-t/baseline` (--budget smoke trains their micro versions on a CPU), then pass "
                    "--checkpoints outputs (or checkpoint_* folders / state.pt files)")
@@ -91,6 +90,14 @@ def sources(root: Path) -> list[tuple[str, Path]]:
             found.append(("DIV2K", div2k))
             break
     return found
+
+
+def cpu_archs() -> tuple[str, ...]:
+    """The architectures whose selectors score on a CPU: not those whose evaluation memory is quadratic in the
+    pixels (RNAN's all-pairs attention makes 1000 candidates hours of CPU time)."""
+    from srprior.archs import ARCHS
+
+    return tuple(name for name, spec in ARCHS.items() if not spec.quadratic_memory)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -160,20 +167,20 @@ def methods(paths: Iterable[str | Path], scale: int, archs: Sequence[str] | None
     """The selectors, one method per preset: every checkpoint of a λ_AP = 0 baseline at `scale` trained on a
     reserved seed (contracts.SELECTOR_SEEDS), best-validation weights, in run-key order (a key found twice: its
     first checkpoint in path order). Errors unless they span two architectures."""
-    from srprior.archs.presets import PRESETS
+    from srprior.archs import arch_of
 
     chosen: dict[str, dict] = {}
     skipped, keys = [], set()
     for path in _checkpoint_files(paths):
         for model, trial in load_checkpoint_models(path):
             preset = trial.config.model.preset
-            if archs is not None and PRESETS[preset]["arch"] not in archs:
+            if archs is not None and arch_of(preset).name not in archs:
                 continue
             if (why := _why_not(trial, scale)) is not None:
                 skipped.append(f"{path.parent.parent.name} ({why})")
             elif trial.key not in keys:
                 keys.add(trial.key)
-                method = chosen.setdefault(preset, {"name": preset, "arch": PRESETS[preset]["arch"], "members": []})
+                method = chosen.setdefault(preset, {"name": preset, "arch": arch_of(preset).name, "members": []})
                 method["members"].append({"key": trial.key, "checkpoint": str(path), "sha256": _sha256(path),
                                           "trial": trial.to_dict(), "model": model})
     for method in chosen.values():

@@ -211,7 +211,8 @@ def default_fuse(preset: str, device: str) -> int:
 
 def group_key(config: TrialConfig) -> tuple:
     """Trials that can train as one fused network: same config except λ_AP and w (plain and prior members
-    apart: a mixed group would pay the prior path for every member). BatchNorm presets never fuse."""
+    apart: a mixed group would pay the prior path for every member). A preset whose architecture says it does not
+    fuse (BatchNorm: srprior.archs.edsr) trains alone."""
     flat = config.flat()
     flat.pop("w")
     flat["lambda_ap"] = flat["lambda_ap"] > 0
@@ -223,14 +224,14 @@ def fuse_groups(trials: Sequence[PlannedTrial], fuse: int | None, device: str) -
 
     The trials of one group key are split into as few groups as the limit allows, of near-equal sizes (20 at
     16: 10 + 10, not 16 + 4), so concurrent Ray Train runs finish together instead of one straggler."""
-    from srprior.archs.presets import PRESETS
+    from srprior.archs import fuses
 
     if fuse is not None and fuse < 1:
         raise PlanError(f"--fuse {fuse}: must be >= 1 (1: one trial per Ray Train run)")
     by_key: dict[tuple, list[int]] = {}  # (limit, group key) -> plan indices; (1, index) for a lone trial
     for i, t in enumerate(trials):
         preset = t.trial.config.model.preset
-        limit = 1 if PRESETS[preset].get("bn") else fuse if fuse is not None else default_fuse(preset, device)
+        limit = 1 if not fuses(preset) else fuse if fuse is not None else default_fuse(preset, device)
         by_key.setdefault((limit, group_key(t.trial.config)) if limit > 1 else (1, i), []).append(i)
     groups = []
     for (limit, _), idx in by_key.items():

@@ -32,7 +32,7 @@ SCHEMA_VERSION = 2  # 2: lr_milestones, lr_gamma renamed learning_rate_milestone
 
 
 def _preset(value: Any) -> str | None:
-    from srprior.archs.presets import PRESETS
+    from srprior.archs import PRESETS
 
     return None if value in PRESETS else f"is unknown; valid presets: {', '.join(sorted(PRESETS))}"
 

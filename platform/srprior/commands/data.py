@@ -10,7 +10,7 @@ from pathlib import Path
 from srprior import hardcases
 from srprior.data.download import DATASETS, DownloadError, check_root, download
 from srprior.errors import int_in
-from srprior.hardcases import CPU_ARCHS, COUNT, CROP, DEFAULT_OUT, HardCasesError, build
+from srprior.hardcases import COUNT, CROP, DEFAULT_OUT, HardCasesError, build, cpu_archs
 from srprior.tracking import DEFAULT_OUTPUT
 
 
@@ -48,7 +48,7 @@ def _hardcases(args: argparse.Namespace) -> int:
     import torch
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    archs = args.archs.split(",") if args.archs else (CPU_ARCHS if device == "cpu" else None)
+    archs = args.archs.split(",") if args.archs else (cpu_archs() if device == "cpu" else None)
     try:
         manifest = build(args.root, args.out, args.checkpoints, args.scale, args.count, args.max_candidates,
                          device, args.threads, progress=not args.no_progress, archs=archs,
@@ -79,7 +79,7 @@ def _register_hardcases(actions: argparse._SubParsersAction) -> None:
                    help="state.pt files, checkpoint folders or platform output folders (default: outputs)")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     p.add_argument("--archs", help="comma-separated architectures whose baselines score (default: all; on a CPU "
-                                   f"{','.join(CPU_ARCHS)}: RNAN's non-local blocks take ~23 s per crop there)")
+                                   f"{','.join(cpu_archs())}: RNAN's non-local blocks take ~23 s per crop there)")
     p.add_argument("--count", type=int_in(1, 10**6), default=COUNT, help="crops to keep (default 150)")
     p.add_argument("--max-candidates", type=int_in(0), default=0,
                    help="score at most N candidates, evenly spread (0: all)")

@@ -13,7 +13,7 @@ from srprior.errors import float_in, int_in
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from srprior.archs.presets import PRESETS
+    from srprior.archs import PRESETS
 
     p = sub.add_parser("smoke", help="check an install in about a minute: train a micro model, print its PSNR "
                                      "next to bicubic (no Ray, no MLflow)",
