@@ -142,3 +142,24 @@ def test_modules_and_functions_stay_small():
                 too_big.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
                                f"{node.end_lineno - node.lineno + 1} lines")
     assert not too_big, "\n".join(too_big)
+
+
+TRAINING_PARTS = {"TrainStep", "FusedTrainStep", "PatchSampler"}
+# Where they may be built outside trainers/: their own modules, and the cost model, which runs one step on the meta
+# device to count its FLOPs (no data, no weights: never training).
+TRAINING_PARTS_HOMES = {"srprior.method", "srprior.data", "srprior.cost"}
+
+
+def test_only_trainers_build_a_training_step_or_sampler():
+    """One loop: outside trainers/ nothing assembles its own training (issue 25: `srprior smoke` did)."""
+    found = []
+    for module, path in _modules().items():
+        if module.startswith("srprior.trainers") or any(module == h or module.startswith(h + ".")
+                                                        for h in TRAINING_PARTS_HOMES):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in TRAINING_PARTS:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} builds {name}")
+    assert not found, "\n".join(found)
