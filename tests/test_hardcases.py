@@ -16,11 +16,13 @@ from srprior.cli import main
 from srprior.contracts import SELECTOR_SEEDS
 from srprior.data.datasets import benchmark
 from srprior.trainers.checkpoints import find_checkpoints
-from srprior.hardcases import CROP, HardCasesError, build, grid, load_checkpoint_model, methods, select
+from helpers import load_checkpoint_model
+from srprior.hardcases import CROP, HardCasesError, build, grid, methods, select
 from srprior.data.imresize import bicubic_lr
 from srprior.data.io import read_image
 from srprior.schema import RunContext, Trial, trial_config
-from srprior.trainers.worker import LocalSession, train_trial
+from helpers import train_trial
+from srprior.trainers.worker import LocalSession
 
 
 def save_checkpoint(path: Path, preset: str, scale: int = 2, lambda_ap: float = 0.0, steps: int = 3,

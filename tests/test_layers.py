@@ -3,7 +3,7 @@ of platform/srprior, trainers/ and search_spaces/ (imports inside functions incl
 
 This test is the documentation of the layers (README "Architecture" shows the same table):
 
-  1 base           contracts, errors, schema_fields, stats, metrics, progress
+  1 base           contracts, errors, schema_fields, stats, metrics, progress, checksum
   2 science        archs, data, method, evaluate          (models, images, the prior, PSNR/SSIM)
   3 schema         schema                                  (the typed trial config)
   4 specs          search_spaces                           (the tables and their rows)
@@ -25,7 +25,7 @@ SOURCES = {"srprior": ROOT / "platform" / "srprior", "srprior.trainers": ROOT / 
            "srprior.search_spaces": ROOT / "search_spaces"}
 
 LAYERS = [
-    ("base", {"contracts", "errors", "schema_fields", "stats", "metrics", "progress"}),
+    ("base", {"contracts", "errors", "schema_fields", "stats", "metrics", "progress", "checksum"}),
     ("science", {"archs", "data", "method", "evaluate"}),
     ("schema", {"schema"}),
     ("specs", {"search_spaces"}),

@@ -321,7 +321,8 @@ def micro_runs(tmp_path_factory):
     Table 4.2's EDSR-T baseline and λ_AP = 5e-3 rows, 2 seeds each, logged to a real store by the worker."""
     from srprior.plan import make_plan
     from srprior.schema import RunContext
-    from srprior.trainers.worker import LocalSession, train_trial
+    from helpers import train_trial
+from srprior.trainers.worker import LocalSession
 
     root = tmp_path_factory.mktemp("micro")
     uri = f"sqlite:///{root}/mlflow.db"

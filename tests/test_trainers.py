@@ -24,7 +24,8 @@ from srprior.trainers import budgets, loop, resources
 from srprior.trainers.driver import TRIAL_INDEX, make_trials, train_name
 from srprior.trainers.evaluation import _crop, final_metrics, lam_config, training_data
 from srprior.trainers.rng import rng_state, set_rng_state
-from srprior.trainers.worker import LocalSession, train_trial
+from helpers import train_trial
+from srprior.trainers.worker import LocalSession
 
 
 def test_trial_schema_rejects_bad_input_naming_the_field():

@@ -18,7 +18,6 @@ the run stops when no member is left.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import tempfile
@@ -32,6 +31,7 @@ import torch
 from srprior import contracts
 from srprior.schema import RunContext, Trial
 from srprior.trainers import checkpoints
+from srprior.trainers.evaluation import selected_metrics
 from srprior.trainers.health import Behaviour, final_failure, report_failed
 from srprior.trainers.runlog import RunLogger
 from srprior.trainers.steppers import Found, Fused, Single
@@ -53,26 +53,6 @@ class Best:
 
     def state(self) -> dict:
         return {"step": self.step, "psnr": self.psnr, "model": self.model}
-
-
-def selected_metrics(net: torch.nn.Module, best: Best, cfg: Any, device: torch.device,
-                     figures: Path | None, step: int) -> tuple[dict[str, float], dict[str, str], list[Path]]:
-    """Final evaluation of the best-validation weights (best/…, with the figures) and of the last step's
-    (final/…), plus best_step; one evaluation when they are the same weights."""
-    from srprior.trainers.evaluation import bicubic_metrics, final_metrics
-
-    if best.model is None or best.step == step:
-        chosen, tags, files = final_metrics(net, cfg, device, figures)
-        last = chosen
-    else:
-        selected = copy.deepcopy(net)
-        selected.load_state_dict(best.model)
-        chosen, tags, files = final_metrics(selected, cfg, device, figures)
-        last, _, _ = final_metrics(net, cfg, device, None)
-    metrics = {**{f"{contracts.SELECTED}{k}": v for k, v in chosen.items()},
-               **{f"{contracts.LAST}{k}": v for k, v in last.items()},
-               contracts.BEST_STEP: float(best.step if best.model is not None else step), **bicubic_metrics(cfg)}
-    return metrics, tags, files
 
 
 def _maybe_fault(ctx: RunContext, step: int, rank: int) -> None:
@@ -239,8 +219,10 @@ class _Run:
         """Member i's final evaluation (rank 0), logged and returned; {} when its metrics are non-finite."""
         trial, ctx = self.trials[i], self.ctxs[i]
         with _figure_dir(ctx.figures) as figures:
-            metrics, tags, files = selected_metrics(self.stepper.model(i), self.best[i], trial.config,
-                                                    self.session.device, figures, self.step)
+            best = self.best[i]
+            metrics, tags, files = selected_metrics(self.stepper.model(i), best.model if best.step != self.step
+                                                    else None, trial.config, self.session.device, figures)
+            metrics[contracts.BEST_STEP] = float(best.step if best.model is not None else self.step)
             if failure := final_failure(self.step, metrics):
                 self.fail({i: failure})
                 return {}

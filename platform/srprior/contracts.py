@@ -58,6 +58,10 @@ CELLS_ARTIFACT = "plan/cells.json"  # a table sweep's planned cells [(row, seed,
 IMAGES_ARTIFACT = "data/images.json"  # {"val": [name:sha], "test": {set: [name:sha]}}: disjoint by construction
 NOTE = "mlflow.note.content"
 
+# -------------------------------------------------------------------------------------------- files
+CHECKPOINT_FILE = "state.pt"  # a Train checkpoint's state (srprior.trainers.checkpoints), in checkpoint_NNNNNN/
+CHECKSUM_FILE = CHECKPOINT_FILE + ".sha256"  # beside it, sha256sum's format
+
 
 SELECTOR_SEEDS = (1000, 1001)
 """Reserved seeds of the HardCases-R selector baselines (`--table selectors`): no thesis table runs a seed >=
