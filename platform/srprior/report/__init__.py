@@ -7,5 +7,6 @@ Markdown (also printed), CSV (long format, with p-values) and a self-contained H
 to the sweep's parent run so the table travels with the runs it was computed from.
 
 Modules: model (cells read from MLflow, statistics), render (text formats), write (files and artifacts),
-cells (which cells a report reads), power (seeds for power), search (an Optuna search as a table).
+cells (which cells a report reads), power (seeds for power), search (an Optuna search as a table), plots
+(the summary figure).
 """
