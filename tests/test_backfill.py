@@ -9,7 +9,8 @@ import torch
 from srprior import contracts, tracking
 from srprior.cli import main
 from srprior.schema import RunContext, Trial, trial_config
-from srprior.trainers.backfill import EVALUATED_LATER, BackfillError, backfill, evaluate_member, missing_sets
+from srprior.contracts import EVALUATED_LATER
+from srprior.trainers.backfill import BackfillError, backfill, evaluate_member, missing_sets
 from helpers import train_trial
 from srprior.trainers.worker import LocalSession
 

@@ -134,11 +134,11 @@ def test_methods_are_selectors_on_reserved_seeds_only(checkpoints):
 def test_cli_bad_input_is_one_line(checkpoints, tmp_path, capsys):
     (tmp_path / "Urban100" / "HR").mkdir(parents=True)
     assert main(["data", "hardcases", "--root", str(tmp_path), "--out", str(tmp_path / "out"),
-                 "--checkpoints", str(checkpoints["edsr"])]) == 1
+                 "--checkpoints", str(checkpoints["edsr"])]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "two architectures" in err
     assert main(["data", "hardcases", "--root", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"),
-                 "--checkpoints", str(checkpoints["root"])]) == 1
+                 "--checkpoints", str(checkpoints["root"])]) == 2
     assert "Urban100 HR folder missing" in capsys.readouterr().err
 
 

@@ -254,9 +254,9 @@ def test_missing_runs_give_a_clear_error(store, tmp_path, capsys):
     assert "srprior sweep --table 4.3" in message
     with pytest.raises(ReportError, match="no sweep of table 4.4 in"):
         sweep_cells("4.4", uri)
-    assert main(["report", "--table", "4.3", "--tracking-uri", uri, "--out", str(tmp_path)]) == 1
+    assert main(["report", "--table", "4.3", "--tracking-uri", uri, "--out", str(tmp_path)]) == 2
     assert "srprior report: error: no sweep of table 4.3" in capsys.readouterr().err
-    assert main(["report", "--table", "9.9", "--tracking-uri", uri]) == 1
+    assert main(["report", "--table", "9.9", "--tracking-uri", uri]) == 2
     assert "unknown table '9.9'" in capsys.readouterr().err
     missing = f"sqlite:///{tmp_path}/none/mlflow.db"
     with pytest.raises(ReportError, match=f"no MLflow store at {missing} \\(file missing\\)"):
@@ -322,7 +322,7 @@ def micro_runs(tmp_path_factory):
     from srprior.plan import make_plan
     from srprior.schema import RunContext
     from helpers import train_trial
-from srprior.trainers.worker import LocalSession
+    from srprior.trainers.worker import LocalSession
 
     root = tmp_path_factory.mktemp("micro")
     uri = f"sqlite:///{root}/mlflow.db"

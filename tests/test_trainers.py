@@ -98,9 +98,9 @@ def test_resources_cpu_box_and_shared_gpus():
     assert (mixed.gpus_per_worker, mixed.max_concurrent) == (0.5, 4)  # the largest model decides
     ddp = resources.plan_resources(4, {("edsr-b", 2)}, cpus=32, gpus=8, workers=2, gpus_per_trial=2)
     assert (ddp.gpus_per_worker, ddp.max_concurrent) == (1.0, 4)
-    with pytest.raises(resources.SweepError, match="DDP needs one whole GPU per worker"):
+    with pytest.raises(resources.ResourceError, match="DDP needs one whole GPU per worker"):
         resources.plan_resources(4, {("edsr-t", 2)}, cpus=16, gpus=1, workers=2, gpus_per_trial=0.5)
-    with pytest.raises(resources.SweepError, match="0.2 CPUs cannot hold 1 trials × 4 workers"):
+    with pytest.raises(resources.ResourceError, match="0.2 CPUs cannot hold 1 trials × 4 workers"):
         resources.plan_resources(4, {("edsr-t", 2)}, cpus=0.2, gpus=0, workers=4)
 
 

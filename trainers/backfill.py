@@ -19,7 +19,6 @@ from typing import Any
 from srprior import contracts
 from srprior.errors import UserError
 
-EVALUATED_LATER = "srprior.evaluated_later"
 
 
 class BackfillError(UserError, ValueError):
@@ -100,16 +99,16 @@ def backfill(uri: str, output: Path, runs: dict[str, Any], data_root: str | None
             raise BackfillError(f"run {run.info.run_id} ({key}) lacks {', '.join(sets)} and has no checkpoint under "
                                 f"{output}/ray; pass the sweep's --output-dir, or train it again with --retrain")
         metrics = evaluate_member(index[key][1], cfg)
-        step = int(run.data.metrics.get("step", 0))
+        step = int(run.data.metrics.get(contracts.STEP, 0))
         client.log_batch(run.info.run_id, metrics=[Metric(k, v, 0, step) for k, v in metrics.items()],
-                         tags=[RunTag(EVALUATED_LATER, ",".join(sorted({*_later(run), *sets})))])
+                         tags=[RunTag(contracts.EVALUATED_LATER, ",".join(sorted({*_later(run), *sets})))])
         lines.append(f"{run.data.tags.get(contracts.ROW, key)} seed {run.data.tags.get(contracts.SEED, '?')}: "
                      f"+{', '.join(sets)} from {index[key][0].parent.name}")
     return lines
 
 
 def _later(run: Any) -> list[str]:
-    text = run.data.tags.get(EVALUATED_LATER, "")
+    text = run.data.tags.get(contracts.EVALUATED_LATER, "")
     return [s for s in text.split(",") if s]
 
 

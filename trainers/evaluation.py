@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from srprior.contracts import (BENCHMARK_DIRS, BICUBIC, LAST, OPTIONAL_BENCHMARKS, REGION_METRICS, REGION_SET,
+from srprior.contracts import (BENCHMARK_DIRS, BICUBIC, DI, LAST, OPTIONAL_BENCHMARKS, REGION_METRICS, REGION_SET,
                                 SELECTED)
 from srprior.schema import TrialConfig
 
@@ -198,7 +198,7 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, device: torch.device
     wanted = di_lrs if cfg.data.di else di_lrs[:1] if figure_dir is not None else []
     maps = di_maps(model, wanted, scale, lam_cfg, cfg.data.di_channels) if wanted else []  # DI and the LAM figure
     if cfg.data.di:
-        metrics["di"] = float(np.mean([diffusion_index(m) for _, _, m in maps]))
+        metrics[DI] = float(np.mean([diffusion_index(m) for _, _, m in maps]))
     files = [] if figure_dir is None else figures(cfg, region_name, region_pairs[0], region.example[1], maps[0],
                                                   figure_dir)
     return metrics, {REGION_SET: region_name}, files

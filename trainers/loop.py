@@ -163,7 +163,8 @@ class _Run:
         l1, l_ap = out.l1.reshape(-1).tolist(), out.l_ap.reshape(-1).tolist()
         for i in self.alive():
             if self.loggers[i]:
-                self.loggers[i].add(step, {"train/l1": l1[i], "train/l_ap": l_ap[i], "train/loss": totals[i]})
+                self.loggers[i].add(step, {contracts.TRAIN_L1: l1[i], contracts.TRAIN_L_AP: l_ap[i],
+                                           contracts.TRAIN_LOSS: totals[i]})
 
     def validate(self, step: int) -> None:
         """Never validate a failed member (non-finite parameters included); rank 0 validates the others, keeps
@@ -190,8 +191,8 @@ class _Run:
 
     def progress(self, step: int, out: Any) -> dict[str, Any]:
         alive, totals = self.alive(), out.total.reshape(-1).tolist()
-        return {"step": step, contracts.OBJECTIVE: _mean([self.val_psnr[i] for i in alive]),
-                "train/loss": _mean([totals[i] for i in alive]), "members_failed": len(self.failed)}
+        return {contracts.STEP: step, contracts.OBJECTIVE: _mean([self.val_psnr[i] for i in alive]),
+                contracts.TRAIN_LOSS: _mean([totals[i] for i in alive]), contracts.MEMBERS_FAILED: len(self.failed)}
 
     def checkpoint(self, step: int) -> dict | None:
         """The state to resume from (rank 0; None elsewhere); curves are sent first: a crash in between re-logs
@@ -206,13 +207,13 @@ class _Run:
         return self.stepper.checkpoint(members, {"step": step, "steps_s": self.steps_s})
 
     def timing(self, ctx: RunContext) -> dict[str, float]:
-        timing = {"system/train_steps_s": self.steps_s}  # overhead = trial wall - this (benchmarks/)
+        timing = {contracts.TRAIN_STEPS_S: self.steps_s}  # overhead = trial wall - this (benchmarks/)
         if len(self.trials) > 1:
-            timing["system/fused_members"] = float(len(self.trials))
+            timing[contracts.FUSED_MEMBERS] = float(len(self.trials))
         if ctx.trial_started_at:
-            timing["system/trial_wall_s"] = time.time() - ctx.trial_started_at
+            timing[contracts.TRIAL_WALL_S] = time.time() - ctx.trial_started_at
             if self.first_step_at:
-                timing["system/to_first_step_s"] = self.first_step_at - ctx.trial_started_at
+                timing[contracts.TO_FIRST_STEP_S] = self.first_step_at - ctx.trial_started_at
         return timing
 
     def final(self, i: int) -> dict[str, float]:
@@ -256,9 +257,9 @@ def train(trials: list[Trial], ctxs: list[RunContext], session: Any) -> list[dic
     if not run.alive():  # every run ended FAILED; Train and Tune see a finished run (nothing to retry)
         report_failed(session, run.step, len(trials))
         return [{} for _ in trials]
-    report = {"step": run.step, contracts.OBJECTIVE: _mean([run.val_psnr[i] for i in run.alive()]),
-              "members_failed": len(run.failed), **(finals[0] if len(trials) == 1 else {})}
+    report = {contracts.STEP: run.step, contracts.OBJECTIVE: _mean([run.val_psnr[i] for i in run.alive()]),
+              contracts.MEMBERS_FAILED: len(run.failed), **(finals[0] if len(trials) == 1 else {})}
     if run.first_step_at:  # this attempt's training window, for aggregate throughput across trials
-        report.update({"system/first_step_unix": run.first_step_at, "system/last_step_unix": run.last_step_at})
+        report.update({contracts.FIRST_STEP_UNIX: run.first_step_at, contracts.LAST_STEP_UNIX: run.last_step_at})
     session.report(report, None)
     return [report] if len(trials) == 1 and finals[0] else finals

@@ -41,9 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srprior.plan import PlanError
-    from srprior.schema_fields import ConfigError
-
     try:
         tracking_uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
         check_tracking_uri(tracking_uri)  # a bad or unreachable URI: one line within seconds, not MLflow's retries
@@ -60,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
             else:
                 cells, sweep, parent, readings = sweep_cells(spec.name, tracking_uri, args.sweep, args.replan)
             report = build_report(spec, tracking_uri, cells, sweep, parent, readings, args.claims_correction)
-    except (KeyError, ReportError, PlanError, ConfigError) as exc:
-        print(f"srprior report: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 1
+    except KeyError as exc:  # an unknown table name (search_spaces.get_table): a user error like the others
+        raise ReportError(exc.args[0] if exc.args else str(exc)) from None
     folder = report.sweep_id or (f"budget-{args.budget}" if args.budget else "search")
     paths = write_report(report, args.out or tracking.output_dir(args.output_dir) / "reports" / folder)
     print(to_markdown(report))

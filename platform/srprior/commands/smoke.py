@@ -73,7 +73,7 @@ def verdict(ours: float, bicubic: float, preset: str, steps: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from srprior.contracts import BICUBIC, OBJECTIVE, SELECTED, TRAIN_STEPS_S
+    from srprior.contracts import BICUBIC, OBJECTIVE, SELECTED, STEP, TRAIN_STEPS_S
     from srprior.trainers.loop import train
     from srprior.trainers.worker import LocalSession
 
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     class Progress(LocalSession):
         def report(self, metrics: dict, state: dict | None) -> None:
             super().report(metrics, state)
-            bar.update(metrics["step"] - bar.n)
+            bar.update(metrics[STEP] - bar.n)
             bar.set_postfix({"val PSNR": f"{metrics[OBJECTIVE]:.2f}"})
 
     with tqdm(total=cfg.schedule.steps, desc=f"{args.preset} x{args.scale}", unit="step") as bar:

@@ -17,7 +17,8 @@ from srprior.schema import trial_config
 from srprior.sweep import launch as machinery
 from srprior.sweep.view import budget_caption, experiment, format_plan, print_seed_plan, resources
 from srprior.trainers.health import is_diverged
-from srprior.trainers.resources import Resources, SweepError
+from srprior.sweep import SweepError
+from srprior.trainers.resources import Resources
 
 STATE_FILE = "srprior-sweep.json"  # in <storage>/<sweep id>/: the stored options --resume rebuilds the sweep from
 

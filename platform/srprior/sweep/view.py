@@ -9,7 +9,8 @@ from srprior import contracts, tracking
 from srprior.cost import plan_lines
 from srprior.options import SweepOptions
 from srprior.plan import SweepPlan
-from srprior.trainers.resources import Resources, SweepError, plan_resources
+from srprior.sweep import SweepError
+from srprior.trainers.resources import Resources, plan_resources
 
 
 def experiment(plan: SweepPlan, table: str | None = None) -> str:
