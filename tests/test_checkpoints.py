@@ -11,12 +11,13 @@ from srprior.schema import RunContext, Trial
 from srprior.trainers import checkpoints
 from helpers import train_trial
 from srprior.trainers.worker import LocalSession
+from srprior.options import SweepOptions
 
 
 @pytest.fixture(scope="module")
 def states():
     """The states a 6-step trial checkpoints at steps 2, 4 and 6."""
-    trial = make_plan({"table": "smoke", "seeds": 1, "set": ["steps=6", "val_every=2", "di=false"]}).trials[0].trial
+    trial = make_plan(SweepOptions.of({"table": "smoke", "seeds": 1, "set": ["steps=6", "val_every=2", "di=false"]})).trials[0].trial
     session = LocalSession()
     saved = []
     session.report = lambda metrics, state: state is not None and saved.append(state)  # keep every checkpoint
@@ -80,7 +81,7 @@ def test_member_states_read_both_layouts_and_find_checkpoints_takes_each_runs_ne
     assert member["trial"] == single["trial"] and member["step"] == 6
     assert checkpoints.member_weights(member) is single["best"]["model"] is not None
     assert checkpoints.member_weights(member, "last") is single["model"]
-    trial = make_plan({"table": "smoke", "seeds": 1, "set": ["steps=2", "val_every=2", "di=false"]}).trials[0].trial
+    trial = make_plan(SweepOptions.of({"table": "smoke", "seeds": 1, "set": ["steps=2", "val_every=2", "di=false"]})).trials[0].trial
     group = [trial, Trial(trial.config, 1)]
     session = LocalSession()
     loop.train(group, [RunContext(ckpt_every=2, log_every=1, figures=False)] * 2, session)

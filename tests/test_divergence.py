@@ -17,8 +17,9 @@ from srprior.trainers import loop
 from srprior.trainers.health import is_diverged
 from helpers import train_trial
 from srprior.trainers.worker import LocalSession
+from srprior.options import SweepOptions
 
-SMOKE = make_plan({"table": "smoke", "seeds": 1, "steps": 20, "set": ["di=false"]})  # 20 smoke steps, val at 10
+SMOKE = make_plan(SweepOptions.of({"table": "smoke", "seeds": 1, "steps": 20, "set": ["di=false"]}))  # 20 smoke steps, val at 10
 
 
 def _trial(planned, **flat) -> Trial:

@@ -23,6 +23,7 @@ from srprior.data.io import read_image
 from srprior.schema import RunContext, Trial, trial_config
 from helpers import train_trial
 from srprior.trainers.worker import LocalSession
+from srprior.options import SweepOptions
 
 
 def save_checkpoint(path: Path, preset: str, scale: int = 2, lambda_ap: float = 0.0, steps: int = 3,
@@ -220,13 +221,13 @@ def test_no_compared_table_can_run_a_selector_seed():
     from srprior.plan import PlanError, make_plan
     from srprior.search_spaces import TABLES
 
-    plan = make_plan({"table": "selectors", "budget": "smoke"})
+    plan = make_plan(SweepOptions.of({"table": "selectors", "budget": "smoke"}))
     assert {t.trial.seed for t in plan.trials} == set(SELECTOR_SEEDS)
     assert {t.trial.config.prior.lambda_ap for t in plan.trials} == {0.0}
     for spec in TABLES.values():
         if not spec.selectors:
             assert all(seed < SELECTOR_SEEDS[0] for _, seed, _ in spec.cells())
     with pytest.raises((PlanError, ValueError), match=r"seeds \[1000\] are reserved for the HardCases-R selectors"):
-        make_plan({"table": "4.2", "budget": "smoke", "seeds": SELECTOR_SEEDS[0] + 1})
+        make_plan(SweepOptions.of({"table": "4.2", "budget": "smoke", "seeds": SELECTOR_SEEDS[0] + 1}))
     with pytest.raises(SystemExit, match="2"):  # the CLI's --seeds range stops below them already
         main(["sweep", "--table", "4.2", "--seeds", str(SELECTOR_SEEDS[0] + 1), "--plan"])

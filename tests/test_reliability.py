@@ -25,6 +25,7 @@ from srprior.search_spaces import get_table
 from srprior.trainers.health import end_failed, is_diverged
 from helpers import train_trial
 from srprior.trainers.worker import LocalSession
+from srprior.options import SweepOptions
 
 DATA = Path(os.environ.get("SRPRIOR_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")  # as CI lays it
 
@@ -78,7 +79,7 @@ def test_every_project_error_crosses_a_process_boundary(cls):
 
 
 def _smoke_trial(**flat) -> tuple[Trial, str]:
-    plan = make_plan({"table": "smoke", "seeds": 1, "set": ["steps=6", "val_every=3", "di=false"]})
+    plan = make_plan(SweepOptions.of({"table": "smoke", "seeds": 1, "set": ["steps=6", "val_every=3", "di=false"]}))
     planned = plan.trials[-1]
     return Trial(trial_config(**{**planned.trial.config.flat(), **flat}), 0), planned.labels[0][1]
 

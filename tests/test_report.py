@@ -25,6 +25,7 @@ from srprior.search_spaces import get_table
 from srprior.contracts import OPTIONS_TAG
 from srprior import tracking
 from srprior.tracking import artifacts_dir
+from srprior.options import SweepOptions
 
 SMOKE = get_table("smoke")
 T46 = get_table("4.6")
@@ -55,7 +56,7 @@ def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, options: 
     with the content key the plan gives that cell — as the sweep and the worker log them."""
     from srprior.plan import make_plan, plan_readings
 
-    table, plan = options["table"], make_plan(options)
+    table, plan = options["table"], make_plan(SweepOptions.of(options))
     keys = {(row, seed): key for row, seed, key in plan.cells[table]}
     parent = client.create_run(experiment_id, run_name=sweep_id, tags={
         contracts.ROLE: "sweep", contracts.SWEEP_ID: sweep_id, OPTIONS_TAG: json.dumps(options)}).info.run_id
@@ -327,7 +328,7 @@ def micro_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("micro")
     uri = f"sqlite:///{root}/mlflow.db"
     opts = {"table": "4.2", "budget": "smoke", "rows": "edsr-t/baseline,edsr-t/lambda-5e-3", "set": ["di=false"]}
-    plan = make_plan(opts)
+    plan = make_plan(SweepOptions.of(opts))
     finals = {}
     for t in plan.trials:
         ctx = RunContext(tracking_uri=uri, experiment="srprior/table-4.2", ckpt_every=20, log_every=10,
@@ -372,15 +373,15 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
 
     uri, _, opts, finals = micro_runs
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    assert sweep_command._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
+    assert sweep_command._run(SweepOptions.of({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"})) == 0
     out = capsys.readouterr().out
     pooled = np.sqrt(np.mean([np.var([finals[(row, s)]["best/psnr_embedded"] for s in (0, 1)], ddof=1)
                               for row in ("edsr-t/baseline", "edsr-t/lambda-5e-3")]))
     assert f"pooled std {pooled:.4f} from runs (4)" in out and "on psnr_embedded" in out
     seeds = int(out.split("table 4.2: ")[1].split(" seeds per row")[0])
     assert f"--seeds {seeds}" in out and seeds >= 2
-    assert sweep_command._run({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
-                       "address": "local"}) == 0
+    assert sweep_command._run(SweepOptions.of({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
+                       "address": "local"})) == 0
     plan_out = capsys.readouterr().out
     assert f"to train: {2 * (seeds + 1) - 4} · reused (FINISHED in MLflow): 4" in plan_out
 
@@ -396,7 +397,7 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
     from srprior.trainers.evaluation import _crop
 
     uri, _, _, _ = micro_runs
-    plan = make_plan({"table": "4.2", "budget": "smoke", "set": ["di=false"]})
+    plan = make_plan(SweepOptions.of({"table": "4.2", "budget": "smoke", "set": ["di=false"]}))
     report = build_report(get_table("4.2"), uri, plan.cells["4.2"])
     from srprior.trainers.budgets import get_budget
 

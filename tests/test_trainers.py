@@ -26,6 +26,7 @@ from srprior.trainers.evaluation import _crop, final_metrics, lam_config, traini
 from srprior.trainers.rng import rng_state, set_rng_state
 from helpers import train_trial
 from srprior.trainers.worker import LocalSession
+from srprior.options import SweepOptions
 
 
 def test_trial_schema_rejects_bad_input_naming_the_field():
@@ -263,7 +264,7 @@ def test_readings_reach_the_trial_through_set_and_the_readings_spec():
         assert {k for k in flat if flat[k] != base[k]} == set(row.overrides) - {"preset"}, row.id
     sets = ["select_n=1", "local_geometry=ring", "similarity=affine", "l1_reduction=sum",
             "di_channels=sum-of-abs", "extra_shave=6", "selection_area=global", "invalid_samples=keep"]
-    config = make_plan({"table": "smoke", "set": sets}).trials[0].trial.config.flat()
+    config = make_plan(SweepOptions.of({"table": "smoke", "set": sets})).trials[0].trial.config.flat()
     assert {k: str(config[k]) for k in READINGS} == dict(s.split("=") for s in sets)
     ctx = RunContext(ckpt_every=2, log_every=1, figures=False)
     plain = LocalSession()
@@ -280,8 +281,8 @@ def test_readings_reach_the_trial_through_set_and_the_readings_spec():
 def _table_trials() -> list[Trial]:
     from srprior.search_spaces import TABLES
 
-    plan = make_plan({"table": ",".join(TABLES), "budget": "smoke", "seeds": 1,
-                      "set": ["steps=2", "val_every=1", "di=false"]})
+    plan = make_plan(SweepOptions.of({"table": ",".join(TABLES), "budget": "smoke", "seeds": 1,
+                      "set": ["steps=2", "val_every=1", "di=false"]}))
     return [t.trial for t in plan.trials]
 
 

@@ -13,7 +13,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,11 +115,11 @@ def _data_fields(opts: SweepOptions, budget: Any) -> dict[str, Any]:
     return out
 
 
-def make_plan(options: SweepOptions | Mapping[str, Any]) -> SweepPlan:
+def make_plan(options: SweepOptions) -> SweepPlan:
     """Validate every option and build every trial (raises PlanError/ConfigError; starts nothing)."""
     from srprior.trainers.budgets import get_budget
 
-    opts = SweepOptions.of(options)
+    opts = SweepOptions.require(options, "make_plan")
     if bool(opts.table) == bool(opts.search):
         raise PlanError("give exactly one of --table NAME (or 'all') or --search NAME")
     try:

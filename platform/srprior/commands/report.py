@@ -9,7 +9,7 @@ import sys
 from srprior import tracking
 from srprior.errors import int_in
 from srprior.preflight import check_tracking_uri
-from srprior.report.cells import resolve_tracking_uri, sweep_cells
+from srprior.report.cells import budget_plan, resolve_tracking_uri, sweep_cells
 from srprior.report.model import ARTIFACT_DIR, ReportError, build_report
 from srprior.report.render import to_markdown
 from srprior.report.search import search_report
@@ -49,11 +49,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             spec = get_table(args.table)
             if args.budget:
-                from srprior.plan import make_plan, plan_readings
-
-                plan = make_plan({"table": spec.name, "budget": args.budget, "seeds": args.seeds, "set": args.set})
-                cells, sweep, parent = plan.cells[spec.name], None, None
-                readings = plan_readings(plan, spec.name)
+                (cells, readings), sweep, parent = budget_plan(spec.name, args.budget, args.seeds, args.set), None, None
             else:
                 cells, sweep, parent, readings = sweep_cells(spec.name, tracking_uri, args.sweep, args.replan)
             report = build_report(spec, tracking_uri, cells, sweep, parent, readings, args.claims_correction)

@@ -92,7 +92,7 @@ def _table_lines(plan: SweepPlan, existing: dict[str, Any], to_train: list, retr
 def resources(plan: SweepPlan, to_train: list, opts: SweepOptions, cpus: float, gpus: float,
                n_runs: int | None = None) -> Resources:
     n = plan.n_trials if plan.mode == "search" else max(1, n_runs or len(to_train))
-    return plan_resources(n, _models(plan, to_train or plan.trials), cpus, gpus, opts.workers or 1,
+    return plan_resources(n, _models(plan, to_train or plan.trials), cpus, gpus, opts.workers,
                           opts.gpus_per_trial, opts.max_concurrent)
 
 
