@@ -113,6 +113,7 @@ def run_sweep(options: SweepOptions) -> int:
     for key, value in machinery.LOCAL_ENV.items():
         os.environ.setdefault(key, value)
     opts = opts.replace(name=preflight.check_name("--name", opts.name or default_sweep_id(opts)))
+    plan = replace(plan, options=opts)  # one instance: the plan's options are the sweep's (named) ones
     job = _check(plan, opts)
     if opts.plan:
         print(format_plan(plan, job.existing, job.to_train, job.res, job.device, opts.retrain, job.groups))
