@@ -225,7 +225,7 @@ def test_learning_rate_schedule_follows_the_milestones():
     from srprior.schema import OptimConfig
 
     optim = OptimConfig(learning_rate_milestones="2,4", learning_rate_gamma=0.5)
-    assert [optim.rate(s) for s in range(1, 7)] == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5]
+    assert [optim.learning_rate_at(s) for s in range(1, 7)] == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5]
     with pytest.raises(ConfigError, match="learning_rate_milestones"):
         OptimConfig(learning_rate_milestones=(4, 2))
     trial = _micro_trial(steps=3, val_every=3, di=False, learning_rate_milestones="2", learning_rate=1e-3)

@@ -141,7 +141,7 @@ class _Run:
     def train_step(self, step: int) -> Any:
         lr, hr = self.stepper.batch()
         if self.cfg.optim.learning_rate_milestones:
-            self.stepper.set_learning_rate(self.cfg.optim.rate(step))
+            self.stepper.set_learning_rate(self.cfg.optim.learning_rate_at(step))
         t = time.time()
         self.first_step_at = self.first_step_at or t
         out = self.stepper.step(step, lr, hr)

@@ -88,7 +88,7 @@ class OptimConfig(Validated):
     l1_reduction: str = option("mean", one_of(L1_REDUCTIONS), thesis="L1 of Eq. 3.10",
                                help="mean: |SR-HR| averaged over elements (EDSR/RCAN code); sum: per-image l1 norm")
 
-    def rate(self, step: int) -> float:
+    def learning_rate_at(self, step: int) -> float:
         """The learning rate of training step `step` (1-based): MultiStepLR's rule."""
         passed = sum(step > m for m in self.learning_rate_milestones)
         return self.learning_rate * self.learning_rate_gamma ** passed
