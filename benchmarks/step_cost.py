@@ -44,20 +44,14 @@ def _backends(args: argparse.Namespace, cuda: bool):
     return time.perf_counter
 
 
-def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
+def _inputs(preset: str, device: str, args: argparse.Namespace) -> tuple:
+    """(model seeded 0, LR batch, HR batch) on `device`, NHWC with --channels-last."""
     import torch
-    import torch.nn.functional as F
 
     from srprior.archs import build_model
     from srprior.data.datasets import PatchSampler
     from srprior.data.embedded import default_split
-    from srprior.method.prior import PriorConfig, attribution, prior_loss
-    from srprior.method.ssm import extract
-    from srprior.method.step import TrainStep, make_optimizer
 
-    cuda = device == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    clock = _backends(args, cuda)
     train, _ = default_split(args.scale)
     lr, hr = PatchSampler(train, args.scale, patch=args.patch, batch=args.batch, seed=0).next()
     lr, hr = lr.to(device), hr.to(device)
@@ -66,35 +60,25 @@ def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
     if args.channels_last:  # NHWC weights and batches (cuDNN's preferred layout for bf16/tensor cores)
         model = model.to(memory_format=torch.channels_last)
         lr, hr = (t.contiguous(memory_format=torch.channels_last) for t in (lr, hr))
+    return model, lr, hr
+
+
+def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from srprior.method.prior import PriorConfig, attribution, prior_loss
+    from srprior.method.ssm import extract
+    from srprior.method.step import TrainStep, make_optimizer
+
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    clock = _backends(args, cuda)
+    model, lr, hr = _inputs(preset, device, args)
     cfg = PriorConfig(lambda_ap=1e-4)
     warmup = args.warmup if args.warmup is not None else (3 if cuda else 1)
     iters = args.iters if args.iters is not None else (20 if cuda else 2)
-
-    def rss_mib() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-    setup_rss = rss_mib()
-
-    def timed(fn) -> tuple[float, float]:
-        """(best ms over the timed steps, peak MiB above the setup baseline). Best-of-N as in timeit: on a shared
-        CPU interference only ever adds time. ru_maxrss is a running peak, so run lighter steps first."""
-        base = setup_rss
-        if cuda:
-            sync()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated() / 2**20
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(iters):
-            sync()
-            t0 = clock()
-            fn()
-            sync()
-            times.append(1e3 * (clock() - t0))
-        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss_mib()
-        return min(times), peak - base
-
+    timed = _timer(cuda, clock, sync, warmup, iters)
     row = {"device": torch.cuda.get_device_name() if cuda else f"cpu x{torch.get_num_threads()} (CPU time)",
            "preset": preset}
     row["extract_ms"], _ = timed(lambda: extract(lr, cfg.extractor))
@@ -132,17 +116,60 @@ def _measure(preset: str, device: str, args: argparse.Namespace) -> dict:
         row["prior_ms"], row["prior_mib"] = timed(instrumented)
     last = phases[warmup:]
     row["fwd_ms"], row["igrad_ms"], row["dbl_opt_ms"] = (min(p[i] for p in last) for i in range(3))
-    if args.bf16:  # accuracy of the ratios s with a bf16 forward vs fp32
-        ext = extract(lr, cfg.extractor)
-        s = {}
-        for flag in (False, True):
-            x = lr.detach().requires_grad_(True)
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=flag):
-                sr = model(x)
-            attr = attribution(sr.float(), x, ext, args.scale, create_graph=False)
-            s[flag] = prior_loss(attr, ext, cfg)[1]["s"]
-        row["bf16_s_err"] = float((s[True] - s[False]).abs().max())
+    if args.bf16:
+        row["bf16_s_err"] = _bf16_s_err(model, lr, cfg, args.scale, device)
     return row
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _timer(cuda: bool, clock, sync, warmup: int, iters: int):
+    """timed(fn) -> (best ms over the timed steps, peak MiB above the baseline at this call). Best-of-N as in
+    timeit: on a shared CPU interference only ever adds time. ru_maxrss is a running peak, so run lighter steps
+    first."""
+    import torch
+
+    setup_rss = _rss_mib()
+
+    def timed(fn) -> tuple[float, float]:
+        base = setup_rss
+        if cuda:
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated() / 2**20
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(iters):
+            sync()
+            t0 = clock()
+            fn()
+            sync()
+            times.append(1e3 * (clock() - t0))
+        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _rss_mib()
+        return min(times), peak - base
+
+    return timed
+
+
+def _bf16_s_err(model, lr, cfg, scale: int, device: str) -> float:
+    """Accuracy of the ratios s with a bf16 forward vs fp32: their largest absolute difference."""
+    import torch
+
+    from srprior.method.prior import attribution, prior_loss
+    from srprior.method.ssm import extract
+
+    ext = extract(lr, cfg.extractor)
+    s = {}
+    for flag in (False, True):
+        x = lr.detach().requires_grad_(True)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=flag):
+            sr = model(x)
+        attr = attribution(sr.float(), x, ext, scale, create_graph=False)
+        s[flag] = prior_loss(attr, ext, cfg)[1]["s"]
+    return float((s[True] - s[False]).abs().max())
 
 
 VARIANT_FLAGS = {"eager": {}, "tf32": {"tf32": True}, "bf16": {"bf16": True}, "channels-last": {"channels_last": True},

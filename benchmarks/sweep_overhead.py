@@ -20,6 +20,7 @@ from pathlib import Path
 
 from srprior import contracts
 from srprior.sweep.run import run_sweep
+from srprior.options import SweepOptions
 
 GPU_TRIALS = {1: (["edsr-t/lambda-1e-4"], 1), 2: (["edsr-t/lambda-1e-4"], 2), 4: (["edsr-t/lambda-1e-4"], 4),
               8: (["edsr-t/lambda-1e-4", "edsr-t/lambda-5e-4"], 4)}  # k -> (Table 4.2 rows, seeds per row)
@@ -37,7 +38,7 @@ def final_results(experiment: Path) -> list[dict]:
 
 def run(opts: dict, output: Path) -> tuple[float, list[dict]]:
     start = time.monotonic()
-    if run_sweep({"output_dir": str(output), "address": "local", **opts}) != 0:
+    if run_sweep(SweepOptions.of({"output_dir": str(output), "address": "local", **opts})) != 0:
         raise SystemExit(f"sweep {opts['name']} failed; see the log above")
     return time.monotonic() - start, final_results(output / "ray" / opts["name"])
 

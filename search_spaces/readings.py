@@ -7,7 +7,7 @@ the same model as the default row and differ in their evaluation only; `val_crop
 is selected.
 """
 
-from srprior.contracts import BENCH_METRICS
+from srprior.contracts import BENCH_METRICS, DI
 from srprior.search_spaces.spec import TableSpec, baseline_row, prior_row
 
 
@@ -22,7 +22,7 @@ TABLE = TableSpec(
                 "one reading of the defaults (select_n=5, local_geometry=window, similarity=clamp, "
                 "l1_reduction=mean, di_channels=abs-of-sum, extra_shave=0, selection_area=scenario, "
                 "invalid_samples=drop, val_crop=256).",
-    metrics=(*BENCH_METRICS, "di"),
+    metrics=(*BENCH_METRICS, DI),
     rows=(
         baseline_row("EDSR-T", "edsr-t", {}),
         _reading("defaults", "w/ ours, the defaults"),

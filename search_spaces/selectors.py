@@ -8,6 +8,7 @@ Not a thesis table: no printed numbers; its report only shows how well the selec
 """
 
 from srprior.contracts import SELECTOR_SEEDS
+from srprior.contracts import DI
 from srprior.search_spaces.spec import BENCH_METRICS, TableSpec, baseline_row
 
 TABLE = TableSpec(
@@ -15,7 +16,7 @@ TABLE = TableSpec(
     title="HardCases-R selectors: baselines on reserved seeds",
     description=f"×2 SR, λ_AP = 0, seeds {SELECTOR_SEEDS}: the networks that choose HardCases-R's crops "
                 "(`srprior data hardcases`); never compared in a thesis table.",
-    metrics=(*BENCH_METRICS[:8], "di"),
+    metrics=(*BENCH_METRICS[:8], DI),
     rows=(baseline_row("EDSR-T", "edsr-t", {}), baseline_row("RCAN-T", "rcan-t", {}),
           baseline_row("RNAN-T", "rnan-t", {})),
     seeds=SELECTOR_SEEDS,

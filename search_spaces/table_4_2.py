@@ -9,6 +9,7 @@ Transcription notes (numbers are exactly as printed; "mean ± std" over seeds):
 - RNAN-T rows are averaged over 6 seeds "to compensate for outliers" (caption); the others over 4.
 """
 
+from srprior.contracts import DI
 from srprior.search_spaces.spec import BENCH_METRICS, TableSpec, baseline_row, bench, prior_row
 
 RNAN_SEEDS = (0, 1, 2, 3, 4, 5)
@@ -24,7 +25,7 @@ TABLE = TableSpec(
     title="Results of λ_AP variation on EDSR-T, RCAN-T and RNAN-T",
     description="×2 SR, w = Sim, one local SSR (Scenario 1); λ_AP swept per model. DI (Fig. 4.2) has no "
                 "printed numbers.",
-    metrics=(*BENCH_METRICS, "di"),
+    metrics=(*BENCH_METRICS, DI),
     rows=(
         baseline_row("EDSR-T", "edsr-t", bench(
             "37.42±0.0553 0.9585±0.0001 33.01±0.0319 0.9127±0.0001 31.78±0.0147 "

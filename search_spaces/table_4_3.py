@@ -3,6 +3,7 @@
 Numbers exactly as printed. The Baseline and Sim rows repeat Table 4.2's baseline and λ_AP = 1e-4 rows.
 """
 
+from srprior.contracts import DI
 from srprior.search_spaces.spec import BENCH_METRICS, TableSpec, baseline_row, bench, prior_row
 
 
@@ -15,7 +16,7 @@ TABLE = TableSpec(
     name="4.3",
     title="Results of w variation on EDSR-T and RCAN-T",
     description="×2 SR, λ_AP = 1e-4, one local SSR (Scenario 1); w ∈ {0.1, 0.5, 1.0, Sim}.",
-    metrics=(*BENCH_METRICS, "di"),
+    metrics=(*BENCH_METRICS, DI),
     rows=(
         baseline_row("EDSR-T", "edsr-t", bench(
             "37.42±0.0553 0.9585±0.0001 33.01±0.0319 0.9127±0.0001 31.78±0.0147 "

@@ -5,6 +5,7 @@ N_SSR = 1 row (0.0257, 0.0001, 0.0131, …) — probably copied in the thesis; t
 The thesis runs the arbitrary (*) rows on EDSR-T only.
 """
 
+from srprior.contracts import DI
 from srprior.search_spaces.spec import BENCH_METRICS, TableSpec, baseline_row, bench, prior_row
 
 
@@ -20,7 +21,7 @@ TABLE = TableSpec(
     title="Number N_SSR of self-similar regions: local vs arbitrary (*) placement",
     description="×2 SR, λ_AP = 1e-4, w = Sim; N_SSR ∈ {1, 2, 3} inside the 7×7 local window, and (EDSR-T) "
                 "anywhere in the image (*).",
-    metrics=(*BENCH_METRICS, "di"),
+    metrics=(*BENCH_METRICS, DI),
     rows=(
         baseline_row("EDSR-T", "edsr-t", bench(
             "37.42±0.0553 0.9585±0.0001 33.01±0.0319 0.9127±0.0001 31.78±0.0147 "

@@ -11,6 +11,7 @@ Transcription notes (numbers exactly as printed):
   here, without "±" there); each table keeps its own printed value.
 """
 
+from srprior.contracts import DI
 from srprior.search_spaces.spec import BENCH_METRICS, TableSpec, baseline_row, bench, prior_row
 from srprior.search_spaces.table_4_2 import RNAN_SEEDS
 
@@ -26,7 +27,7 @@ TABLE = TableSpec(
     name="4.5",
     title="Scenarios 1–4: local / global SSRs vs random local / global regions",
     description="×2 SR, λ_AP = 1e-4, w = Sim, one region; EDSR-T (4 seeds) and RNAN-T (6 seeds).",
-    metrics=(*BENCH_METRICS, "di"),
+    metrics=(*BENCH_METRICS, DI),
     rows=(
         baseline_row("EDSR-T", "edsr-t", bench(
             "37.42±0.0553 0.9585±0.0001 33.01±0.0319 0.9127±0.0001 31.78±0.0147 "

@@ -5,6 +5,7 @@ decay 1e-4 (Adam's L2 term), and one residual block fewer (preset edsr-t-15). Nu
 (the WD* row's stds, e.g. 0.0007 dB on Urban100, are unusually small but printed so).
 """
 
+from srprior.contracts import DI
 from srprior.search_spaces.spec import BENCH_METRICS, Row, TableSpec, baseline_row, bench
 
 
@@ -17,7 +18,7 @@ TABLE = TableSpec(
     name="4.6",
     title="Regularization techniques on EDSR-T",
     description="×2 SR, no attribution prior; BN layers, weight decay 1e-4, or 15 instead of 16 residual blocks.",
-    metrics=(*BENCH_METRICS, "di"),
+    metrics=(*BENCH_METRICS, DI),
     rows=(
         baseline_row("EDSR-T", "edsr-t", bench(
             "37.42±0.0553 0.9585±0.0001 33.01±0.0319 0.9127±0.0001 31.78±0.0147 "

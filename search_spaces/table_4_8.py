@@ -8,6 +8,7 @@ EDSR and the other methods, means only, no HardCases) are `references`. Numbers 
 the baseline's HardCases stds (0.0679, 0.0006) equal its Urban100 stds.
 """
 
+from srprior.contracts import DI
 from srprior.search_spaces.spec import BENCH_METRICS, Reference, TableSpec, baseline_row, bench, prior_row
 
 _PUBLISHED = {  # method -> Set5, Set14, BSD100, Urban100 (PSNR, SSIM), as printed
@@ -33,7 +34,7 @@ TABLE = TableSpec(
     name="4.8",
     title="EDSR-B with the prior vs state-of-the-art (×2)",
     description="Full-size EDSR-B, ×2 SR, λ_AP = 1e-4, w = Sim, Scenario 1; averaged over 2 seeds.",
-    metrics=(*BENCH_METRICS, "di"),
+    metrics=(*BENCH_METRICS, DI),
     seeds=(0, 1),
     budgets={"thesis": {"steps": 300_000, "learning_rate_milestones": (200_000,), "learning_rate_gamma": 0.5}},
     references=tuple(_reference(label, text) for label, text in _PUBLISHED.items()),

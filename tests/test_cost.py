@@ -19,6 +19,7 @@ from srprior.archs import build_model
 from srprior.archs.common import MeanShift
 from srprior.method.prior import PriorConfig
 from srprior.method.step import TrainStep, make_optimizer
+from srprior.options import SweepOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,7 +120,7 @@ def test_wall_time_places_the_runs_on_the_concurrent_slots_in_plan_order():
     slot, so the wall is start-up + baseline + start-up + third run, not the average of all three per slot."""
     from srprior.plan import fuse_groups, make_plan
 
-    trials = make_plan({"table": "4.2", "budget": "cpu-hour"}).trials
+    trials = make_plan(SweepOptions.of({"table": "4.2", "budget": "cpu-hour"})).trials
     groups = fuse_groups(trials, None, "cpu")
     run_s = [sum(t.trial.config.schedule.steps * cost.step_seconds(t.trial.config, "cpu") for t in g) for g in groups]
     assert [len(g) for g in groups] == [10, 10, 10] and run_s[0] < run_s[1] == pytest.approx(run_s[2], rel=1e-9)
@@ -136,7 +137,7 @@ def test_wall_time_places_the_runs_on_the_concurrent_slots_in_plan_order():
 def _plan(capsys, table: str) -> str:
     from srprior.commands import sweep as sweep_command
 
-    assert sweep_command._run({"table": table, "budget": "thesis", "plan": True, "address": "local"}) == 0
+    assert sweep_command._run(SweepOptions.of({"table": table, "budget": "thesis", "plan": True, "address": "local"})) == 0
     return capsys.readouterr().out
 
 

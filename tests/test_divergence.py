@@ -15,9 +15,11 @@ from srprior.schema import RunContext, Trial, trial_config
 from srprior.search_spaces import get_table
 from srprior.trainers import loop
 from srprior.trainers.health import is_diverged
-from srprior.trainers.worker import LocalSession, train_trial
+from helpers import train_trial
+from srprior.trainers.worker import LocalSession
+from srprior.options import SweepOptions
 
-SMOKE = make_plan({"table": "smoke", "seeds": 1, "steps": 20, "set": ["di=false"]})  # 20 smoke steps, val at 10
+SMOKE = make_plan(SweepOptions.of({"table": "smoke", "seeds": 1, "steps": 20, "set": ["di=false"]}))  # 20 smoke steps, val at 10
 
 
 def _trial(planned, **flat) -> Trial:

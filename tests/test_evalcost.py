@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from srprior.options import SweepOptions
 from srprior import cost, evalcost
 from srprior.archs import build_model
 from srprior.archs.rnan import NonLocalBlock
@@ -101,7 +102,7 @@ def test_val_crop_crops_validation_only_and_is_checked():
 
 
 def _thesis_rnan(val_crop: int):
-    plan = make_plan({"table": "4.2", "budget": "thesis", "rows": "rnan-t/baseline", "set": [f"val_crop={val_crop}"]})
+    plan = make_plan(SweepOptions.of({"table": "4.2", "budget": "thesis", "rows": "rnan-t/baseline", "set": [f"val_crop={val_crop}"]}))
     return plan.trials[0].trial.config
 
 
@@ -141,7 +142,7 @@ def test_thesis_plan_prints_evaluation_beside_training_per_preset(capsys, data_r
 
 
 def test_no_bf16_entries_thesis_trains_in_fp32_and_the_plan_says_why(capsys):
-    plan = make_plan({"table": "4.8", "budget": "thesis"})
+    plan = make_plan(SweepOptions.of({"table": "4.8", "budget": "thesis"}))
     assert {t.trial.config.model.bf16 for t in plan.trials} == {False}
     out = _sweep(capsys, table="4.8")
     assert "edsr-b prior: fp32: no bf16 prior step of edsr-b measured on gpu (efficiency.json)" in out
@@ -150,13 +151,13 @@ def test_no_bf16_entries_thesis_trains_in_fp32_and_the_plan_says_why(capsys):
     data["devices"]["gpu"]["bf16"] = {"edsr-b": {"prior": {**fp32, "ms": 200.0, "tflops": fp32["tflops"] * 0.9}}}
     assert cost.measured_precision("edsr-b", True, data=data) == (
         False, "fp32: measured edsr-b prior step bf16 200 ms, fp32 184.3 ms")  # measured, but slower
-    assert make_plan({"table": "4.8", "budget": "thesis", "set": ["bf16=true"]}).trials[0].trial.config.model.bf16
+    assert make_plan(SweepOptions.of({"table": "4.8", "budget": "thesis", "set": ["bf16=true"]})).trials[0].trial.config.model.bf16
     assert "precision: bf16=true (--set), not chosen by measurement" in _sweep(capsys, table="4.8", set=["bf16=true"])
 
 
 def test_plan_json_has_per_preset_hours_and_the_fixed_designs_all_in_hours(capsys):
     doc = json.loads(_sweep(capsys, table="4.2", json=True))
-    plan = make_plan({"table": "4.2", "budget": "thesis"})
+    plan = make_plan(SweepOptions.of({"table": "4.2", "budget": "thesis"}))
     assert doc["trials"] == doc["designs"]["fixed"]["trials"] == len(plan.trials)
     assert set(doc["presets"]) == {"edsr-t", "rcan-t", "rnan-t"}
     for row in doc["presets"].values():

@@ -16,11 +16,14 @@ from srprior.cli import main
 from srprior.contracts import SELECTOR_SEEDS
 from srprior.data.datasets import benchmark
 from srprior.trainers.checkpoints import find_checkpoints
-from srprior.hardcases import CROP, HardCasesError, build, grid, load_checkpoint_model, methods, select
+from helpers import load_checkpoint_model
+from srprior.hardcases import CROP, HardCasesError, build, grid, methods, select
 from srprior.data.imresize import bicubic_lr
 from srprior.data.io import read_image
 from srprior.schema import RunContext, Trial, trial_config
-from srprior.trainers.worker import LocalSession, train_trial
+from helpers import train_trial
+from srprior.trainers.worker import LocalSession
+from srprior.options import SweepOptions
 
 
 def save_checkpoint(path: Path, preset: str, scale: int = 2, lambda_ap: float = 0.0, steps: int = 3,
@@ -132,11 +135,11 @@ def test_methods_are_selectors_on_reserved_seeds_only(checkpoints):
 def test_cli_bad_input_is_one_line(checkpoints, tmp_path, capsys):
     (tmp_path / "Urban100" / "HR").mkdir(parents=True)
     assert main(["data", "hardcases", "--root", str(tmp_path), "--out", str(tmp_path / "out"),
-                 "--checkpoints", str(checkpoints["edsr"])]) == 1
+                 "--checkpoints", str(checkpoints["edsr"])]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "two architectures" in err
     assert main(["data", "hardcases", "--root", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"),
-                 "--checkpoints", str(checkpoints["root"])]) == 1
+                 "--checkpoints", str(checkpoints["root"])]) == 2
     assert "Urban100 HR folder missing" in capsys.readouterr().err
 
 
@@ -226,14 +229,14 @@ def test_no_compared_table_can_run_a_selector_seed():
     from srprior.plan import PlanError, make_plan
     from srprior.search_spaces import TABLES
 
-    plan = make_plan({"table": "selectors", "budget": "smoke"})
+    plan = make_plan(SweepOptions.of({"table": "selectors", "budget": "smoke"}))
     assert {t.trial.seed for t in plan.trials} == set(SELECTOR_SEEDS)
     assert {t.trial.config.prior.lambda_ap for t in plan.trials} == {0.0}
     for spec in TABLES.values():
         if not spec.selectors:
             assert all(seed < SELECTOR_SEEDS[0] for _, seed, _ in spec.cells())
     with pytest.raises((PlanError, ValueError), match=r"seeds \[1000\] are reserved for the HardCases-R selectors"):
-        make_plan({"table": "4.2", "budget": "smoke", "seeds": SELECTOR_SEEDS[0] + 1})
+        make_plan(SweepOptions.of({"table": "4.2", "budget": "smoke", "seeds": SELECTOR_SEEDS[0] + 1}))
     with pytest.raises(SystemExit, match="2"):  # the CLI's --seeds range stops below them already
         main(["sweep", "--table", "4.2", "--seeds", str(SELECTOR_SEEDS[0] + 1), "--plan"])
 

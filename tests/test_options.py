@@ -36,7 +36,7 @@ def test_the_stored_json_rebuilds_the_same_options_without_the_runtime_ones():
     assert stored["set"] == ["steps=7"] and stored["name"] == "s1" and stored["table"] == "smoke"
     assert not set(stored) & set(RUNTIME)  # --output-dir, --plan, --max-failures belong to one command line
     again = SweepOptions.from_json(opts.to_json())
-    assert again == opts.replace(output_dir=None, plan=False, max_failures=None)
+    assert again == opts.replace(output_dir=None, plan=False, max_failures=3)  # 3: the default
     assert make_plan(again).cells == make_plan(opts).cells
 
 
@@ -53,4 +53,16 @@ def test_an_unknown_option_is_one_clear_line():
         SweepOptions.of({"table": "smoke", "learning_rate_gamma": 0.5})
     assert user_message(info.value) == \
         "sweep options learning_rate_gamma: no such option of `srprior sweep` (see its --help)"
-    assert make_plan({"table": "smoke", "budget": None}).budget == "smoke"  # None: the default
+    assert make_plan(SweepOptions.of({"table": "smoke", "budget": None})).budget == "smoke"  # None: the default
+
+
+def test_the_planner_and_the_sweep_take_only_options():
+    """No dict entry points: a mapping becomes options once, at the command line (SweepOptions.of)."""
+    from srprior.sweep.run import run_sweep
+
+    with pytest.raises(TypeError, match="make_plan takes SweepOptions, not dict"):
+        make_plan({"table": "smoke"})
+    with pytest.raises(TypeError, match="run_sweep takes SweepOptions, not dict"):
+        run_sweep({"table": "smoke", "plan": True})
+    defaults = SweepOptions()
+    assert (defaults.workers, defaults.max_failures, defaults.budget) == (1, 3, "smoke")  # the platform's, once

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srprior.plots import lambdas, plotted_metrics, summary_figure, summary_plot
+from srprior.report.plots import lambdas, plotted_metrics, summary_figure, summary_plot
 from srprior.report.model import Report, summarize, with_logged_benchmarks
 from srprior.search_spaces import TABLES
 from srprior.search_spaces.spec import Row, TableSpec

@@ -23,7 +23,9 @@ from srprior.report.render import to_markdown
 from srprior.schema import RunContext, Trial, trial_config
 from srprior.search_spaces import get_table
 from srprior.trainers.health import end_failed, is_diverged
-from srprior.trainers.worker import LocalSession, train_trial
+from helpers import train_trial
+from srprior.trainers.worker import LocalSession
+from srprior.options import SweepOptions
 
 DATA = Path(os.environ.get("SRPRIOR_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")  # as CI lays it
 
@@ -77,7 +79,7 @@ def test_every_project_error_crosses_a_process_boundary(cls):
 
 
 def _smoke_trial(**flat) -> tuple[Trial, str]:
-    plan = make_plan({"table": "smoke", "seeds": 1, "set": ["steps=6", "val_every=3", "di=false"]})
+    plan = make_plan(SweepOptions.of({"table": "smoke", "seeds": 1, "set": ["steps=6", "val_every=3", "di=false"]}))
     planned = plan.trials[-1]
     return Trial(trial_config(**{**planned.trial.config.flat(), **flat}), 0), planned.labels[0][1]
 
@@ -213,13 +215,13 @@ def test_checkpoints_load_without_running_code(tmp_path):
     loads; one carrying a code-running pickle is refused and its code never runs."""
     import torch
 
-    from srprior.trainers.checkpoints import STATE_FILE, load_state
+    from srprior.trainers.checkpoints import CHECKPOINT_FILE, load_state
 
     trial, _ = _smoke_trial(steps=2, val_every=2)
     session = LocalSession()
     train_trial(trial, RunContext(ckpt_every=2, log_every=1, figures=False), session)
-    torch.save(session.checkpoint, tmp_path / STATE_FILE)
-    state = load_state(tmp_path / STATE_FILE, torch.device("cpu"))
+    torch.save(session.checkpoint, tmp_path / CHECKPOINT_FILE)
+    state = load_state(tmp_path / CHECKPOINT_FILE, torch.device("cpu"))
     assert state["step"] == 2 and state["trial"] == trial.to_dict()
     marker = tmp_path / "code-ran"
     torch.save({**session.checkpoint, "extra": _Payload(marker)}, tmp_path / "evil.pt")

@@ -25,6 +25,7 @@ from srprior.search_spaces import get_table
 from srprior.contracts import OPTIONS_TAG
 from srprior import tracking
 from srprior.tracking import artifacts_dir
+from srprior.options import SweepOptions
 
 SMOKE = get_table("smoke")
 T46 = get_table("4.6")
@@ -55,7 +56,7 @@ def log_sweep(client: MlflowClient, experiment_id: str, sweep_id: str, options: 
     with the content key the plan gives that cell — as the sweep and the worker log them."""
     from srprior.plan import make_plan, plan_readings
 
-    table, plan = options["table"], make_plan(options)
+    table, plan = options["table"], make_plan(SweepOptions.of(options))
     keys = {(row, seed): key for row, seed, key in plan.cells[table]}
     params = {t.trial.key: {**t.trial.config.params(), "seed": str(t.trial.seed)} for t in plan.trials}
     parent = client.create_run(experiment_id, run_name=sweep_id, tags={
@@ -261,9 +262,9 @@ def test_missing_runs_give_a_clear_error(store, tmp_path, capsys):
     assert "srprior sweep --table 4.3" in message
     with pytest.raises(ReportError, match="no sweep of table 4.4 in"):
         sweep_cells("4.4", uri)
-    assert main(["report", "--table", "4.3", "--tracking-uri", uri, "--out", str(tmp_path)]) == 1
+    assert main(["report", "--table", "4.3", "--tracking-uri", uri, "--out", str(tmp_path)]) == 2
     assert "srprior report: error: no sweep of table 4.3" in capsys.readouterr().err
-    assert main(["report", "--table", "9.9", "--tracking-uri", uri]) == 1
+    assert main(["report", "--table", "9.9", "--tracking-uri", uri]) == 2
     assert "unknown table '9.9'" in capsys.readouterr().err
     missing = f"sqlite:///{tmp_path}/none/mlflow.db"
     with pytest.raises(ReportError, match=f"no MLflow store at {missing} \\(file missing\\)"):
@@ -328,12 +329,13 @@ def micro_runs(tmp_path_factory):
     Table 4.2's EDSR-T baseline and λ_AP = 5e-3 rows, 2 seeds each, logged to a real store by the worker."""
     from srprior.plan import make_plan
     from srprior.schema import RunContext
-    from srprior.trainers.worker import LocalSession, train_trial
+    from helpers import train_trial
+    from srprior.trainers.worker import LocalSession
 
     root = tmp_path_factory.mktemp("micro")
     uri = f"sqlite:///{root}/mlflow.db"
     opts = {"table": "4.2", "budget": "smoke", "rows": "edsr-t/baseline,edsr-t/lambda-5e-3", "set": ["di=false"]}
-    plan = make_plan(opts)
+    plan = make_plan(SweepOptions.of(opts))
     finals = {}
     for t in plan.trials:
         ctx = RunContext(tracking_uri=uri, experiment="srprior/table-4.2", ckpt_every=20, log_every=10,
@@ -378,7 +380,7 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
 
     uri, _, opts, finals = micro_runs
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    assert sweep_command._run({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"}) == 0
+    assert sweep_command._run(SweepOptions.of({**opts, "seeds_for_power": 0.5, "output_dir": str(tmp_path), "address": "local"})) == 0
     out = capsys.readouterr().out
     # seeds pair the rows: sized from the spread of the per-seed differences λ_AP = 5e-3 − baseline
     best = {key: m["best/psnr_embedded"] for key, m in finals.items()}
@@ -389,8 +391,8 @@ def test_seeds_for_power_prints_counts_and_adding_seeds_trains_only_those(micro_
     assert int(out.split("table 4.2: ")[1].split(" seeds")[0]) == stats_paired_seeds(0.5, pooled)
     seeds = int(out.split("table 4.2: ")[1].split(" seeds per row")[0])
     assert f"--seeds {seeds}" in out and seeds >= 2
-    assert sweep_command._run({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
-                       "address": "local"}) == 0
+    assert sweep_command._run(SweepOptions.of({**opts, "seeds": seeds + 1, "plan": True, "output_dir": str(tmp_path),
+                       "address": "local"})) == 0
     plan_out = capsys.readouterr().out
     assert f"to train: {2 * (seeds + 1) - 4} · reused (FINISHED in MLflow): 4" in plan_out
 
@@ -406,7 +408,7 @@ def test_terminal_view_fits_120_columns_with_bicubic_and_says_incomplete(micro_r
     from srprior.trainers.evaluation import _crop
 
     uri, _, _, _ = micro_runs
-    plan = make_plan({"table": "4.2", "budget": "smoke", "set": ["di=false"]})
+    plan = make_plan(SweepOptions.of({"table": "4.2", "budget": "smoke", "set": ["di=false"]}))
     report = build_report(get_table("4.2"), uri, plan.cells["4.2"], budget="smoke")
     from srprior.trainers.budgets import get_budget
 

@@ -16,6 +16,7 @@ from srprior.search_spaces.search import SEARCHES, SearchSpec, define_space, get
 from srprior.method.ssm import SCENARIOS
 from srprior.schema import SCIENCE_KEYS, Trial, trial_config
 from srprior.search_spaces.spec import BENCH_METRICS, METRICS, Row, TableSpec, bench
+from srprior.options import SweepOptions
 
 THESIS_FILE = "000_2b0621be556b8da1.txt"
 B = bench(" ".join(["30.00±0.0100", "0.9000±0.0001"] * 5))
@@ -268,7 +269,7 @@ def test_the_sweeps_search_algorithm_samples_valid_trials_with_the_budgets_prese
     from srprior.trainers.driver import make_trials
 
     spec = get_search("smoke")
-    plan = make_plan({"search": "smoke", "budget": "smoke"})
+    plan = make_plan(SweepOptions.of({"search": "smoke", "budget": "smoke"}))
     searcher = search_algorithm(plan)
     configs = [searcher.suggest(f"trial-{i}") for i in range(spec.num_samples)]
     assert [c["__trial_index__"] for c in configs] == [0, 1, 0, 1]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from srprior.options import SweepOptions
 from srprior import designs
 from srprior.plan import make_plan
 from srprior.search_spaces.claims import CLAIMS_BY_TABLE
@@ -31,7 +32,7 @@ def _fwer(sim) -> float:
 def test_sequential_family_wise_error_under_no_effect_and_the_naive_looks_exceed_it(budget, table):
     """Thousands of families of claims with no effect, at the budget's own looks, caps and futility rule:
     false reproduced/contradicted in at most 5 % of families; the same looks at a naive α/r each inflate it."""
-    plan = make_plan({"table": table, "budget": budget})
+    plan = make_plan(SweepOptions.of({"table": table, "budget": budget}))
     design, caps = designs.design_of(budget)
     claims = designs.planned_claims(plan, table)
     thesis = [e / sd for e, sd in map(designs.standardized, claims)]
@@ -81,10 +82,10 @@ def test_sequential_design_saves_trials_at_equal_or_higher_power():
     """Under the thesis's effects (paired spread at ρ = 0.96): cpu-hour's three rows need fewer than its 30
     trials in expectation and reproduce at least as many claims; the thesis budget's tables cost at most 70 %
     of the fixed design's H100-hours and reproduce more claims."""
-    cpu = designs.design_cost(make_plan({"table": "4.2", "budget": "cpu-hour"}))
+    cpu = designs.design_cost(make_plan(SweepOptions.of({"table": "4.2", "budget": "cpu-hour"})))
     assert cpu.fixed_trials == 30 and cpu.expected_trials["thesis"] < 30
     assert cpu.decided["thesis"] >= cpu.decided["fixed"]
-    thesis = designs.design_cost(make_plan({"table": "all", "budget": "thesis"}), families=1000)
+    thesis = designs.design_cost(make_plan(SweepOptions.of({"table": "all", "budget": "thesis"})), families=1000)
     assert thesis.expected_h100_hours["thesis"] <= 0.70 * thesis.fixed_h100_hours
     assert thesis.decided["thesis"] > thesis.decided["fixed"]
     assert thesis.fixed_h100_hours == pytest.approx(165.98, abs=0.05)  # the plan's all-in total (training 161.4 h + evaluation 4.6 h)
@@ -114,7 +115,7 @@ def test_sequential_decide_replays_real_differences():
 def test_sequential_claims_of_the_cpu_hour_rows():
     """cpu-hour trains three EDSR-T rows: its family is §4.4.1's five EDSR-T claims (three on PSNR, the two
     direction-only DI claims), λ_AP = 5e-3 among them; the DI claims buy no seeds (their cap is the pilot)."""
-    plan = make_plan({"table": "4.2", "budget": "cpu-hour"})
+    plan = make_plan(SweepOptions.of({"table": "4.2", "budget": "cpu-hour"}))
     keys = {c.key for c in designs.planned_claims(plan, "4.2")}
     assert len(keys) == 5 and "4.2:edsr-t/lambda-5e-3-vs-edsr-t/baseline:psnr_hardcases" in keys
     assert keys <= {c.key for c in CLAIMS_BY_TABLE["4.2"]}

@@ -26,6 +26,7 @@ from srprior.sweep import launch  # noqa: E402
 from srprior.sweep.run import run_sweep  # noqa: E402
 from srprior.plan import PlanError, make_plan  # noqa: E402
 from srprior.schema_fields import ConfigError  # noqa: E402
+from srprior.options import SweepOptions
 
 ROWS = ("edsr-t-micro/baseline", "edsr-t-micro/lambda-1e-4")
 REPO = Path(__file__).resolve().parents[1]
@@ -43,23 +44,23 @@ def _trial_runs(uri: str, experiment: str = "srprior/table-smoke", **tags) -> li
 
 
 def test_set_overrides_are_typed_by_the_schema_and_identity_is_refused():
-    plan = make_plan({"table": "smoke", "set": ["lambda_ap=1e-4", "n_ssr=3", "w=0.5", "scenario=2", "di=false"]})
+    plan = make_plan(SweepOptions.of({"table": "smoke", "set": ["lambda_ap=1e-4", "n_ssr=3", "w=0.5", "scenario=2", "di=false"]}))
     config = plan.trials[0].trial.config
     assert (config.prior.lambda_ap, config.prior.extractor.n_ssr, config.prior.w, config.prior.extractor.scenario,
             config.data.di) == (1e-4, 3, 0.5, "global", False)
     with pytest.raises(ConfigError, match="ExtractorConfig.n_ssr='two': must be an integer >= 1"):
-        make_plan({"table": "smoke", "set": ["n_ssr=two"]})
+        make_plan(SweepOptions.of({"table": "smoke", "set": ["n_ssr=two"]}))
     for key in ("tracking_uri", "seed", "row", "table"):
         with pytest.raises(PlanError, match="expected KEY=VALUE with KEY one of"):
-            make_plan({"table": "smoke", "set": [f"{key}=1"]})
+            make_plan(SweepOptions.of({"table": "smoke", "set": [f"{key}=1"]}))
 
 
 def test_plan_all_tables_deduplicates_without_ray(tmp_path, capsys):
     """Acceptance: every thesis table under the thesis budget, in seconds, without Ray: 246 table cells are
     170 distinct (science config, seed) trials; the shared ones are named."""
     assert not ray.is_initialized()
-    assert sweep_command._run({"table": "all", "budget": "thesis", "plan": True, "output_dir": str(tmp_path),
-                       "address": "local"}) == 0
+    assert sweep_command._run(SweepOptions.of({"table": "all", "budget": "thesis", "plan": True, "output_dir": str(tmp_path),
+                       "address": "local"})) == 0
     out = capsys.readouterr().out
     assert "table cells (row × seed): 246; distinct trials (science config, seed): 170" in out
     assert "to train: 170 · reused (FINISHED in MLflow): 0" in out
@@ -87,7 +88,7 @@ def test_invalid_arguments_fail_before_ray(tmp_path, capsys, extra, message):
     if launch.local_gpus():
         pytest.skip("the fractional-GPU case needs a CPU-only box")
     assert not ray.is_initialized()
-    assert sweep_command._run(_opts(tmp_path, **extra)) == 2
+    assert sweep_command._run(SweepOptions.of(_opts(tmp_path, **extra))) == 2
     assert message in capsys.readouterr().err
     assert not ray.is_initialized()
     assert list(tmp_path.iterdir()) == []  # nothing written: no sweep state, no store
@@ -106,7 +107,7 @@ def smoke_sweep(local_ray, tmp_path_factory, data_root):
     micro models on a CPU fuse by default: 2 Ray Train runs of 2 members each."""
     out = tmp_path_factory.mktemp("smoke")
     opts = _opts(out, name="acceptance", data_root=str(data_root), benchmarks="set5")
-    assert run_sweep(opts) == 0
+    assert run_sweep(SweepOptions.of(opts)) == 0
     return out
 
 
@@ -117,8 +118,8 @@ def test_smoke_table_runs_report_and_curves(smoke_sweep, capsys):
     assert sorted((r.data.tags["row"], r.data.tags["seed"]) for r in runs) == \
         sorted((row, seed) for row in ROWS for seed in ("0", "1"))
     # fused (2 members per run) yet exactly the runs --fuse 1 would log: one per planned key
-    plan_keys = {t.key for t in make_plan({"table": "smoke", "seeds": 2, "data_root": os.environ["SRPRIOR_DATA"],
-                                           "benchmarks": "set5", "steps": 20}).trials}
+    plan_keys = {t.key for t in make_plan(SweepOptions.of({"table": "smoke", "seeds": 2, "data_root": os.environ["SRPRIOR_DATA"],
+                                           "benchmarks": "set5", "steps": 20})).trials}
     assert {r.data.tags[contracts.RUN_KEY] for r in runs} == plan_keys
     assert {r.data.metrics["system/fused_members"] for r in runs} == {2.0}
     assert len(list((smoke_sweep / "ray" / "train").glob("train-group-*"))) == 2
@@ -171,7 +172,7 @@ def test_second_run_reuses_every_run_and_retrain_trains_again(smoke_sweep, capsy
     capsys.readouterr()
     started = time.monotonic()
     opts = _opts(smoke_sweep, name="again", data_root=os.environ["SRPRIOR_DATA"], benchmarks="set5")
-    assert run_sweep(opts) == 0
+    assert run_sweep(SweepOptions.of(opts)) == 0
     assert time.monotonic() - started < 60
     out = capsys.readouterr().out
     assert "to train: 0 · reused (FINISHED in MLflow): 4" in out
@@ -183,7 +184,7 @@ def test_second_run_reuses_every_run_and_retrain_trains_again(smoke_sweep, capsy
     assert _trial_runs(uri, **{"srprior.sweep_id": "again"}) == []
     retrain = _opts(smoke_sweep, name="retrained", data_root=os.environ["SRPRIOR_DATA"], benchmarks="set5",
                     rows=ROWS[1], seeds=1, retrain=True, fuse=1)
-    assert run_sweep(retrain) == 0
+    assert run_sweep(SweepOptions.of(retrain)) == 0
     runs = _trial_runs(uri)
     keys = [r.data.tags[contracts.RUN_KEY] for r in runs if contracts.RETRAIN not in r.data.tags]
     retrained = [r for r in runs if contracts.RETRAIN in r.data.tags]
@@ -198,7 +199,7 @@ def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
     """The worker dies once at step 15 (checkpoint at 10): Train restarts it from the checkpoint, the MLflow
     run continues (one run, every curve point exactly once) and the figures arrive."""
     opts = _opts(tmp_path, name="fault", seeds=1, rows=ROWS[0], fault_kill_at_step=15, figures=True)
-    assert run_sweep(opts) == 0
+    assert run_sweep(SweepOptions.of(opts)) == 0
     train_dirs = [p for p in (tmp_path / "ray" / "train").iterdir() if p.name != "leases"]  # trial leases beside
     assert len(train_dirs) == 1 and (train_dirs[0] / "fault-killed-at-15").exists()
     uri = tracking.default_tracking_uri(tmp_path)
@@ -228,7 +229,7 @@ def test_worker_kill_resumes_from_checkpoint(local_ray, tmp_path):
 def test_search_mode_repeats_each_config_over_seeds(local_ray, tmp_path):
     opts = {"search": "smoke", "budget": "smoke", "samples": 1, "seeds": 2, "output_dir": str(tmp_path),
             "name": "search", "address": None}
-    assert run_sweep(opts) == 0
+    assert run_sweep(SweepOptions.of(opts)) == 0
     runs = _trial_runs(tracking.default_tracking_uri(tmp_path), "srprior/search-smoke")
     assert len(runs) == 2 and {r.data.tags["seed"] for r in runs} == {"0", "1"}
     assert len({r.data.tags["row"] for r in runs}) == 1  # one Optuna configuration, two seeds
@@ -275,7 +276,7 @@ def test_driver_kill_then_resume(local_ray, tmp_path):
     finished = {(m["labels"][0][1], str(m["trial"]["seed"])) for t in done for m in t["config"]["trial"]["members"]}
     assert finished <= {(r.data.tags["row"], r.data.tags["seed"]) for r in before.values()}
     assert len(finished) < 4  # something left to resume
-    assert run_sweep({"resume": "killed", "output_dir": str(tmp_path), "address": None}) == 0
+    assert run_sweep(SweepOptions.of({"resume": "killed", "output_dir": str(tmp_path), "address": None})) == 0
     runs = _trial_runs(uri)
     assert sorted((r.data.tags["row"], r.data.tags["seed"]) for r in runs) == \
         sorted((row, seed) for row in ROWS for seed in ("0", "1"))

@@ -30,6 +30,7 @@ ray = pytest.importorskip("ray")
 from srprior import contracts, tracking  # noqa: E402
 from srprior.sweep import launch  # noqa: E402
 from srprior.sweep.run import run_sweep  # noqa: E402
+from srprior.options import SweepOptions
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +135,7 @@ class TestLocalSweeps:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            assert run_sweep(_opts(tmp_path, name="nan", rows=ROWS[1], set=["lambda_ap=1e39"])) == 1
+            assert run_sweep(SweepOptions.of(_opts(tmp_path, name="nan", rows=ROWS[1], set=["lambda_ap=1e39"]))) == 1
         finally:
             done.set()
             sampler.join()
@@ -153,7 +154,7 @@ class TestLocalSweeps:
         assert json.loads(trial[0])["status"] == "TERMINATED" and json.loads(trial[1])["num_failures"] == 0
         md = (tmp_path / "reports" / "nan" / "table-smoke.md")
         assert not md.exists() or "INCOMPLETE" in md.read_text()  # one cell, failed: no table at all
-        assert run_sweep({"resume": "nan", "output_dir": str(tmp_path), "address": None, "verbose": True}) == 1
+        assert run_sweep(SweepOptions.of({"resume": "nan", "output_dir": str(tmp_path), "address": None, "verbose": True})) == 1
         out = capsys.readouterr()
         assert "not trained again (diverged before; --retrain to try)" in out.out and "to train: 0" in out.out
         assert [r.info.run_id for r in _trial_runs(tracking.default_tracking_uri(tmp_path))] == [run.info.run_id]
@@ -192,8 +193,8 @@ class TestLocalSweeps:
         killed = [r for r in _trial_runs(tracking.default_tracking_uri(tmp_path)) if r.info.status == "KILLED"]
         assert killed and {r.data.tags[contracts.FAILURE].split(" (pid")[0] for r in killed} == \
             {"killed: the MLflow tracking server"}
-        assert run_sweep({"resume": "dead-server", "output_dir": str(tmp_path), "address": None,
-                                "verbose": True}) == 0
+        assert run_sweep(SweepOptions.of({"resume": "dead-server", "output_dir": str(tmp_path), "address": None,
+                                "verbose": True})) == 0
         uri = tracking.default_tracking_uri(tmp_path)
         runs = _trial_runs(uri)
         assert sorted((r.data.tags["row"], r.data.tags["seed"], r.info.status) for r in runs) == \

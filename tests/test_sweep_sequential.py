@@ -11,6 +11,7 @@ ray = pytest.importorskip("ray")
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from srprior.options import SweepOptions
 from srprior import contracts, designs, tracking  # noqa: E402
 from srprior.sequential import Design  # noqa: E402
 from srprior.sweep import launch  # noqa: E402
@@ -45,7 +46,7 @@ def test_sequential_sweep_second_look_trains_only_rows_of_undecided_claims(local
     monkeypatch.setitem(designs.DESIGNS, "smoke", (Design((2, 3), alpha=1e-6, futility=0.0), {}))
     opts = {"table": "4.2", "budget": "smoke", "rows": ",".join((*CLAIMED, UNCLAIMED)), "steps": 20,
             "output_dir": str(tmp_path), "name": "seq", "until_decided": True}
-    assert run_sequential(opts) == 0
+    assert run_sequential(SweepOptions.of(opts)) == 0
     uri = tracking.default_tracking_uri(tmp_path)
     assert _trained(uri, "seq-look-1") == {(row, s) for row in (*CLAIMED, UNCLAIMED) for s in (0, 1)}
     assert _trained(uri, "seq-look-2") == {(row, 2) for row in CLAIMED}
@@ -66,6 +67,6 @@ def test_sequential_sweep_second_look_trains_only_rows_of_undecided_claims(local
                                                                        contracts.SWEEP_ID: "seq-look-2"}))
     assert json.loads(parent.data.tags[TAG]) == data
     # the same command again: both looks are resumed from their state, nothing trains, the same decisions
-    assert run_sequential(opts) == 0
+    assert run_sequential(SweepOptions.of(opts)) == 0
     assert _trained(uri, "seq-look-2") == {(row, 2) for row in CLAIMED}
     assert json.loads((tmp_path / "reports" / "seq" / "sequential.json").read_text())["4.2"] == data

@@ -63,17 +63,17 @@ def test_srprior_ui_refuses_a_missing_store_and_creates_nothing(tmp_path, monkey
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert cli.main(["ui"]) == 1
+    assert cli.main(["ui"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1  # one line, no traceback
     assert err.startswith(f"srprior ui: error: no MLflow store at {tmp_path}/outputs/mlflow.db")
     assert "$MLFLOW_TRACKING_URI" in err and "<--output-dir>/mlflow.db" in err
     make = tracking.command("sweep", "--table", "4.2", "--budget", "smoke")  # runnable as printed, venv or not
     assert err.endswith(f"make one: {make}\n")
-    assert cli.main(["ui", "--output-dir", "my runs"]) == 1
+    assert cli.main(["ui", "--output-dir", "my runs"]) == 2
     assert capsys.readouterr().err.endswith(f"make one: {make} --output-dir '{tmp_path}/my runs'\n")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
-    assert cli.main(["ui"]) == 1
+    assert cli.main(["ui"]) == 2
     assert f"no MLflow store at {tmp_path}/elsewhere.db" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no empty mlflow.db, no log, no folder
 

@@ -24,7 +24,9 @@ from srprior.trainers import budgets, loop, resources
 from srprior.trainers.driver import TRIAL_INDEX, make_trials, train_name
 from srprior.trainers.evaluation import _crop, final_metrics, lam_config, training_data
 from srprior.trainers.rng import rng_state, set_rng_state
-from srprior.trainers.worker import LocalSession, train_trial
+from helpers import train_trial
+from srprior.trainers.worker import LocalSession
+from srprior.options import SweepOptions
 
 
 def test_trial_schema_rejects_bad_input_naming_the_field():
@@ -97,9 +99,9 @@ def test_resources_cpu_box_and_shared_gpus():
     assert (mixed.gpus_per_worker, mixed.max_concurrent) == (0.5, 4)  # the largest model decides
     ddp = resources.plan_resources(4, {("edsr-b", 2)}, cpus=32, gpus=8, workers=2, gpus_per_trial=2)
     assert (ddp.gpus_per_worker, ddp.max_concurrent) == (1.0, 4)
-    with pytest.raises(resources.SweepError, match="DDP needs one whole GPU per worker"):
+    with pytest.raises(resources.ResourceError, match="DDP needs one whole GPU per worker"):
         resources.plan_resources(4, {("edsr-t", 2)}, cpus=16, gpus=1, workers=2, gpus_per_trial=0.5)
-    with pytest.raises(resources.SweepError, match="0.2 CPUs cannot hold 1 trials × 4 workers"):
+    with pytest.raises(resources.ResourceError, match="0.2 CPUs cannot hold 1 trials × 4 workers"):
         resources.plan_resources(4, {("edsr-t", 2)}, cpus=0.2, gpus=0, workers=4)
 
 
@@ -233,7 +235,7 @@ def test_learning_rate_schedule_follows_the_milestones():
     from srprior.schema import OptimConfig
 
     optim = OptimConfig(learning_rate_milestones="2,4", learning_rate_gamma=0.5)
-    assert [optim.rate(s) for s in range(1, 7)] == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5]
+    assert [optim.learning_rate_at(s) for s in range(1, 7)] == [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5]
     with pytest.raises(ConfigError, match="learning_rate_milestones"):
         OptimConfig(learning_rate_milestones=(4, 2))
     trial = _micro_trial(steps=3, val_every=3, di=False, learning_rate_milestones="2", learning_rate=1e-3)
@@ -273,7 +275,7 @@ def test_readings_reach_the_trial_through_set_and_the_readings_spec():
     sets = ["select_n=1", "local_geometry=ring", "similarity=affine", "l1_reduction=sum",
             "di_channels=sum-of-abs", "extra_shave=6", "selection_area=global", "invalid_samples=keep",
             "val_crop=96"]
-    config = make_plan({"table": "smoke", "set": sets}).trials[0].trial.config.flat()
+    config = make_plan(SweepOptions.of({"table": "smoke", "set": sets})).trials[0].trial.config.flat()
     assert {k: str(config[k]) for k in READINGS} == dict(s.split("=") for s in sets)
     ctx = RunContext(ckpt_every=2, log_every=1, figures=False)
     plain = LocalSession()
@@ -290,8 +292,8 @@ def test_readings_reach_the_trial_through_set_and_the_readings_spec():
 def _table_trials() -> list[Trial]:
     from srprior.search_spaces import TABLES
 
-    plan = make_plan({"table": ",".join(TABLES), "budget": "smoke", "seeds": 1,
-                      "set": ["steps=2", "val_every=1", "di=false"]})
+    plan = make_plan(SweepOptions.of({"table": ",".join(TABLES), "budget": "smoke", "seeds": 1,
+                      "set": ["steps=2", "val_every=1", "di=false"]}))
     return [t.trial for t in plan.trials]
 
 

@@ -19,7 +19,6 @@ from typing import Any
 from srprior import contracts
 from srprior.errors import UserError
 
-EVALUATED_LATER = "srprior.evaluated_later"
 
 
 class BackfillError(UserError, ValueError):
@@ -76,30 +75,17 @@ def _present(root: Path) -> list[str]:
     return [name for name, folder in contracts.BENCHMARK_DIRS.items() if folder.lower() in folders]
 
 
-def evaluate_member(member: dict, cfg: Any, sets: list[str]) -> dict[str, float]:
-    """best/, final/ and bicubic/ PSNR and SSIM of a checkpoint member on `sets` (the trainer's evaluation)."""
+def evaluate_member(member: dict, cfg: Any) -> dict[str, float]:
+    """best/, final/ and bicubic/ PSNR and SSIM of a checkpoint member on `cfg`'s sets (missing_sets): the
+    trainer's own evaluation (trainers/evaluation.selected_metrics) of the restored weights."""
     import torch
 
-    from srprior.archs import build_model
-    from srprior.evaluate import bicubic_baseline, evaluate
-    from srprior.trainers.checkpoints import member_weights
-    from srprior.trainers.evaluation import eval_sets, shave
+    from srprior.trainers.checkpoints import member_model
+    from srprior.trainers.evaluation import selected_metrics
 
-    scale, device = cfg.model.scale, torch.device("cpu")
-    pairs = {name: p for name, p in eval_sets(cfg).items()
-             if name in sets or (name == contracts.CONTROL_SET and "hardcases_r" in sets)}
-    out: dict[str, float] = {}
-    for prefix, weights in ((contracts.SELECTED, "best"), (contracts.LAST, "last")):
-        model = build_model(cfg.model.preset, scale)
-        model.load_state_dict(member_weights(member, weights))
-        model.eval()
-        for name, images in pairs.items():
-            scores = evaluate(model, images, scale, device, shave=shave(cfg))
-            out[f"{prefix}psnr_{name}"], out[f"{prefix}ssim_{name}"] = scores["psnr"], scores["ssim"]
-    for name, images in pairs.items():
-        scores = bicubic_baseline(images, scale, shave=shave(cfg))
-        out[f"{contracts.BICUBIC}psnr_{name}"], out[f"{contracts.BICUBIC}ssim_{name}"] = scores["psnr"], scores["ssim"]
-    return out
+    last, _ = member_model(member, "last")
+    best = (member.get("best") or {}).get("model")
+    return selected_metrics(last, best, cfg, torch.device("cpu"), full=False)[0]
 
 
 def backfill(uri: str, output: Path, runs: dict[str, Any], data_root: str | None = None,
@@ -121,17 +107,17 @@ def backfill(uri: str, output: Path, runs: dict[str, Any], data_root: str | None
         if key not in index:
             raise BackfillError(f"run {run.info.run_id} ({key}) lacks {', '.join(sets)} and has no checkpoint under "
                                 f"{output}/ray; pass the sweep's --output-dir, or train it again with --retrain")
-        metrics = evaluate_member(index[key][1], cfg, sets)
-        step = int(run.data.metrics.get("step", 0))
+        metrics = evaluate_member(index[key][1], cfg)
+        step = int(run.data.metrics.get(contracts.STEP, 0))
         client.log_batch(run.info.run_id, metrics=[Metric(k, v, 0, step) for k, v in metrics.items()],
-                         tags=[RunTag(EVALUATED_LATER, ",".join(sorted({*_later(run), *sets})))])
+                         tags=[RunTag(contracts.EVALUATED_LATER, ",".join(sorted({*_later(run), *sets})))])
         lines.append(f"{run.data.tags.get(contracts.ROW, key)} seed {run.data.tags.get(contracts.SEED, '?')}: "
                      f"+{', '.join(sets)} from {index[key][0].parent.name}")
     return lines
 
 
 def _later(run: Any) -> list[str]:
-    text = run.data.tags.get(EVALUATED_LATER, "")
+    text = run.data.tags.get(contracts.EVALUATED_LATER, "")
     return [s for s in text.split(",") if s]
 
 

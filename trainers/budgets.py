@@ -29,7 +29,6 @@ STEPS_PER_EPOCH = 50  # 800 DIV2K training images / batch 16
 # (the only H100 measurement before the GPU suite found bf16 autocast made the double backward slower). The
 # field bf16 is science, so run keys say which; `--set bf16=true|false` overrides the measurement.
 GPU = {"precision": "measured"}
-MICRO = {"edsr": "edsr-t-micro", "rcan": "rcan-t-micro", "rnan": "rnan-t-micro"}
 # Thesis-sized models on DIV2K: a trial still 3 dB under bicubic after a fifth of its steps is not learning SR
 # (srprior.trainers.health.Behaviour; RunContext's comment says why each rule exists)
 DIVERGE = dict(diverge_psnr_margin=3.0, diverge_warmup=0.2)
@@ -72,19 +71,9 @@ class Budget:
 
     def preset(self, preset: str) -> str:
         """The model this budget trains for a row's `preset` (micro budgets swap it)."""
+        from srprior.archs import micro_preset
+
         return micro_preset(preset) if self.micro else preset
-
-
-def micro_preset(preset: str) -> str:
-    """The -micro preset of `preset`'s architecture (edsr-t, edsr-t-bn, edsr-b → edsr-t-micro, ...).
-
-    Architectural ablations (BN, 15 blocks) collapse onto the same micro model: smoke runs test the plumbing,
-    not the science."""
-    from srprior.archs.presets import PRESETS
-
-    if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; valid presets: {', '.join(sorted(PRESETS))}")
-    return MICRO[PRESETS[preset]["arch"]]
 
 
 BUDGETS: dict[str, Budget] = {b.name: b for b in (

@@ -16,7 +16,6 @@ one such dict per member under "members". Readers go through `member_states` and
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -25,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-STATE_FILE = "state.pt"
-CHECKSUM_FILE = STATE_FILE + ".sha256"
+from srprior.checksum import sha256_file
+from srprior.contracts import CHECKPOINT_FILE, CHECKSUM_FILE
+
 log = logging.getLogger(__name__)
 
 
@@ -34,25 +34,17 @@ class CorruptCheckpoint(RuntimeError):
     """A checkpoint whose state does not match its checksum."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write(state: dict, folder: Path) -> None:
     """state.pt and its checksum into `folder` (the directory that becomes the Train checkpoint). torch.save on a
     full disk raises an opaque RuntimeError ("unexpected pos …"): that one is raised as ENOSPC."""
-    path = Path(folder) / STATE_FILE
+    path = Path(folder) / CHECKPOINT_FILE
     try:
         torch.save(state, path)
     except RuntimeError as exc:
         if shutil.disk_usage(folder).free >= 2**20:
             raise
         raise OSError(errno.ENOSPC, f"No space left on device writing {path}") from exc
-    (Path(folder) / CHECKSUM_FILE).write_text(f"{_sha256(path)}  {STATE_FILE}\n")
+    (Path(folder) / CHECKSUM_FILE).write_text(f"{sha256_file(path)}  {CHECKPOINT_FILE}\n")
 
 
 def _numpy_globals() -> list:
@@ -72,10 +64,10 @@ def load_state(path: Path, device: torch.device) -> dict:
 def read(folder: Path, device: torch.device) -> dict:
     """The state in `folder`, checked against its checksum (checkpoints written before checksums: loaded as
     they are); raises CorruptCheckpoint, or whatever reading the file raises."""
-    path, checksum = Path(folder) / STATE_FILE, Path(folder) / CHECKSUM_FILE
+    path, checksum = Path(folder) / CHECKPOINT_FILE, Path(folder) / CHECKSUM_FILE
     if checksum.is_file():
         expected = checksum.read_text().split()[0]
-        if (found := _sha256(path)) != expected:
+        if (found := sha256_file(path)) != expected:
             raise CorruptCheckpoint(f"SHA-256 {found[:12]}… does not match the stored {expected[:12]}…")
     return load_state(path, device)
 
@@ -129,9 +121,22 @@ def member_weights(member: dict, weights: str = "best") -> dict:
     return best["model"] if weights == "best" and best.get("model") is not None else member["model"]
 
 
+def member_model(member: dict, weights: str = "best") -> tuple[torch.nn.Module, Any]:
+    """(model in eval mode on the CPU, Trial) of a checkpoint member with its `weights` ("best" | "last",
+    member_weights): the one way a stored trial becomes a model again (the trainer's final evaluation of a
+    resumed run, backfill, HardCases-R)."""
+    from srprior.archs import build_model
+    from srprior.schema import Trial
+
+    trial = Trial.from_dict(member["trial"])
+    model = build_model(trial.config.model.preset, trial.config.model.scale)
+    model.load_state_dict(member_weights(member, weights))
+    return model.eval(), trial
+
+
 def find_checkpoints(output_dir: str | Path) -> list[Path]:
     """The newest state.pt of every Ray Train run under `<output_dir>/ray` (checkpoint_N with the highest N)."""
     newest: dict[Path, Path] = {}
-    for path in sorted(Path(output_dir).glob(f"ray/**/checkpoint_*/{STATE_FILE}")):
+    for path in sorted(Path(output_dir).glob(f"ray/**/checkpoint_*/{CHECKPOINT_FILE}")):
         newest[path.parent.parent] = path  # sorted: checkpoint_000010 after checkpoint_000009
     return sorted(newest.values())

@@ -63,7 +63,7 @@ def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunCo
         return _train(members, context, storage_path, max_failures)
 
     def waiting(holder: str) -> None:
-        ray.tune.report({"step": 0, contracts.OBJECTIVE: float("nan"), contracts.WAITING: holder})
+        ray.tune.report({contracts.STEP: 0, contracts.OBJECTIVE: float("nan"), contracts.WAITING: holder})
 
     names = [t.key + (f"-{context.sweep_id}" if context.retrain else "") for t, _ in members]
     with locks.trial_leases(storage_path, names, context.sweep_id or "srprior", waiting):
@@ -71,7 +71,8 @@ def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunCo
         if done and len(done) == len(members):
             metric = [r.data.metrics.get(contracts.SELECTED + contracts.OBJECTIVE,  # the selected value (loop.py)
                                          r.data.metrics.get(contracts.OBJECTIVE, float("nan"))) for r in done.values()]
-            ray.tune.report({"step": 0, contracts.OBJECTIVE: sum(metric) / len(metric), "members_reused": len(done)})
+            ray.tune.report({contracts.STEP: 0, contracts.OBJECTIVE: sum(metric) / len(metric),
+                             contracts.MEMBERS_REUSED: len(done)})
             return None
         return _train([m for m in members if m[0].key not in done], context, storage_path, max_failures)
 

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from srprior.contracts import (BENCHMARK_DIRS, BICUBIC, CONTROL_DIR, CONTROL_SET, OPTIONAL_BENCHMARKS, REGION_METRICS,
-                               REGION_SET)
+from srprior.contracts import (BENCHMARK_DIRS, BICUBIC, CONTROL_DIR, CONTROL_SET, DI, LAST, OPTIONAL_BENCHMARKS,
+                               REGION_METRICS, REGION_SET, SELECTED)
 from srprior.schema import TrialConfig
 
 REGION_CROP = 256  # HR side of a HardCases image
@@ -135,11 +135,12 @@ def region_set(sets: dict[str, list], scale: int) -> tuple[str, list]:
 
 
 def lam_config(preset: str, images: list[np.ndarray]):
-    """LAM settings: the reference protocol; for RNAN, path points per backward bounded by LAM_MEMORY."""
-    from srprior.archs.presets import PRESETS
+    """LAM settings: the reference protocol; for an architecture whose memory is quadratic in the pixels (RNAN),
+    path points per backward bounded by LAM_MEMORY."""
+    from srprior.archs import arch_of
     from srprior.method.lam import LAMConfig
 
-    if PRESETS[preset]["arch"] != "rnan":
+    if not arch_of(preset).quadratic_memory:
         return LAMConfig()
     n = max(img.shape[0] * img.shape[1] for img in images)
     return LAMConfig(chunk=int(min(LAMConfig.chunk, max(1, LAM_MEMORY // (24 * n * n)))))
@@ -224,19 +225,27 @@ def bicubic_metrics(cfg: TrialConfig) -> dict[str, float]:
     return out
 
 
+def set_metrics(model: torch.nn.Module, cfg: TrialConfig, device: torch.device,
+                sets: dict[str, list] | None = None) -> dict[str, float]:
+    """psnr_<set>, ssim_<set> of `model` on the trial's evaluation sets (default: all of eval_sets)."""
+    from srprior.evaluate import evaluate
+
+    model.eval()
+    metrics = {}
+    for name, pairs in (eval_sets(cfg) if sets is None else sets).items():
+        scores = evaluate(model, pairs, cfg.model.scale, device, shave=shave(cfg))
+        metrics[f"psnr_{name}"], metrics[f"ssim_{name}"] = scores["psnr"], scores["ssim"]
+    return metrics
+
+
 def final_metrics(model: torch.nn.Module, cfg: TrialConfig, device: torch.device, figure_dir: Path | None) -> tuple[dict[str, float], dict[str, str], list[Path]]:
     """(metrics, tags, figure files) of the trained `model` (rank 0 only; no DDP wrapper)."""
-    from srprior.evaluate import evaluate
     from srprior.method.analysis import region_evaluation
     from srprior.method.lam import di_maps, diffusion_index
 
-    model.eval()
     scale = cfg.model.scale
-    metrics = {}
     sets = eval_sets(cfg)
-    for name, pairs in sets.items():
-        scores = evaluate(model, pairs, scale, device, shave=shave(cfg))
-        metrics[f"psnr_{name}"], metrics[f"ssim_{name}"] = scores["psnr"], scores["ssim"]
+    metrics = set_metrics(model, cfg, device, sets)
     region_name, region_pairs = region_set(sets, scale)
     region = region_evaluation(model, region_pairs, scale, device=device)
     metrics.update({k: region.metrics[k] for k in REGION_METRICS})
@@ -245,10 +254,35 @@ def final_metrics(model: torch.nn.Module, cfg: TrialConfig, device: torch.device
     wanted = di_lrs if cfg.data.di else di_lrs[:1] if figure_dir is not None else []
     maps = di_maps(model, wanted, scale, lam_cfg, cfg.data.di_channels) if wanted else []  # DI and the LAM figure
     if cfg.data.di:
-        metrics["di"] = float(np.mean([diffusion_index(m) for _, _, m in maps]))
+        metrics[DI] = float(np.mean([diffusion_index(m) for _, _, m in maps]))
     files = [] if figure_dir is None else figures(cfg, region_name, region_pairs[0], region.example[1], maps[0],
                                                   figure_dir)
     return metrics, {REGION_SET: region_name}, files
+
+
+def selected_metrics(last: torch.nn.Module, best: dict | None, cfg: TrialConfig, device: torch.device,
+                     figure_dir: Path | None = None, full: bool = True) -> tuple[dict[str, float], dict[str, str],
+                                                                                 list[Path]]:
+    """The one evaluation of a trained trial: best/… of its best-validation weights `best` (a state_dict; None: the
+    last step's are the best, one evaluation), with the figures, final/… of the `last` model's, and bicubic/… on
+    the same sets. The trainer calls it at the end of a run, backfill on a stored checkpoint (`full=False`: PSNR and
+    SSIM only; region metrics and DI keep the sets they were measured on)."""
+    import copy
+
+    def measure(model, figures):
+        return final_metrics(model, cfg, device, figures) if full else (set_metrics(model, cfg, device), {}, [])
+
+    if best is None:
+        chosen, tags, files = measure(last, figure_dir)
+        final = chosen
+    else:
+        selected = copy.deepcopy(last)
+        selected.load_state_dict(best)
+        chosen, tags, files = measure(selected, figure_dir)
+        final = measure(last, None)[0]
+    metrics = {**{f"{SELECTED}{k}": v for k, v in chosen.items()}, **{f"{LAST}{k}": v for k, v in final.items()},
+               **bicubic_metrics(cfg)}
+    return metrics, tags, files
 
 
 def figures(cfg: TrialConfig, set_name: str, pair, sr: np.ndarray, lam_map: tuple, out: Path) -> list[Path]:

@@ -139,7 +139,7 @@ def end_without_retry(trials: list, ctxs: list, session: Any, exc: BaseException
     """An error Train would retry in vain: a full disk stops the sweep (STOP_SWEEP), bad data or config ends the
     runs FAILED (end_failed); anything else is raised to Train (a dead node, a flaky call: worth a retry)."""
     if (full := disk_full(exc)) is not None:
-        session.report({"step": 0, contracts.OBJECTIVE: math.nan, contracts.STOP_SWEEP: f"disk full: {full}"}, None)
+        session.report({contracts.STEP: 0, contracts.OBJECTIVE: math.nan, contracts.STOP_SWEEP: f"disk full: {full}"}, None)
     elif isinstance(exc, non_retryable()):
         end_failed(trials, ctxs, session, exc)
     else:
@@ -148,7 +148,7 @@ def end_without_retry(trials: list, ctxs: list, session: Any, exc: BaseException
 
 def report_failed(session: Any, step: int, members: int) -> None:
     """The report that ends a failed Train run normally (Tune requires its objective: NaN)."""
-    session.report({"step": step, contracts.OBJECTIVE: math.nan, "members_failed": members}, None)
+    session.report({contracts.STEP: step, contracts.OBJECTIVE: math.nan, contracts.MEMBERS_FAILED: members}, None)
 
 
 def end_failed(trials: list, ctxs: list, session: Any, exc: BaseException) -> None:

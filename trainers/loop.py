@@ -18,7 +18,6 @@ the run stops when no member is left.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import tempfile
@@ -32,6 +31,7 @@ import torch
 from srprior import contracts
 from srprior.schema import RunContext, Trial
 from srprior.trainers import checkpoints
+from srprior.trainers.evaluation import selected_metrics
 from srprior.trainers.health import Behaviour, final_failure, report_failed
 from srprior.trainers.runlog import RunLogger
 from srprior.trainers.steppers import Found, Fused, Single
@@ -53,28 +53,6 @@ class Best:
 
     def state(self) -> dict:
         return {"step": self.step, "psnr": self.psnr, "model": self.model}
-
-
-def selected_metrics(net: torch.nn.Module, best: Best, cfg: Any, device: torch.device,
-                     figures: Path | None, step: int) -> tuple[dict[str, float], dict[str, str], list[Path]]:
-    """Final evaluation of the best-validation weights (best/…, with the figures) and of the last step's
-    (final/…), plus best_step; one evaluation when they are the same weights."""
-    from srprior.trainers.evaluation import bicubic_metrics, final_metrics
-
-    if best.model is None or best.step == step:
-        chosen, tags, files = final_metrics(net, cfg, device, figures)
-        last = chosen
-    else:
-        selected = copy.deepcopy(net)
-        selected.load_state_dict(best.model)
-        chosen, tags, files = final_metrics(selected, cfg, device, figures)
-        last, _, _ = final_metrics(net, cfg, device, None)
-    metrics = {**{f"{contracts.SELECTED}{k}": v for k, v in chosen.items()},
-               **{f"{contracts.LAST}{k}": v for k, v in last.items()},
-               contracts.BEST_STEP: float(best.step if best.model is not None else step), **bicubic_metrics(cfg)}
-    if math.isfinite(best.psnr):  # the selected validation PSNR: what a search optimises and a table reports
-        metrics[f"{contracts.SELECTED}{contracts.OBJECTIVE}"] = best.psnr
-    return metrics, tags, files
 
 
 def _maybe_fault(ctx: RunContext, step: int, rank: int) -> None:
@@ -163,7 +141,7 @@ class _Run:
     def train_step(self, step: int) -> Any:
         lr, hr = self.stepper.batch()
         if self.cfg.optim.learning_rate_milestones:
-            self.stepper.set_learning_rate(self.cfg.optim.rate(step))
+            self.stepper.set_learning_rate(self.cfg.optim.learning_rate_at(step))
         t = time.time()
         self.first_step_at = self.first_step_at or t
         out = self.stepper.step(step, lr, hr)
@@ -185,7 +163,8 @@ class _Run:
         l1, l_ap = out.l1.reshape(-1).tolist(), out.l_ap.reshape(-1).tolist()
         for i in self.alive():
             if self.loggers[i]:
-                self.loggers[i].add(step, {"train/l1": l1[i], "train/l_ap": l_ap[i], "train/loss": totals[i]})
+                self.loggers[i].add(step, {contracts.TRAIN_L1: l1[i], contracts.TRAIN_L_AP: l_ap[i],
+                                           contracts.TRAIN_LOSS: totals[i]})
 
     def validate(self, step: int) -> None:
         """Never validate a failed member (non-finite parameters included); rank 0 validates the others, keeps
@@ -217,8 +196,8 @@ class _Run:
 
     def progress(self, step: int, out: Any) -> dict[str, Any]:
         alive, totals = self.alive(), out.total.reshape(-1).tolist()
-        return {"step": step, contracts.OBJECTIVE: self.selected(),
-                "train/loss": _mean([totals[i] for i in alive]), "members_failed": len(self.failed)}
+        return {contracts.STEP: step, contracts.OBJECTIVE: self.selected(),
+                contracts.TRAIN_LOSS: _mean([totals[i] for i in alive]), contracts.MEMBERS_FAILED: len(self.failed)}
 
     def checkpoint(self, step: int) -> dict | None:
         """The state to resume from (rank 0; None elsewhere); curves are sent first: a crash in between re-logs
@@ -233,21 +212,25 @@ class _Run:
         return self.stepper.checkpoint(members, {"step": step, "steps_s": self.steps_s})
 
     def timing(self, ctx: RunContext) -> dict[str, float]:
-        timing = {"system/train_steps_s": self.steps_s}  # overhead = trial wall - this (benchmarks/)
+        timing = {contracts.TRAIN_STEPS_S: self.steps_s}  # overhead = trial wall - this (benchmarks/)
         if len(self.trials) > 1:
-            timing["system/fused_members"] = float(len(self.trials))
+            timing[contracts.FUSED_MEMBERS] = float(len(self.trials))
         if ctx.trial_started_at:
-            timing["system/trial_wall_s"] = time.time() - ctx.trial_started_at
+            timing[contracts.TRIAL_WALL_S] = time.time() - ctx.trial_started_at
             if self.first_step_at:
-                timing["system/to_first_step_s"] = self.first_step_at - ctx.trial_started_at
+                timing[contracts.TO_FIRST_STEP_S] = self.first_step_at - ctx.trial_started_at
         return timing
 
     def final(self, i: int) -> dict[str, float]:
         """Member i's final evaluation (rank 0), logged and returned; {} when its metrics are non-finite."""
         trial, ctx = self.trials[i], self.ctxs[i]
         with _figure_dir(ctx.figures) as figures:
-            metrics, tags, files = selected_metrics(self.stepper.model(i), self.best[i], trial.config,
-                                                    self.session.device, figures, self.step)
+            best = self.best[i]
+            metrics, tags, files = selected_metrics(self.stepper.model(i), best.model if best.step != self.step
+                                                    else None, trial.config, self.session.device, figures)
+            metrics[contracts.BEST_STEP] = float(best.step if best.model is not None else self.step)
+            if math.isfinite(best.psnr):  # the selected validation PSNR: what a search optimises, a table reports
+                metrics[f"{contracts.SELECTED}{contracts.OBJECTIVE}"] = best.psnr
             if failure := final_failure(self.step, metrics):
                 self.fail({i: failure})
                 return {}
@@ -281,9 +264,9 @@ def train(trials: list[Trial], ctxs: list[RunContext], session: Any) -> list[dic
     if not run.alive():  # every run ended FAILED; Train and Tune see a finished run (nothing to retry)
         report_failed(session, run.step, len(trials))
         return [{} for _ in trials]
-    report = {"step": run.step, contracts.OBJECTIVE: run.selected(),
-              "members_failed": len(run.failed), **(finals[0] if len(trials) == 1 else {})}
+    report = {contracts.STEP: run.step, contracts.OBJECTIVE: run.selected(),
+              contracts.MEMBERS_FAILED: len(run.failed), **(finals[0] if len(trials) == 1 else {})}
     if run.first_step_at:  # this attempt's training window, for aggregate throughput across trials
-        report.update({"system/first_step_unix": run.first_step_at, "system/last_step_unix": run.last_step_at})
+        report.update({contracts.FIRST_STEP_UNIX: run.first_step_at, contracts.LAST_STEP_UNIX: run.last_step_at})
     session.report(report, None)
     return [report] if len(trials) == 1 and finals[0] else finals

@@ -21,8 +21,9 @@ DRIVER_CPU = 0.1
 DEFAULT_GPU_SHARE = ((0.5e6, 0.125), (2.5e6, 0.25), (8e6, 0.5), (math.inf, 1.0))
 
 
-class SweepError(UserError, ValueError):
-    """Invalid sweep arguments; raised before Ray starts."""
+class ResourceError(UserError, ValueError):
+    """Resources asked for that the machine or cluster cannot give (workers, GPU shares, concurrency); raised
+    before Ray starts."""
 
 
 @dataclass(frozen=True)
@@ -48,24 +49,24 @@ def plan_resources(n_trials: int, models: set[tuple[str, int]], cpus: float, gpu
                    gpus_per_trial: float | None = None, max_concurrent: int | None = None) -> Resources:
     """Per-worker CPU/GPU and the concurrency for `n_trials` trials of `models` ((preset, scale) pairs)."""
     if workers < 1:
-        raise SweepError(f"--workers {workers}: must be >= 1")
+        raise ResourceError(f"--workers {workers}: must be >= 1")
     if gpus_per_trial is None:
         gpus_per_trial = max(gpu_share(*m) for m in models) if gpus > 0 else 0.0
     if gpus_per_trial < 0:
-        raise SweepError(f"--gpus-per-trial {gpus_per_trial}: must be >= 0")
+        raise ResourceError(f"--gpus-per-trial {gpus_per_trial}: must be >= 0")
     if gpus_per_trial > 0 and gpus == 0:
-        raise SweepError(f"--gpus-per-trial {gpus_per_trial}: this machine/cluster has no GPU; "
+        raise ResourceError(f"--gpus-per-trial {gpus_per_trial}: this machine/cluster has no GPU; "
                          "use --gpus-per-trial 0 (CPU, gloo) or run on a GPU host")
     if gpus_per_trial > gpus:
-        raise SweepError(f"--gpus-per-trial {gpus_per_trial} exceeds the {gpus:g} GPU(s) available")
+        raise ResourceError(f"--gpus-per-trial {gpus_per_trial} exceeds the {gpus:g} GPU(s) available")
     per_worker = gpus_per_trial / workers
     if workers > 1 and gpus_per_trial > 0 and (per_worker < 1 or per_worker != int(per_worker)):
-        raise SweepError(f"--gpus-per-trial {gpus_per_trial} with {workers} workers: DDP needs one whole GPU "
+        raise ResourceError(f"--gpus-per-trial {gpus_per_trial} with {workers} workers: DDP needs one whole GPU "
                          "per worker; use fractional GPUs only with --workers 1")
     fit = math.floor(gpus / gpus_per_trial + 1e-9) if gpus_per_trial else math.floor(cpus / workers)
     concurrent = max(1, min(n_trials, max_concurrent or fit))  # more than fits: trials queue (or autoscale)
     cpus_per_worker = math.floor((cpus - DRIVER_CPU * concurrent) / (concurrent * workers) * 100) / 100
     if cpus_per_worker < 0.05:
-        raise SweepError(f"{cpus:g} CPUs cannot hold {concurrent} trials × {workers} workers; "
+        raise ResourceError(f"{cpus:g} CPUs cannot hold {concurrent} trials × {workers} workers; "
                          "lower --max-concurrent or --workers")
     return Resources(workers, cpus_per_worker, per_worker, concurrent)

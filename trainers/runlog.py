@@ -17,7 +17,7 @@ from srprior import contracts
 from srprior.schema import RunContext, Trial
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
-WATERMARK_CURVES = ("train/loss", "val/psnr")  # their last logged step is the resume watermark
+WATERMARK_CURVES = (contracts.TRAIN_LOSS, contracts.OBJECTIVE)  # their last logged step is the resume watermark
 
 
 def open_run(client: Any, trial: Trial, ctx: RunContext, run_id: str | None = None) -> str:
@@ -26,7 +26,7 @@ def open_run(client: Any, trial: Trial, ctx: RunContext, run_id: str | None = No
     duration is the trial's."""
     from srprior import tracking
 
-    exp = tracking.experiment_id(client, ctx.experiment or "srprior/adhoc")
+    exp = tracking.experiment_id(client, ctx.experiment or contracts.ADHOC_EXPERIMENT)
     key = {contracts.ROLE: "trial", contracts.RUN_KEY: trial.key}
     if ctx.retrain:
         key[contracts.RETRAIN] = ctx.sweep_id

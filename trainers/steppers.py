@@ -59,9 +59,9 @@ class Single:
         self.sampler = _sampler(train, trial, seed)
         self.divergence = Divergence(self.device)
 
-    def set_learning_rate(self, rate: float) -> None:
+    def set_learning_rate(self, learning_rate: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = rate
+            group["lr"] = learning_rate
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         lr, hr = self.sampler.next()
@@ -118,8 +118,8 @@ class Fused:
                                     generators=None if ctx.cuda_graph else self.generators, bf16=cfg.model.bf16,
                                     cuda_graph=ctx.cuda_graph, l1_reduction=cfg.optim.l1_reduction)
 
-    def set_learning_rate(self, rate: float) -> None:
-        self.fused.learning_rate = rate
+    def set_learning_rate(self, learning_rate: float) -> None:
+        self.fused.learning_rate = learning_rate
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         batches = [s.next() for s in self.samplers]

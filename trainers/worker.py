@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from srprior.schema import RunContext, Trial
 from srprior.trainers import checkpoints
 from srprior.trainers.loop import train
 
@@ -113,8 +112,3 @@ def train_fn_per_worker(config: dict) -> None:
         train(config["trials"], config["contexts"], session)
     except Exception as exc:  # noqa: BLE001 - what would repeat on every retry is not raised to Train (health)
         health.end_without_retry(config["trials"], config["contexts"], session, exc)
-
-
-def train_trial(trial: Trial, ctx: RunContext, session: Any) -> dict[str, float]:
-    """One trial, a group of one: rank 0's final metrics ({} when it failed, and on other ranks)."""
-    return train([trial], [ctx], session)[0]

@@ -23,7 +23,8 @@ CONTROL_METRIC = f"psnr_{CONTROL_SET}"
 REBUILT_METRICS = ("psnr_hardcases_r", "ssim_hardcases_r", CONTROL_METRIC, f"ssim_{CONTROL_SET}")
 REGION_METRICS = ("psnr_total", "psnr_ssr", "psnr_poi")  # Table 4.7: PSNR on the image / SSRs / PoIs
 EMBEDDED_METRICS = ("psnr_embedded", "ssim_embedded")  # sweeps without benchmark data (no thesis column)
-FINAL_METRICS = (*BENCH_METRICS, "di", *REGION_METRICS, *EMBEDDED_METRICS, *REBUILT_METRICS)
+DI = "di"  # the diffusion index (LAM), mean over the DI windows
+FINAL_METRICS = (*BENCH_METRICS, DI, *REGION_METRICS, *EMBEDDED_METRICS, *REBUILT_METRICS)
 """Final metrics a trial logs; every table column is one of them."""
 TRAIN_L1, TRAIN_L_AP, TRAIN_LOSS = "train/l1", "train/l_ap", "train/loss"  # per-step curves (Eq. 3.10, 3.9, sum)
 CURVES = (TRAIN_L1, TRAIN_L_AP, TRAIN_LOSS, "val/psnr")
@@ -34,6 +35,8 @@ OBJECTIVE = "val/psnr"  # what Tune/Optuna optimise (mean over seeds in a search
 STOP_SWEEP = "srprior/stop_sweep"  # in a Tune result: why the whole sweep must stop (a full disk; srprior.watchdog)
 WAITING = "srprior/waiting_for"  # in a Tune result: the trial waits for the sweep holding its lease (srprior.locks)
 MEMBERS_FAILED = "members_failed"  # in a Tune result: members of a fused group that failed (srprior.progress)
+MEMBERS_REUSED = "members_reused"  # in a Tune result: members another sweep finished while this one waited
+STEP = "step"  # in a Tune result and a trial's final metrics: the last training step
 # Timings of a trial (start-up, training steps, wall) live under system/, so MLflow shows them with the system
 # metrics instead of before the training curves (benchmarks/ read them back).
 TRAIN_STEPS_S = "system/train_steps_s"  # seconds inside training steps
@@ -51,6 +54,7 @@ RETRAIN = "srprior.retrain"  # set on runs trained again by --retrain (value: th
 RESUMED_AT = "srprior.resumed_at_step"
 CHECKPOINT_FALLBACK = "srprior.checkpoint_fallback"  # which newer checkpoints were unreadable, which one resumed
 REGION_SET = "srprior.region_set"
+EVALUATED_LATER = "srprior.evaluated_later"  # benchmark sets a finished run gained from its checkpoint (backfill)
 FAILURE = "srprior.failure"  # why a trial run ended FAILED ("step N: reason") or was marked KILLED
 OWNER = "srprior.owner"  # the sweep that last opened the run (its lease tells whether it is alive)
 TABLE, ROW, SEED = "table", "row", "seed"  # the first table row that trained the run (browsing only)
@@ -59,6 +63,10 @@ OPTIONS_TAG = "srprior.options"  # a sweep's options (JSON) on its parent run: -
 CELLS_ARTIFACT = "plan/cells.json"  # a table sweep's planned cells [(row, seed, run key)] and readings, on its parent
 IMAGES_ARTIFACT = "data/images.json"  # {"val": [name:sha], "test": {set: [name:sha]}}: disjoint by construction
 NOTE = "mlflow.note.content"
+
+# -------------------------------------------------------------------------------------------- files
+CHECKPOINT_FILE = "state.pt"  # a Train checkpoint's state (srprior.trainers.checkpoints), in checkpoint_NNNNNN/
+CHECKSUM_FILE = CHECKPOINT_FILE + ".sha256"  # beside it, sha256sum's format
 
 
 SELECTOR_SEEDS = (1000, 1001)
@@ -75,6 +83,7 @@ def search_experiment(name: str) -> str:
 
 
 EXPERIMENT_PREFIX = "srprior/"
+ADHOC_EXPERIMENT = EXPERIMENT_PREFIX + "adhoc"  # a trial trained outside any table or search
 
 
 # -------------------------------------------------------------------------------------------- queries

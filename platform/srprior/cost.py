@@ -112,25 +112,30 @@ def rate(device: str, prec: str, preset: str, mode: str, data: dict[str, Any] | 
     """Efficiency of `preset`'s `mode` step: its own entry; else (assumed) its own at this precision without
     '+graph', then at fp32 (size moves efficiency more than precision: EDSR-B runs 4-6x EDSR-T's TFLOP/s); else
     the nearest-sized preset (in FLOPs) of the same architecture, in the same order of precisions. An entry may
-    be a list measured at several shapes: the one nearest `shape` (scale, batch, LR patch) in pixels counts."""
-    from srprior.archs.presets import PRESETS
+    be a list measured at several shapes: the one nearest `shape` (scale, batch, LR patch) in pixels counts. An
+    architecture with no entry at all assumes the architecture its file names (srprior.archs.registry
+    `efficiency_like`), in the same order."""
+    from srprior.archs import PRESETS, arch_of
 
-    table = (data or _shipped())["devices"][device]
-    arch = PRESETS[preset]["arch"]
+    table, spec = (data or _shipped())["devices"][device], arch_of(preset)
     precs = list(dict.fromkeys((prec, prec.split("+")[0], "fp32")))
-    for own in (True, False):
-        for p in precs:
-            entries = {name: modes[mode] for name, modes in table.get(p, {}).items() if mode in modes}
-            kin = [name for name in entries if (name == preset) == own and PRESETS[name]["arch"] == arch]
-            if not kin:
-                continue
-            best = min(kin, key=lambda n: abs(math.log(_size(n) / _size(preset))))
-            e = _nearest_shape(entries[best], shape)
-            if best == preset and p == prec:
-                other = shape and "batch" in e and (e["scale"], e["batch"], e["patch"]) != tuple(shape)
-                return Rate(e["tflops"], e["source"], e["by"] + (f"; at b{e['batch']} {e['patch']}²" if other else ""))
-            return Rate(e["tflops"], "assumed", f"{best} {p} {mode}'s, {e['source']}")
-    raise KeyError(f"{EFFICIENCY_FILE.name}: no {device} efficiency for any {arch} preset ({mode} steps)")
+    for arch in dict.fromkeys((spec.name, spec.efficiency_like)):
+        for own in (True, False):
+            for p in precs:
+                entries = {name: modes[mode] for name, modes in table.get(p, {}).items() if mode in modes}
+                kin = [n for n in entries if (n == preset) == own and PRESETS.get(n, {}).get("arch") == arch]
+                if not kin:
+                    continue
+                best = min(kin, key=lambda n: abs(math.log(_size(n) / _size(preset))))
+                e = _nearest_shape(entries[best], shape)
+                if best == preset and p == prec:
+                    other = shape and "batch" in e and (e["scale"], e["batch"], e["patch"]) != tuple(shape)
+                    return Rate(e["tflops"], e["source"],
+                                e["by"] + (f"; at b{e['batch']} {e['patch']}²" if other else ""))
+                like = "" if arch == spec.name else f"; {spec.name} has none: assumed from {arch}'s, as its file says"
+                return Rate(e["tflops"], "assumed", f"{best} {p} {mode}'s, {e['source']}{like}")
+    raise ValueError(f"{EFFICIENCY_FILE.name}: no {device} efficiency for any {spec.name} or "
+                     f"{spec.efficiency_like} preset ({mode} steps); measure one (benchmarks/step_cost.py)")
 
 
 def measured_at_shapes(value: dict | list) -> list[dict]:

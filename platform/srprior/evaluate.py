@@ -14,7 +14,7 @@ import numpy as np
 
 from srprior.metrics import psnr, ssim
 
-BENCHMARKS = ("Set5", "Set14", "BSD100", "Urban100")
+BENCHMARK_FOLDERS = ("Set5", "Set14", "BSD100", "Urban100")
 
 
 def quantise(sr) -> np.ndarray:
@@ -80,7 +80,7 @@ def bicubic_baseline(pairs: Sequence, scale: int, progress: Callable[[Iterable],
     return score([bicubic_upscale(p.lr, scale) for p in progress(pairs)], pairs, scale, shave)
 
 
-def bicubic_table(root: str, scales: Sequence[int], datasets: Sequence[str] = BENCHMARKS,
+def bicubic_table(root: str, scales: Sequence[int], datasets: Sequence[str] = BENCHMARK_FOLDERS,
                   progress: Callable[[Iterable, str], Iterable] = lambda it, desc: it, extra_shave: int = 0) -> dict:
     """{(dataset, scale): {"psnr", "ssim", "n"}} of bicubic upscaling on the EDSR-layout benchmarks under root,
     shaving `extra_shave` + scale border pixels (6 for the thesis's §4.3)."""

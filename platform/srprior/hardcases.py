@@ -29,7 +29,6 @@ SHA256 of its files). No timestamps: a rebuild gives the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -42,8 +41,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from srprior.contracts import SELECTOR_SEEDS
-from srprior.trainers.checkpoints import find_checkpoints, member_states, member_weights
+from srprior.checksum import sha256_file
+from srprior.contracts import CHECKPOINT_FILE, SELECTOR_SEEDS
+from srprior.trainers.checkpoints import find_checkpoints, member_model, member_states
 from srprior.errors import UserError
 
 PROTOCOL = "hardcases-r/3"  # 2: selectors on reserved seeds, best weights, bicubic out of the spread; 3: no DIV2K
@@ -51,8 +51,6 @@ PROTOCOL = "hardcases-r/3"  # 2: selectors on reserved seeds, best weights, bicu
 CONTROL_SEED = 20231  # the control tiles' draw (numpy default_rng)
 CROP, COUNT = 256, 150
 DEFAULT_OUT = Path("outputs/data/HardCases-R")
-STATE_FILE = "state.pt"  # trainers/checkpoints.py writes it ({"model": ..., "trial": ...} or {"members": [...]})
-CPU_ARCHS = ("edsr", "rcan")  # RNAN's all-pairs attention makes 1000 candidates hours of CPU time
 GET_CHECKPOINTS = ("train the selectors first: `srprior sweep --table selectors --rows edsr-t/baseline,"
                    "rcan-t/baseline` (--budget smoke trains their micro versions on a CPU), then pass "
                    "--checkpoints outputs (or checkpoint_* folders / state.pt files)")
@@ -106,30 +104,25 @@ def control_indices(n_candidates: int, count: int) -> list[int]:
     return sorted(rng.choice(n_candidates, size=min(count, n_candidates), replace=False).tolist())
 
 
+def cpu_archs() -> tuple[str, ...]:
+    """The architectures whose selectors score on a CPU: not those whose evaluation memory is quadratic in the
+    pixels (RNAN's all-pairs attention makes 1000 candidates hours of CPU time)."""
+    from srprior.archs import ARCHS
+
+    return tuple(name for name, spec in ARCHS.items() if not spec.quadratic_memory)
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
-def load_checkpoint_model(path: str | Path, weights: str = "best"):
-    """(model in eval mode, Trial) from a checkpoint's ``state.pt`` (a fused group's: its first member)."""
-    return load_checkpoint_models(path, weights)[0]
-
-
 def load_checkpoint_models(path: str | Path, weights: str = "best") -> list:
     """[(model in eval mode, Trial)] of a checkpoint: one, or every member of a fused group. weights: "best"
     (the best-validation weights the checkpoint keeps, what reports evaluate) or "last"."""
     import torch
 
-    from srprior.archs import build_model
-    from srprior.schema import Trial
     from srprior.trainers.checkpoints import load_state
 
     path = Path(path)
     try:
-        state = load_state(path, torch.device("cpu"))
-        out = []
-        for member in member_states(state):
-            trial = Trial.from_dict(member["trial"])
-            model = build_model(trial.config.model.preset, trial.config.model.scale)
-            model.load_state_dict(member_weights(member, weights))
-            out.append((model.eval(), trial))
+        out = [member_model(member, weights) for member in member_states(load_state(path, torch.device("cpu")))]
     except (KeyError, TypeError) as exc:
         raise HardCasesError(f"{path}: checkpoint lacks {exc} (needs 'model' and 'trial', as the platform's "
                              "training workers write them); re-train with this srprior version") from None
@@ -139,17 +132,13 @@ def load_checkpoint_models(path: str | Path, weights: str = "best") -> list:
     return out
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _checkpoint_files(paths: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_file():
             files.append(p)
-        elif (p / STATE_FILE).is_file():
-            files.append(p / STATE_FILE)
+        elif (p / CHECKPOINT_FILE).is_file():
+            files.append(p / CHECKPOINT_FILE)
         elif p.is_dir():
             files += find_checkpoints(p)
         else:
@@ -173,21 +162,21 @@ def methods(paths: Iterable[str | Path], scale: int, archs: Sequence[str] | None
     """The selectors, one method per preset: every checkpoint of a λ_AP = 0 baseline at `scale` trained on a
     reserved seed (contracts.SELECTOR_SEEDS), best-validation weights, in run-key order (a key found twice: its
     first checkpoint in path order). Errors unless they span two architectures."""
-    from srprior.archs.presets import PRESETS
+    from srprior.archs import arch_of
 
     chosen: dict[str, dict] = {}
     skipped, keys = [], set()
     for path in _checkpoint_files(paths):
         for model, trial in load_checkpoint_models(path):
             preset = trial.config.model.preset
-            if archs is not None and PRESETS[preset]["arch"] not in archs:
+            if archs is not None and arch_of(preset).name not in archs:
                 continue
             if (why := _why_not(trial, scale)) is not None:
                 skipped.append(f"{path.parent.parent.name} ({why})")
             elif trial.key not in keys:
                 keys.add(trial.key)
-                method = chosen.setdefault(preset, {"name": preset, "arch": PRESETS[preset]["arch"], "members": []})
-                method["members"].append({"key": trial.key, "checkpoint": str(path), "sha256": _sha256(path),
+                method = chosen.setdefault(preset, {"name": preset, "arch": arch_of(preset).name, "members": []})
+                method["members"].append({"key": trial.key, "checkpoint": str(path), "sha256": sha256_file(path),
                                           "trial": trial.to_dict(), "model": model})
     for method in chosen.values():
         method["members"].sort(key=lambda m: m["key"])
@@ -251,7 +240,7 @@ def _scores(candidates: list[dict], models: list[dict], scale: int, device: str,
 def _write_png(arr: np.ndarray, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path, format="PNG", compress_level=6)
-    return _sha256(path)
+    return sha256_file(path)
 
 
 def _check_out(out: Path) -> None:
@@ -286,7 +275,7 @@ def _write_images(candidates: list[dict], picked: list[int], psnr: np.ndarray, m
         files = {f"HR/{c['name']}.png": hr, f"LR_bicubic/X{scale}/{c['name']}x{scale}.png": bicubic_lr(hr, scale)}
         images.append({
             "name": c["name"], "source": c["source"], "source_file": c["path"].relative_to(root).as_posix(),
-            "source_sha256": _sha256(c["path"]), "box": {"top": top, "left": left, "height": h, "width": w},
+            "source_sha256": sha256_file(c["path"]), "box": {"top": top, "left": left, "height": h, "width": w},
             "psnr": dict(zip(method_names, psnr[i].tolist())), "mean_psnr": round(float(psnr[i].mean()), 4),
             "std_psnr": round(float(psnr[i].std()), 4), "rank_sum": float(scores[i]),
             "files": {rel: _write_png(arr, tmp / rel) for rel, arr in files.items()}})

@@ -1,6 +1,8 @@
-"""A sweep's options as one typed value: built once from the command line (or a test's mapping), stored as JSON
-on the sweep's parent run (contracts.OPTIONS_TAG) and in its state file, rebuilt from there by `--resume`, and
-passed to the planner and the launcher — no `dict[str, Any]` travels between them.
+"""A sweep's options as one typed value: built once from the command line (`SweepOptions.of`, the one place a
+mapping becomes options), stored as JSON on the sweep's parent run (contracts.OPTIONS_TAG) and in its state file,
+rebuilt from there by `--resume`, and passed to the planner, the launcher and Tune — which accept nothing else
+(`SweepOptions.require`). Precedence, written once: the platform's defaults (the fields below), then the budget,
+then the table's own budget rows, then the user (srprior.plan.make_plan merges the science in that order).
 """
 
 from __future__ import annotations
@@ -54,13 +56,13 @@ class SweepOptions:
     shared_storage: bool = False
     name: str | None = None
     resume: str | None = None
-    workers: int | None = None
+    workers: int = 1  # Train workers per trial (DDP when > 1)
     fuse: int | None = None
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
     num_cpus: int | None = None
     address: str | None = None
-    max_failures: int | None = None
+    max_failures: int = 3  # Train restarts of a trial from its last checkpoint
     verbose: bool = False
     fault_kill_at_step: int | None = None  # tests: kill a worker once at this step
 
@@ -79,6 +81,14 @@ class SweepOptions:
             if key in given:
                 given[key] = tuple(given[key])
         return cls(**given)
+
+    @classmethod
+    def require(cls, value: Any, where: str) -> SweepOptions:
+        """`value` when it is options; a mapping is refused (build it with SweepOptions.of at the boundary)."""
+        if not isinstance(value, cls):
+            raise TypeError(f"{where} takes SweepOptions, not {type(value).__name__}: build them once with "
+                            "SweepOptions.of(...)")
+        return value
 
     def replace(self, **changes: Any) -> SweepOptions:
         return dataclasses.replace(self, **changes)

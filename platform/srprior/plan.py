@@ -13,7 +13,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,11 +115,11 @@ def _data_fields(opts: SweepOptions, budget: Any) -> dict[str, Any]:
     return out
 
 
-def make_plan(options: SweepOptions | Mapping[str, Any]) -> SweepPlan:
+def make_plan(options: SweepOptions) -> SweepPlan:
     """Validate every option and build every trial (raises PlanError/ConfigError; starts nothing)."""
     from srprior.trainers.budgets import get_budget
 
-    opts = SweepOptions.of(options)
+    opts = SweepOptions.require(options, "make_plan")
     if bool(opts.table) == bool(opts.search):
         raise PlanError("give exactly one of --table NAME (or 'all') or --search NAME")
     try:
@@ -242,7 +242,8 @@ def default_fuse(preset: str, device: str) -> int:
 
 def group_key(config: TrialConfig) -> tuple:
     """Trials that can train as one fused network: same config except λ_AP and w (plain and prior members
-    apart: a mixed group would pay the prior path for every member). BatchNorm presets never fuse."""
+    apart: a mixed group would pay the prior path for every member). A preset whose architecture says it does not
+    fuse (BatchNorm: srprior.archs.edsr) trains alone."""
     flat = config.flat()
     flat.pop("w")
     flat["lambda_ap"] = flat["lambda_ap"] > 0
@@ -254,14 +255,14 @@ def fuse_groups(trials: Sequence[PlannedTrial], fuse: int | None, device: str) -
 
     The trials of one group key are split into as few groups as the limit allows, of near-equal sizes (20 at
     16: 10 + 10, not 16 + 4), so concurrent Ray Train runs finish together instead of one straggler."""
-    from srprior.archs.presets import PRESETS
+    from srprior.archs import fuses
 
     if fuse is not None and fuse < 1:
         raise PlanError(f"--fuse {fuse}: must be >= 1 (1: one trial per Ray Train run)")
     by_key: dict[tuple, list[int]] = {}  # (limit, group key) -> plan indices; (1, index) for a lone trial
     for i, t in enumerate(trials):
         preset = t.trial.config.model.preset
-        limit = 1 if PRESETS[preset].get("bn") else fuse if fuse is not None else default_fuse(preset, device)
+        limit = 1 if not fuses(preset) else fuse if fuse is not None else default_fuse(preset, device)
         by_key.setdefault((limit, group_key(t.trial.config)) if limit > 1 else (1, i), []).append(i)
     groups = []
     for (limit, _), idx in by_key.items():

@@ -97,7 +97,7 @@ class SweepProgress(Callback):
         if (contracts.WAITING in result) != (trial.trial_id in self.waiting):
             self.waiting ^= {trial.trial_id}
             self._postfix()
-        step = int(result.get("step", 0) or 0)
+        step = int(result.get(contracts.STEP, 0) or 0)
         self.bar.update(max(0, step - self.steps.get(trial.trial_id, 0)))
         self.steps[trial.trial_id] = max(step, self.steps.get(trial.trial_id, 0))
 
@@ -105,7 +105,7 @@ class SweepProgress(Callback):
         members = self.members.pop(trial.trial_id, self._members(trial))
         self.waiting.discard(trial.trial_id)
         failed = int((trial.last_result or {}).get(contracts.MEMBERS_FAILED, 0) or 0)
-        reused = int((trial.last_result or {}).get("members_reused", 0) or 0)  # another sweep trained them
+        reused = int((trial.last_result or {}).get(contracts.MEMBERS_REUSED, 0) or 0)  # another sweep trained them
         self.done += members - failed - reused
         self.failed += failed
         self.reused += reused

@@ -37,7 +37,7 @@ SCHEMA_VERSION = 2  # 2: lr_milestones, lr_gamma renamed learning_rate_milestone
 
 
 def _preset(value: Any) -> str | None:
-    from srprior.archs.presets import PRESETS
+    from srprior.archs import PRESETS
 
     return None if value in PRESETS else f"is unknown; valid presets: {', '.join(sorted(PRESETS))}"
 
@@ -93,7 +93,7 @@ class OptimConfig(Validated):
     l1_reduction: str = option("mean", one_of(L1_REDUCTIONS), thesis="L1 of Eq. 3.10",
                                help="mean: |SR-HR| averaged over elements (EDSR/RCAN code); sum: per-image l1 norm")
 
-    def rate(self, step: int) -> float:
+    def learning_rate_at(self, step: int) -> float:
         """The learning rate of training step `step` (1-based): MultiStepLR's rule."""
         passed = sum(step > m for m in self.learning_rate_milestones)
         return self.learning_rate * self.learning_rate_gamma ** passed

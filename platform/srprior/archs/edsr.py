@@ -11,8 +11,22 @@ from torch import nn
 
 from srprior.archs.common import (MeanShift, ResBlock, Upsampler, check_positive, check_scale,
                                    default_conv, residual_output, residual_skip)
+from srprior.archs.registry import register_arch
 
 
+# Base is the paper's EDSR; Tiny is the paper's "baseline" EDSR (exact x2 parameter counts, MeanShift in buffers:
+# edsr-t 1,369,859; edsr-b 40,729,603). The -micro preset is for fast CPU runs of the same code paths.
+PRESETS = {
+    "edsr-b": {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1},
+    "edsr-t": {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0},
+    "edsr-t-bn": {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0, "bn": True},
+    "edsr-t-15": {"n_resblocks": 15, "n_feats": 64, "res_scale": 1.0},
+    "edsr-t-micro": {"n_resblocks": 2, "n_feats": 8, "res_scale": 1.0, "bicubic_skip": True},
+}
+
+
+# BatchNorm presets never fuse: a fused step's grouped convolutions have no per-member batch statistics
+@register_arch("edsr", PRESETS, micro="edsr-t-micro", fuses=lambda kwargs: not kwargs.get("bn"))
 class EDSR(nn.Module):
     def __init__(
         self,

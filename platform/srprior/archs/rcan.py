@@ -12,6 +12,7 @@ from torch import nn
 
 from srprior.archs.common import (MeanShift, Upsampler, check_positive, check_scale, default_conv,
                                    residual_output, residual_skip)
+from srprior.archs.registry import register_arch
 
 
 class CALayer(nn.Module):
@@ -62,6 +63,16 @@ class ResidualGroup(nn.Module):
         return x + self.body(x)
 
 
+# 10 residual groups; Table 4.1's "residual blocks" is the number of RCABs per group (exact x2 parameter counts:
+# rcan-t 5,023,603; rcan-b 15,444,643). The -micro preset is for fast CPU runs of the same code paths.
+PRESETS = {
+    "rcan-b": {"n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16},
+    "rcan-t": {"n_resgroups": 10, "n_resblocks": 6, "n_feats": 64, "reduction": 16},
+    "rcan-t-micro": {"n_resgroups": 2, "n_resblocks": 2, "n_feats": 16, "reduction": 4, "bicubic_skip": True},
+}
+
+
+@register_arch("rcan", PRESETS, micro="rcan-t-micro")
 class RCAN(nn.Module):
     def __init__(
         self,

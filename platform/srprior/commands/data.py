@@ -8,20 +8,16 @@ import sys
 from pathlib import Path
 
 from srprior import hardcases
-from srprior.data.download import DATASETS, DownloadError, check_root, download
+from srprior.data.download import DATASETS, check_root, download
 from srprior.errors import int_in
-from srprior.hardcases import CPU_ARCHS, COUNT, CROP, DEFAULT_OUT, HardCasesError, build
+from srprior.hardcases import COUNT, CROP, DEFAULT_OUT, build, cpu_archs
 from srprior.tracking import DEFAULT_OUTPUT
 
 
 def _download(args: argparse.Namespace) -> int:
     table = [a for a in DATASETS[args.dataset] if a.scale is None or a.scale in args.scales]
-    check_root(args.root)  # a user error: one line and exit 2 (srprior.errors.run_command)
-    try:
-        download(table, args.root, keep_archives=args.keep_archives, progress=not args.no_progress)
-    except DownloadError as exc:
-        print(f"srprior data download: {exc}", file=sys.stderr)
-        return 1
+    check_root(args.root)  # user errors (DownloadError too): one line and exit 2 (srprior.errors.run_command)
+    download(table, args.root, keep_archives=args.keep_archives, progress=not args.no_progress)
     print(f"{args.dataset}: ready under {args.root}")
     return 0
 
@@ -48,14 +44,10 @@ def _hardcases(args: argparse.Namespace) -> int:
     import torch
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    archs = args.archs.split(",") if args.archs else (CPU_ARCHS if device == "cpu" else None)
-    try:
-        manifest = build(args.root, args.out, args.checkpoints, args.scale, args.count, args.max_candidates,
-                         device, args.threads, progress=not args.no_progress, archs=archs,
-                         with_bicubic=args.with_bicubic)
-    except (HardCasesError, OSError, ValueError) as exc:  # ImageError / DatasetError are ValueErrors
-        print(f"srprior data hardcases: error: {exc}", file=sys.stderr)
-        return 1
+    archs = args.archs.split(",") if args.archs else (cpu_archs() if device == "cpu" else None)
+    # HardCasesError, ImageError, DatasetError: user errors, one line and exit 2 (srprior.errors.run_command)
+    manifest = build(args.root, args.out, args.checkpoints, args.scale, args.count, args.max_candidates, device,
+                     args.threads, progress=not args.no_progress, archs=archs, with_bicubic=args.with_bicubic)
     means = manifest["mean_psnr"]
     weak = [name for name, value in means.items() if value < means["bicubic"]]
     if weak:
@@ -80,7 +72,7 @@ def _register_hardcases(actions: argparse._SubParsersAction) -> None:
                    help="state.pt files, checkpoint folders or platform output folders (default: outputs)")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     p.add_argument("--archs", help="comma-separated architectures whose baselines score (default: all; on a CPU "
-                                   f"{','.join(CPU_ARCHS)}: RNAN's non-local blocks take ~23 s per crop there)")
+                                   f"{','.join(cpu_archs())}: RNAN's non-local blocks take ~23 s per crop there)")
     p.add_argument("--count", type=int_in(1, 10**6), default=COUNT, help="crops to keep (default 150)")
     p.add_argument("--max-candidates", type=int_in(0), default=0,
                    help="score at most N candidates, evenly spread (0: all)")

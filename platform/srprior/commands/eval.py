@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from srprior.evaluate import BENCHMARKS, bicubic_table, markdown_table
+from srprior.evaluate import BENCHMARK_FOLDERS, bicubic_table, markdown_table
 
 
 def _run_bicubic(args: argparse.Namespace) -> int:
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bic.add_argument("--data", default=os.environ.get("SRPRIOR_DATA"),
                      help="benchmark root in the EDSR layout (default: $SRPRIOR_DATA)")
     bic.add_argument("--scale", type=int, nargs="+", default=[2], choices=(2, 3, 4), help="one or more scales")
-    bic.add_argument("--datasets", nargs="+", default=list(BENCHMARKS), help="dataset folders under --data")
+    bic.add_argument("--datasets", nargs="+", default=list(BENCHMARK_FOLDERS), help="dataset folders under --data")
     bic.add_argument("--extra-shave", type=int, default=0,
                      help="border pixels shaved beyond the scale (6: the thesis's §4.3 '6 + scale')")
     bic.set_defaults(func=_run_bicubic)

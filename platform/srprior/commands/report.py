@@ -9,7 +9,7 @@ import sys
 from srprior import tracking
 from srprior.errors import int_in
 from srprior.preflight import check_tracking_uri
-from srprior.report.cells import resolve_tracking_uri, sweep_cells
+from srprior.report.cells import budget_plan, resolve_tracking_uri, sweep_cells
 from srprior.report.model import ARTIFACT_DIR, ReportError, build_report
 from srprior.report.render import to_markdown
 from srprior.report.search import search_report
@@ -41,9 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from srprior.plan import PlanError
-    from srprior.schema_fields import ConfigError
-
     try:
         tracking_uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
         check_tracking_uri(tracking_uri)  # a bad or unreachable URI: one line within seconds, not MLflow's retries
@@ -52,18 +49,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             spec = get_table(args.table)
             if args.budget:
-                from srprior.plan import make_plan, plan_readings
-
-                plan = make_plan({"table": spec.name, "budget": args.budget, "seeds": args.seeds, "set": args.set})
-                cells, sweep, parent = plan.cells[spec.name], None, None
-                readings = plan_readings(plan, spec.name)
+                (cells, readings), sweep, parent = budget_plan(spec.name, args.budget, args.seeds, args.set), None, None
             else:
                 cells, sweep, parent, readings = sweep_cells(spec.name, tracking_uri, args.sweep, args.replan)
             report = build_report(spec, tracking_uri, cells, sweep, parent, readings, args.claims_correction,
                                   budget=args.budget)
-    except (KeyError, ReportError, PlanError, ConfigError) as exc:
-        print(f"srprior report: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 1
+    except KeyError as exc:  # an unknown table name (search_spaces.get_table): a user error like the others
+        raise ReportError(exc.args[0] if exc.args else str(exc)) from None
     folder = report.sweep_id or (f"budget-{args.budget}" if args.budget else "search")
     paths = write_report(report, args.out or tracking.output_dir(args.output_dir) / "reports" / folder)
     print(to_markdown(report))

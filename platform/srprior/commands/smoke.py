@@ -1,37 +1,58 @@
-"""`srprior smoke`: train a micro model on the embedded default for a few steps and print test PSNR (held-out images).
+"""`srprior smoke`: one trial of the smoke budget, trained in this process by the platform's own loop, its held-out
+PSNR printed next to bicubic.
 
-It exercises the whole single-process path (data → model → step with the prior → metrics) in about a minute on a
-laptop CPU, without Ray or MLflow, so a fresh install can be checked before any sweep.
+The quick path is the real loop: the trial is the smoke budget's (its recipe: steps, batch, patch, learning rate,
+evaluation crops) with the preset, λ_AP and seed given here, trained by srprior.trainers.loop.train through a
+LocalSession — the seed rule, sampler and step of every sweep trial, without Ray or MLflow — so a fresh install
+is checked on exactly what sweeps run.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 from srprior.errors import float_in, int_in
 
+BUDGET = "smoke"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from srprior.archs.presets import PRESETS
+    from srprior.archs import PRESETS
+    from srprior.trainers.budgets import get_budget
 
+    science = get_budget(BUDGET).science
     p = sub.add_parser("smoke", help="check an install in about a minute: train a micro model, print its PSNR "
                                      "next to bicubic (no Ray, no MLflow)",
-                       description="Train one model on the embedded default images in this process and print its "
-                                   "held-out test PSNR/SSIM next to bicubic upscaling. A check that the install works, "
-                                   "not a result: the tables come from `srprior sweep`.",
+                       description="Train one trial of the smoke budget on the embedded default images in this "
+                                   "process (the sweep's training loop) and print its held-out test PSNR/SSIM next "
+                                   "to bicubic upscaling. A check that the install works, not a result: the tables "
+                                   "come from `srprior sweep`.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default="edsr-t-micro", choices=sorted(PRESETS), metavar="NAME",
                    help="model preset of Table 4.1 (edsr-t, rcan-t, rnan-t, edsr-b, ...); the -micro versions "
                         "are made for CPUs")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4), help="upscaling factor")
-    p.add_argument("--steps", type=int_in(1, 10**6), default=200, help="training steps (Adam, learning rate 1e-4)")
-    p.add_argument("--batch", type=int_in(1, 4096), default=16, help="patches per step")
-    p.add_argument("--patch", type=int_in(8, 2048), default=32, help="LR patch side in pixels")
+    p.add_argument("--steps", type=int_in(1, 10**6), default=science["steps"],
+                   help=f"training steps (Adam, learning rate {science['learning_rate']:g}: the smoke budget's)")
+    p.add_argument("--batch", type=int_in(1, 4096), default=science["batch"], help="patches per step")
+    p.add_argument("--patch", type=int_in(8, 2048), default=science["lr_patch"], help="LR patch side in pixels")
     p.add_argument("--lambda-ap", type=float_in(0, 1e6), default=1e-4,
                    help="weight λ_AP of the attribution prior (0: off)")
-    p.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="seed of the weights and the patch sampler")
+    p.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0,
+                   help="the trial's seed (its weights and data stream, as in a sweep)")
     p.set_defaults(func=run)
+
+
+def smoke_trial(args: argparse.Namespace):
+    """(Trial, RunContext): the smoke budget's trial with this command's preset, shape, λ_AP and seed."""
+    from srprior.schema import RunContext, Trial, trial_config
+    from srprior.trainers.budgets import get_budget
+
+    budget = get_budget(BUDGET)
+    config = trial_config("srprior smoke", **{**budget.science, "preset": args.preset, "scale": args.scale,
+                                              "steps": args.steps, "batch": args.batch, "lr_patch": args.patch,
+                                              "lambda_ap": args.lambda_ap})
+    return Trial(config, args.seed), RunContext(**{**budget.context, "figures": False})
 
 
 def verdict(ours: float, bicubic: float, preset: str, steps: int) -> str:
@@ -50,33 +71,30 @@ def verdict(ours: float, bicubic: float, preset: str, steps: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
-    from srprior.archs import build_model
-    from srprior.data.datasets import PatchSampler
-    from srprior.data.embedded import default_split, test_split
-    from srprior.evaluate import bicubic_baseline, evaluate
-    from srprior.method.prior import PriorConfig
-    from srprior.method.step import TrainStep, make_optimizer
+    from srprior.contracts import BICUBIC, OBJECTIVE, SELECTED, STEP, TRAIN_STEPS_S
+    from srprior.trainers.loop import train
+    from srprior.trainers.worker import LocalSession
 
-    torch.manual_seed(args.seed)
-    train, _ = default_split(scale=args.scale)
-    test = list(test_split(scale=args.scale))  # held out: never used to choose anything
-    sampler = PatchSampler(train, args.scale, patch=args.patch, batch=args.batch, seed=args.seed)
-    model = build_model(args.preset, scale=args.scale)
-    step = TrainStep(model, make_optimizer(model), PriorConfig(lambda_ap=args.lambda_ap), args.scale)
-    start = time.perf_counter()
-    for i in (bar := tqdm(range(args.steps), desc=f"{args.preset} x{args.scale}", unit="step")):
-        out = step(*sampler.next())
-        if i % 20 == 0:  # .item() syncs the device: only when shown
-            bar.set_postfix(l1=f"{out.l1.item():.4f}", l_ap=f"{out.l_ap.item():.2e}")
-    seconds = time.perf_counter() - start
-    ours = evaluate(model, test, args.scale)
-    bicubic = bicubic_baseline(test, args.scale)
-    print(f"\n{args.preset} x{args.scale}, {args.steps} steps in {seconds:.1f} s, "
-          f"embedded test images ({len(test)}, held out):")
-    print(f"  bicubic  PSNR {bicubic['psnr']:.2f} dB  SSIM {bicubic['ssim']:.4f}")
-    print(f"  {args.preset}  PSNR {ours['psnr']:.2f} dB  SSIM {ours['ssim']:.4f}")
-    print(verdict(ours["psnr"], bicubic["psnr"], args.preset, args.steps))
+    trial, ctx = smoke_trial(args)
+    cfg = trial.config
+
+    class Progress(LocalSession):
+        def report(self, metrics: dict, state: dict | None) -> None:
+            super().report(metrics, state)
+            bar.update(metrics[STEP] - bar.n)
+            bar.set_postfix({"val PSNR": f"{metrics[OBJECTIVE]:.2f}"})
+
+    with tqdm(total=cfg.schedule.steps, desc=f"{args.preset} x{args.scale}", unit="step") as bar:
+        (metrics,) = train([trial], [ctx], Progress())
+    if not metrics:
+        print(f"srprior smoke: {args.preset} failed (non-finite loss or metrics); see the lines above")
+        return 1
+    print(f"\n{args.preset} x{args.scale}, {args.steps} steps in {metrics[TRAIN_STEPS_S]:.1f} s, embedded test "
+          f"images ({cfg.data.max_eval_images or 'all'}, held out; {cfg.data.eval_crop}² LR crops as the smoke "
+          "budget evaluates):")
+    for name, prefix in (("bicubic", BICUBIC), (args.preset, SELECTED)):
+        print(f"  {name}  PSNR {metrics[prefix + 'psnr_embedded']:.2f} dB  SSIM {metrics[prefix + 'ssim_embedded']:.4f}")
+    print(verdict(metrics[SELECTED + "psnr_embedded"], metrics[BICUBIC + "psnr_embedded"], args.preset, args.steps))
     return 0

@@ -12,7 +12,6 @@ printed last. `--retrain` trains every planned trial again into new runs tagged 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from srprior.errors import Parser, float_in, int_in, run_command
 from srprior.options import SweepOptions
@@ -106,7 +105,7 @@ def _address(text: str) -> str:
     raise argparse.ArgumentTypeError(f"{text!r} is not 'local', 'auto' or HOST:PORT (e.g. 10.0.0.10:6379)")
 
 
-def _run(opts: SweepOptions | dict[str, Any]) -> int:
+def _run(opts: SweepOptions) -> int:
     """The sweep as a command: user errors (a bad option, a stored sweep from another srprior) as one line."""
     return run_command("srprior sweep", run_sequential, opts)
 
@@ -115,4 +114,4 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="sweep.py", description=__doc__.splitlines()[0], epilog=SET_EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    return _run(vars(parser.parse_args(argv)))
+    return _run(SweepOptions.of(vars(parser.parse_args(argv))))

@@ -11,6 +11,7 @@ from typing import Any
 
 from srprior import credentials
 from srprior.errors import int_in
+from srprior.store import StoreError
 from srprior.tracking import (LOOPBACK, TrackingServer, artifacts_dir, command, default_tracking_uri, is_remote,
                               newest_experiment, output_dir, store_exists, ui_url, user_tracking_uri)
 
@@ -44,9 +45,8 @@ def run_ui(args: argparse.Namespace) -> int:
         db = Path(backend.removeprefix("sqlite:///")).resolve()
         make = command(*MAKE_STORE) if uri or out == output_dir(None) else \
             command(*MAKE_STORE, "--output-dir", str(out))
-        print(f"srprior ui: error: no MLflow store at {db} (srprior ui looks in $MLFLOW_TRACKING_URI when set, "
-              f"else in <--output-dir>/mlflow.db, default ./outputs/mlflow.db); make one: {make}", file=sys.stderr)
-        return 1
+        raise StoreError(f"no MLflow store at {db} (srprior ui looks in $MLFLOW_TRACKING_URI when set, else in "
+                         f"<--output-dir>/mlflow.db, default ./outputs/mlflow.db); make one: {make}")
     # the head of a cluster (its sweeps made credentials), or a UI reachable from elsewhere: the browser logs in
     auth = credentials.ensure(out) if (out / credentials.FILE).is_file() or args.host not in LOOPBACK else None
     server = TrackingServer(backend, artifacts_dir(out), args.host, args.port, log=out / "mlflow-ui.log", auth=auth)

@@ -15,7 +15,6 @@ only and its computed SHA256 is printed so it can be added to the table.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -91,14 +90,9 @@ DATASETS: dict[str, tuple[Archive, ...]] = {
 
 
 def _hashes(path: Path, archive: Archive) -> dict[str, str]:
-    algos = {"sha256": hashlib.sha256()}
-    if archive.md5:
-        algos["md5"] = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            for h in algos.values():
-                h.update(block)
-    return {name: h.hexdigest() for name, h in algos.items()}
+    from srprior.checksum import file_digests
+
+    return file_digests(path, ("sha256", "md5") if archive.md5 else ("sha256",))
 
 
 def _stream(archive: Archive, part: Path, progress: bool, timeout: float) -> None:

@@ -9,5 +9,6 @@ to the sweep's parent run so the table travels with the runs it was computed fro
 
 Modules: model (cells read from MLflow, statistics), render (text formats), claims (the claims' rows and lines),
 setting (what the runs were: presets, schedule, caption), names (column names), write (files and artifacts),
-cells (which cells a report reads), power (seeds for power), search (an Optuna search as a table).
+cells (which cells a report reads), power (seeds for power), search (an Optuna search as a table), plots
+(the summary figure).
 """

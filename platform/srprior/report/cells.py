@@ -46,7 +46,13 @@ def sweep_cells(table: str, tracking_uri: str, sweep: str = "latest",
     return plan.cells[table], sweep_id, run_id, plan_readings(plan, table)
 
 
-def budget_cells(table: str, budget: str, seeds: int | None, sets: list[str] | None) -> list:
-    from srprior.plan import make_plan
+def budget_plan(table: str, budget: str, seeds: int | None, sets: list[str] | None) -> tuple[list, dict[str, str]]:
+    """(cells, readings in force) of `table` as `srprior sweep --table TABLE --budget BUDGET` would plan it."""
+    from srprior.plan import make_plan, plan_readings
 
-    return make_plan({"table": table, "budget": budget, "seeds": seeds, "set": sets}).cells[table]
+    plan = make_plan(SweepOptions.of({"table": table, "budget": budget, "seeds": seeds, "set": sets}))
+    return plan.cells[table], plan_readings(plan, table)
+
+
+def budget_cells(table: str, budget: str, seeds: int | None, sets: list[str] | None) -> list:
+    return budget_plan(table, budget, seeds, sets)[0]

@@ -22,7 +22,7 @@ def write_report(report: Report, out_dir: str | Path, log_artifacts: bool = True
     for ext, render in (("md", to_markdown), ("csv", to_csv), ("html", to_html)):
         paths[ext] = out / f"{stem}.{ext}"
         paths[ext].write_text(render(report), encoding="utf-8")
-    from srprior.plots import summary_plot
+    from srprior.report.plots import summary_plot
 
     try:  # PSNR and DI against λ_AP per model (or per row), every seed a dot
         paths["png"] = summary_plot(report, out / f"summary-{report.spec.name}.png")

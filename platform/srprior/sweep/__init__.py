@@ -3,3 +3,9 @@ resources), launch (Ray, parent runs, the Tune experiment), run (run_sweep: chec
 
 Resources: srprior.trainers.resources (fractional CPUs/GPUs per trial, concurrency).
 """
+
+from srprior.errors import UserError
+
+
+class SweepError(UserError, ValueError):
+    """Invalid sweep arguments (resume, names, fusion with DDP); raised before Ray starts."""

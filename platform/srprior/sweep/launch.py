@@ -63,12 +63,16 @@ def trial_dirname(trial: Any) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def tuner(plan: SweepPlan, sweep_id: str, storage: str, groups: list[list], context: Any,
-           parents: dict[str, str], existing: dict[str, Any], restore: bool, max_failures: int, max_concurrent: int,
-           callbacks: list, verbose: bool, stopper: Any = None):
+def tuner(plan: SweepPlan, opts: SweepOptions, storage: str, groups: list[list], context: Any,
+          parents: dict[str, str], existing: dict[str, Any], max_concurrent: int, callbacks: list,
+          stopper: Any = None):
+    """The Tune experiment of sweep `opts.name`: a grid over the fused groups (tables) or Optuna's TPE (searches);
+    `opts` says whether it resumes, how often a trial restarts and how much Tune prints."""
     import ray.tune
 
     from srprior.trainers.driver import train_driver
+
+    sweep_id, restore, max_failures, verbose = opts.name, bool(opts.resume), opts.max_failures, opts.verbose
 
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(train_driver, science=plan.science, context=context,

@@ -19,7 +19,8 @@ from srprior.sweep import launch as machinery
 from srprior.sweep.plancost import plan_document
 from srprior.sweep.view import experiment, format_plan, print_seed_plan, resources
 from srprior.trainers.health import is_diverged
-from srprior.trainers.resources import Resources, SweepError
+from srprior.sweep import SweepError
+from srprior.trainers.resources import Resources
 
 STATE_FILE = "srprior-sweep.json"  # in <storage>/<sweep id>/: the stored options --resume rebuilds the sweep from
 
@@ -111,9 +112,9 @@ def _failed(uri: str, trials: list) -> list[str]:
             for t in trials if t.key in runs and runs[t.key].info.status == "FAILED"]
 
 
-def run_sweep(options: SweepOptions | dict[str, Any]) -> int:
+def run_sweep(options: SweepOptions) -> int:
     """The whole sweep (see the module docstring); uses an already initialised Ray session when there is one."""
-    opts = SweepOptions.of(options)
+    opts = SweepOptions.require(options, "run_sweep")
     if opts.resume:
         preflight.check_name("--resume", opts.resume)
         opts = _resumed(opts)
@@ -121,6 +122,7 @@ def run_sweep(options: SweepOptions | dict[str, Any]) -> int:
     for key, value in machinery.LOCAL_ENV.items():
         os.environ.setdefault(key, value)
     opts = opts.replace(name=preflight.check_name("--name", opts.name or default_sweep_id(opts)))
+    plan = replace(plan, options=opts)  # one instance: the plan's options are the sweep's (named) ones
     job = _check(plan, opts)
     if opts.plan:
         print(json.dumps(plan_document(plan, job.to_train, _designs(plan))) if opts.json else
@@ -159,9 +161,9 @@ def _check(plan: SweepPlan, opts: SweepOptions) -> Launch:
     local_cpus = int(opts.num_cpus or os.cpu_count() or 1)
     gpus = machinery.local_gpus() if address is None else 1
     device = "gpu" if gpus else "cpu"
-    if (opts.workers or 1) > 1 and (opts.fuse or 1) > 1:
+    if opts.workers > 1 and (opts.fuse or 1) > 1:
         raise SweepError("--fuse K > 1 trains K trials in one worker: it cannot be combined with --workers > 1")
-    groups = fuse_groups(to_train, 1 if (opts.workers or 1) > 1 else opts.fuse, device)
+    groups = fuse_groups(to_train, 1 if opts.workers > 1 else opts.fuse, device)
     res = resources(plan, to_train, opts, local_cpus, gpus, len(groups)) if owns_ray and address is None else None
     folders = (output,) if "://" in storage else (output, Path(storage))
     if opts.seeds_for_power is None:  # --plan runs the sweep's checks: it claims to validate everything
@@ -273,9 +275,8 @@ def _train(job: Launch, out: Outcome, signals: Any, log: Path) -> None:
                       job.folders + machinery.ray_temp(job.owns_ray and job.address is None)) as watch:
             signals.tuning = True
             try:
-                results = machinery.tuner(plan, job.sweep_id, job.storage, job.groups, context, out.parents,
-                                          job.existing, bool(job.opts.resume), _max_failures(job.opts),
-                                          res.max_concurrent, callbacks, verbose, watch.stopper()).fit()
+                results = machinery.tuner(plan, job.opts, job.storage, job.groups, context, out.parents,
+                                          job.existing, res.max_concurrent, callbacks, watch.stopper()).fit()
             except Exception:  # noqa: BLE001 - e.g. Tune cannot save its state on the full disk it stops for
                 if watch.reason is None:
                     raise
@@ -286,10 +287,6 @@ def _train(job: Launch, out: Outcome, signals: Any, log: Path) -> None:
             progress.close()
     out.stopped = watch.reason or signals.reason
     out.unfinished = out.n_run - (results.num_terminated if results else 0)  # errored, or stopped by Ctrl-C
-
-
-def _max_failures(opts: SweepOptions) -> int:
-    return 3 if opts.max_failures is None else opts.max_failures
 
 
 def _finish(job: Launch, out: Outcome, resume_cmd: str) -> None:

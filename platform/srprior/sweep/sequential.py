@@ -32,10 +32,9 @@ MARKDOWN = "sequential.md"  # the same decisions as a table a person reads
 TAG = "srprior.sequential"  # on a look's parent run: the claims' decisions as JSON
 
 
-def run_sequential(options: SweepOptions | dict[str, Any]) -> int:
+def run_sequential(opts: SweepOptions) -> int:
     """The looks of the design, each a sweep; 0 when every trial finished (claims may stay undecided), 1 when a
     look stopped (rerun to resume) or a trial FAILED (the design goes on without its pair)."""
-    opts = SweepOptions.of(options)
     if opts.plan or not opts.until_decided:
         return run_sweep(opts)
     if opts.search or opts.seeds is not None or opts.resume or opts.retrain:

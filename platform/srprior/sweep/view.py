@@ -9,8 +9,9 @@ from srprior import contracts, tracking
 from srprior.cost import plan_lines
 from srprior.options import SweepOptions
 from srprior.plan import SweepPlan
+from srprior.sweep import SweepError
 from srprior.sweep.plancost import evaluation_lines, precision_lines
-from srprior.trainers.resources import Resources, SweepError, plan_resources
+from srprior.trainers.resources import Resources, plan_resources
 
 
 def experiment(plan: SweepPlan, table: str | None = None) -> str:
@@ -99,7 +100,7 @@ def _table_lines(plan: SweepPlan, existing: dict[str, Any], to_train: list, retr
 def resources(plan: SweepPlan, to_train: list, opts: SweepOptions, cpus: float, gpus: float,
                n_runs: int | None = None) -> Resources:
     n = plan.n_trials if plan.mode == "search" else max(1, n_runs or len(to_train))
-    return plan_resources(n, _models(plan, to_train or plan.trials), cpus, gpus, opts.workers or 1,
+    return plan_resources(n, _models(plan, to_train or plan.trials), cpus, gpus, opts.workers,
                           opts.gpus_per_trial, opts.max_concurrent)
 
 

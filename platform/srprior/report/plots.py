@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from srprior.contracts import OBJECTIVE
+from srprior.contracts import DI, OBJECTIVE
 from srprior.method.figures import canvas, lambda_text, save
 from srprior.report.model import Report
 from srprior.report.names import column_name
@@ -58,7 +58,7 @@ def plotted_metrics(report: Report) -> tuple[str, ...]:
         return any(r.cells[metric].values for r in report.rows)
 
     psnr = next((m for m in report.spec.metrics if "psnr" in m and has_values(m)), None)
-    chosen = tuple(dict.fromkeys(m for m in (psnr, OBJECTIVE, "di") if m in report.spec.metrics and has_values(m)))
+    chosen = tuple(dict.fromkeys(m for m in (psnr, OBJECTIVE, DI) if m in report.spec.metrics and has_values(m)))
     if not chosen:
         raise ValueError(f"summary_plot: table {report.spec.name} has no PSNR or DI values to plot")
     return chosen
