@@ -55,6 +55,7 @@ RESUMED_AT = "srprior.resumed_at_step"
 CHECKPOINT_FALLBACK = "srprior.checkpoint_fallback"  # which newer checkpoints were unreadable, which one resumed
 REGION_SET = "srprior.region_set"
 EVALUATED_LATER = "srprior.evaluated_later"  # benchmark sets a finished run gained from its checkpoint (backfill)
+SEQUENTIAL = "srprior.sequential"  # on a look's parent run: the claims' decisions as JSON (--until-decided)
 FAILURE = "srprior.failure"  # why a trial run ended FAILED ("step N: reason") or was marked KILLED
 OWNER = "srprior.owner"  # the sweep that last opened the run (its lease tells whether it is alive)
 TABLE, ROW, SEED = "table", "row", "seed"  # the first table row that trained the run (browsing only)
@@ -67,6 +68,7 @@ NOTE = "mlflow.note.content"
 # -------------------------------------------------------------------------------------------- files
 CHECKPOINT_FILE = "state.pt"  # a Train checkpoint's state (srprior.trainers.checkpoints), in checkpoint_NNNNNN/
 CHECKSUM_FILE = CHECKPOINT_FILE + ".sha256"  # beside it, sha256sum's format
+SEQUENTIAL_JSON, SEQUENTIAL_MD = "sequential.json", "sequential.md"  # --until-decided's decisions, in reports/<name>/
 
 
 SELECTOR_SEEDS = (1000, 1001)

@@ -27,9 +27,7 @@ from srprior.search_spaces.claims import verdict_word
 from srprior.sequential import WHY, Decision, Design, decide
 from srprior.sweep.run import STATE_FILE, _storage, run_sweep
 
-ARTIFACT = "sequential.json"
-MARKDOWN = "sequential.md"  # the same decisions as a table a person reads
-TAG = "srprior.sequential"  # on a look's parent run: the claims' decisions as JSON
+ARTIFACT, MARKDOWN, TAG = contracts.SEQUENTIAL_JSON, contracts.SEQUENTIAL_MD, contracts.SEQUENTIAL
 
 
 def run_sequential(opts: SweepOptions) -> int:
