@@ -77,6 +77,14 @@ def test_the_watchdog_stops_the_sweep_on_a_full_disk_or_a_trial_that_met_one(ful
     with Watchdog(None, folders=(tmp_path,)) as watch:
         stopper = watch.stopper()
         assert watch.check() is None and not stopper.stop_all()
+        import shutil
+
+        free = shutil.disk_usage(tmp_path).free  # a checkpoint bigger than what is free: the next cannot be kept
+        assert stopper("t0", {"step": 2, contracts.CHECKPOINT_BYTES: free // 2}) is False and watch.check() is None
+        stopper("t0", {"step": 2, contracts.CHECKPOINT_BYTES: free + 2**30})
+        assert watch.need == free + 2**30 and watch.check().startswith(f"disk full: {tmp_path} has ")
+        assert "less than a checkpoint needs" in watch.check() and not stopper.stop_all()  # run() sets reason
+        watch.need = 0
         assert stopper("t1", {"step": 3, contracts.STOP_SWEEP: "disk full: x"}) is False
         assert watch.reason == "disk full: x (in trial t1)" and stopper.stop_all()
         with caplog.at_level(logging.ERROR, logger=TUNE_STATE_LOGGER):

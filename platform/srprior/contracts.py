@@ -32,6 +32,7 @@ OBJECTIVE = "val/psnr"  # what Tune/Optuna optimise (mean over seeds in a search
 STOP_SWEEP = "srprior/stop_sweep"  # in a Tune result: why the whole sweep must stop (a full disk; srprior.watchdog)
 WAITING = "srprior/waiting_for"  # in a Tune result: the trial waits for the sweep holding its lease (srprior.locks)
 MEMBERS_FAILED = "members_failed"  # in a Tune result: members of a fused group that failed (srprior.progress)
+CHECKPOINT_BYTES = "srprior/checkpoint_bytes"  # in a Tune result: its checkpoint's size (srprior.watchdog)
 # Timings of a trial (start-up, training steps, wall) live under system/, so MLflow shows them with the system
 # metrics instead of before the training curves (benchmarks/ read them back).
 TRAIN_STEPS_S = "system/train_steps_s"  # seconds inside training steps
