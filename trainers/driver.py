@@ -56,8 +56,9 @@ def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunCo
     reused, never touched; the others train as one Ray Train run."""
     import ray.tune
 
-    from srprior import contracts, locks
+    from srprior import contracts, credentials, locks
 
+    credentials.adopt()  # a cluster's tracking credentials: read from shared storage, never carried in Ray's env
     members = make_trials(config, science)
     if "://" in storage_path:  # object storage has no locks: the sweep lease is all (srprior.locks)
         return _train(members, context, storage_path, max_failures)

@@ -153,8 +153,10 @@ def _quiet_reports() -> None:
 def train_fn_per_worker(config: dict) -> None:
     """Ray Train's entry point: {"trials": [Trial], "contexts": [RunContext]} built and validated by the
     driver; several trials are a fused group (srprior.trainers.steppers.Fused)."""
+    from srprior import credentials
     from srprior.trainers import health
 
+    credentials.adopt()
     _quiet_reports()
     session = RaySession()
     try:

@@ -235,7 +235,8 @@ def _start_ray(job: Launch, signals: Any) -> Launch:
     elif job.needs_ray and job.owns_ray:
         from srprior.progress import quiet_ray
 
-        ray.init(address=job.address, runtime_env=credentials.runtime_env(), **({} if verbose else quiet_ray()))
+        ray.init(address=job.address, runtime_env=credentials.runtime_env(job.storage, job.output),
+                 **({} if verbose else quiet_ray()))
     signals.install()  # over Ray's native handler (a stack dump instead of the summary)
     if job.needs_ray and (not job.owns_ray or job.address is not None):
         total = ray.cluster_resources()
