@@ -210,8 +210,8 @@ def test_a_full_output_disk_ends_the_sweep_within_a_minute_with_the_guard_off(tm
 
 def test_a_disk_too_small_for_the_next_checkpoint_stops_the_sweep_and_the_resume_finishes(tmp_path):
     """The issue's repro: the output folder on a 3 MiB tmpfs, the guard off. A checkpoint upload meets the full
-    disk (a report that used to wait forever in Ray Train): the sweep ends by itself within 4 minutes with one line
-    naming the disk and the resume command, no traceback. After the disk grows to 64 MiB (remount: nothing
+    disk (a report that used to wait forever in Ray Train): the sweep ends by itself within 4 minutes of its first
+    checkpoint with one line naming the disk and the resume command, no traceback. After the disk grows to 64 MiB (remount: nothing
     lost) the printed resume finishes: one FINISHED run per key."""
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -222,9 +222,11 @@ def test_a_disk_too_small_for_the_next_checkpoint_stops_the_sweep_and_the_resume
         proc = _sweep(out, "small", "--steps", "300", "--set", "val_every=50",
                       env={**_env(), "SRPRIOR_MIN_FREE_MB": "0"})
         started = time.monotonic()
+        _wait_for_checkpoints(proc, out, 1)  # start-up alone took 165 s at a load of 49 on 2 cores
+        training = time.monotonic()
         _, err = proc.communicate(timeout=240)
-        took = time.monotonic() - started
-        print(f"the sweep on a 3 MiB disk ended by itself {took:.1f} s after it started")
+        print(f"the sweep on a 3 MiB disk ended by itself {time.monotonic() - started:.1f} s after it started, "
+              f"{time.monotonic() - training:.1f} s after its first checkpoint")
         assert proc.returncode == 1, err[-3000:]
         _no_traceback(err)
         (line,) = [x for x in err.splitlines() if x.startswith("srprior sweep:")]
