@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,10 +210,11 @@ def test_a_full_output_disk_ends_the_sweep_within_a_minute_with_the_guard_off(tm
 
 
 def test_a_disk_too_small_for_the_next_checkpoint_stops_the_sweep_and_the_resume_finishes(tmp_path):
-    """The issue's repro: the output folder on a 3 MiB tmpfs, the guard off. A checkpoint upload meets the full
-    disk (a report that used to wait forever in Ray Train): the sweep ends by itself within 4 minutes of its first
-    checkpoint with one line naming the disk and the resume command, no traceback. After the disk grows to 64 MiB (remount: nothing
-    lost) the printed resume finishes: one FINISHED run per key."""
+    """The issue's repro: the output folder on a 3 MiB tmpfs, the guard off, after the first checkpoint less room
+    than the next needs. A checkpoint upload meets the full disk (a report that used to wait forever in Ray Train),
+    or the watchdog sees it coming: the sweep ends by itself within 4 minutes of its first checkpoint with one line
+    naming the disk and the resume command, no traceback. After the disk grows to 64 MiB (remount: nothing lost)
+    the printed resume finishes: one FINISHED run per key."""
     disk = tmp_path / "disk"
     disk.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)]).returncode:
@@ -224,6 +226,15 @@ def test_a_disk_too_small_for_the_next_checkpoint_stops_the_sweep_and_the_resume
         started = time.monotonic()
         _wait_for_checkpoints(proc, out, 1)  # start-up alone took 165 s at a load of 49 on 2 cores
         training = time.monotonic()
+        # whether 300 steps fill 3 MiB varies from run to run: leave half a checkpoint free (more than the old
+        # 64 KiB probe needed), so that the next checkpoint cannot be kept
+        need = max(p.stat().st_size for p in (out / "ray" / "train").glob("*/checkpoint_*/state.pt"))
+        with open(disk / "filler", "wb", buffering=0) as f:
+            while (free := shutil.disk_usage(disk).free) > need // 2 + 4096:
+                try:
+                    f.write(b"\0" * min(65536, free - need // 2))
+                except OSError:  # the sweep filled it meanwhile
+                    break
         _, err = proc.communicate(timeout=240)
         print(f"the sweep on a 3 MiB disk ended by itself {time.monotonic() - started:.1f} s after it started, "
               f"{time.monotonic() - training:.1f} s after its first checkpoint")
@@ -233,7 +244,8 @@ def test_a_disk_too_small_for_the_next_checkpoint_stops_the_sweep_and_the_resume
         print(line)
         command = tracking.command("sweep", "--resume", "small", "--output-dir", str(out))
         assert line.startswith("srprior sweep: error: disk full: ") and line.endswith(f"resume with: {command}")
-        assert str(disk) in line or "No space left on device" in line, line
+        assert str(disk) in line, line
+        (disk / "filler").unlink()
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         resumed = subprocess.run(command, shell=True, env={**_env(), "SRPRIOR_MIN_FREE_MB": "0"},
                                  capture_output=True, text=True, timeout=600)

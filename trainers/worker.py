@@ -88,7 +88,7 @@ class RaySession:
     def load(self) -> dict | None:
         import ray.train
 
-        checkpoint = ray.train.get_checkpoint()
+        checkpoint = ray.train.get_checkpoint() or checkpoints.newest_in(ray.train.get_context().get_storage())
         if not checkpoint:
             return None
         state, self.fallback = checkpoints.load_intact(checkpoint, self.device)
