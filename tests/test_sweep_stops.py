@@ -246,6 +246,8 @@ def test_a_disk_too_small_for_the_next_checkpoint_stops_the_sweep_and_the_resume
         assert line.startswith("srprior sweep: error: disk full: ") and line.endswith(f"resume with: {command}")
         assert str(disk) in line, line
         (disk / "filler").unlink()
+        for snapshot in (out / "ray" / "train").glob(f"train-*/{SNAPSHOT}"):
+            snapshot.write_text("")  # as a full disk left it on one run: Train rewrites it in place
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         resumed = subprocess.run(command, shell=True, env={**_env(), "SRPRIOR_MIN_FREE_MB": "0"},
                                  capture_output=True, text=True, timeout=600)
@@ -254,6 +256,7 @@ def test_a_disk_too_small_for_the_next_checkpoint_stops_the_sweep_and_the_resume
         runs = _runs(out)
         assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
         assert len({r.data.tags[contracts.RUN_KEY] for r in runs}) == 4
+        assert any(int(r.data.tags.get(contracts.RESUMED_AT, "0")) > 0 for r in runs)  # from a checkpoint
     finally:
         if proc is not None and proc.poll() is None:
             _kill_tree(proc.pid)
