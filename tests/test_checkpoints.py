@@ -95,3 +95,27 @@ def test_member_states_read_both_layouts_and_find_checkpoints_takes_each_runs_ne
         checkpoints.write(single, folder)
     assert [p.relative_to(tmp_path / "ray" / "sweep").as_posix() for p in checkpoints.find_checkpoints(tmp_path)] \
         == ["train-a/checkpoint_000010/state.pt", "train-b/checkpoint_000001/state.pt"]
+
+
+def test_a_snapshot_a_full_disk_cut_is_moved_aside_and_the_folder_newest_checkpoint_resumes(tmp_path, states):
+    """Ray Train's snapshot left empty by a full disk failed every start of the run ("Expecting value"), --resume
+    too: it is moved aside, and the run resumes from the newest checkpoint folder Train no longer lists."""
+    import types
+
+    import pyarrow.fs
+
+    cps = _folder(tmp_path, states)
+    folder = tmp_path / "train-x"
+    assert checkpoints.drop_unreadable_snapshot(folder) is None  # none: nothing to do
+    (folder / checkpoints.SNAPSHOT).write_text('{"checkpoint_results": []}')
+    assert checkpoints.drop_unreadable_snapshot(folder) is None  # readable: kept
+    (folder / checkpoints.SNAPSHOT).write_text("")
+    assert checkpoints.drop_unreadable_snapshot(folder).startswith(f"{folder / checkpoints.SNAPSHOT} unreadable (")
+    assert not (folder / checkpoints.SNAPSHOT).exists()
+    assert (folder / f"{checkpoints.SNAPSHOT}.unreadable").read_text() == ""
+    storage = types.SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem(), experiment_fs_path=str(folder))
+    newest = checkpoints.newest_in(storage)  # the two attributes of Ray Train's StorageContext it reads
+    assert newest.path == cps[-1].path
+    assert checkpoints.load_intact(newest, torch.device("cpu"))[0]["step"] == 6
+    storage.experiment_fs_path = str(tmp_path / "train-new")  # a run that never checkpointed
+    assert checkpoints.newest_in(storage) is None

@@ -4,6 +4,7 @@ basic-auth server on loopback that refuses requests without it and logs a run fo
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import urllib.error
@@ -36,15 +37,27 @@ def test_the_secret_is_generated_once_and_private(tmp_path, monkeypatch):
     for key in credentials.CLIENT_ENV:  # restored after the test (for_sweep sets them in os.environ)
         monkeypatch.setenv(key, "")
         monkeypatch.delenv(key)
-    assert credentials.runtime_env() is None
-    assert credentials.for_sweep(tmp_path / "local", False, None) is None and credentials.runtime_env() is None
+    storage = str(out / "ray")
+    assert credentials.runtime_env(storage, out) is None
+    assert credentials.for_sweep(tmp_path / "local", False, None) is None and \
+        credentials.runtime_env(storage, out) is None
     assert credentials.for_sweep(out, False, "http://10.0.0.10:5000") == creds  # the head's `srprior ui` server
-    assert credentials.runtime_env() == {"env_vars": creds.client_env()}
+    # Ray's runtime env (which its agent logs) carries where the secret lies, never the secret
+    assert credentials.runtime_env(storage, out) == {"env_vars": {credentials.FILE_ENV: str(creds.file)}}
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "exported")  # the user's own, for a server not ours: kept
     credentials.for_sweep(out, False, "http://10.0.0.10:5000")
-    assert credentials.runtime_env()["env_vars"]["MLFLOW_TRACKING_PASSWORD"] == "exported"
+    shared = tmp_path / "nfs"  # storage outside the output folder: a 0600 copy for the clients there
+    env = credentials.runtime_env(str(shared), out)["env_vars"]
+    assert env == {credentials.FILE_ENV: str(shared / credentials.CLIENT_FILE)} and "exported" not in str(env)
+    assert oct((shared / credentials.CLIENT_FILE).stat().st_mode & 0o777) == "0o600"
+    monkeypatch.setenv(credentials.FILE_ENV, env[credentials.FILE_ENV])  # a worker: what Ray hands it
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    credentials.adopt()
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("srprior", "exported")
+    monkeypatch.delenv(credentials.FILE_ENV)
     assert credentials.for_sweep(out, True, None) == creds  # our own server: ours
-    assert credentials.runtime_env() == {"env_vars": creds.client_env()}
+    assert credentials.runtime_env(storage, out) == {"env_vars": {credentials.FILE_ENV: str(creds.file)}}
     (out / credentials.FILE).unlink()  # a new secret: the old admin (old password) goes with it
     assert credentials.ensure(out).password != creds.password
 

@@ -43,6 +43,19 @@ def test_jpeg_reads_as_rgb_uint8(tmp_path):
     assert out.shape == (16, 16, 3)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".PNG", ".bmp", ".tif"])
+def test_jpeg_bytes_under_a_lossless_name_raise(tmp_path, suffix):
+    path = tmp_path / f"img{suffix}"
+    Image.fromarray(_rand((16, 16, 3))).save(path, format="JPEG")
+    with pytest.raises(ImageError) as exc:
+        read_image(path)
+    assert str(exc.value) == (f"{path}: JPEG data in a {suffix} file (lossy: compression artefacts would change PSNR "
+                              "unnoticed); re-download or re-export the lossless original, or rename it .jpg to "
+                              "use it as it is")
+    path.rename(tmp_path / "img.jpg")
+    assert read_image(tmp_path / "img.jpg").shape == (16, 16, 3)
+
+
 def test_grey_becomes_rgb_with_equal_channels(tmp_path):
     grey = _rand((5, 6))
     Image.fromarray(grey).save(tmp_path / "g.png")

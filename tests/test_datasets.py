@@ -82,7 +82,17 @@ def test_lr_of_wrong_size_names_the_file(tmp_path):
 def test_empty_folder_names_the_folder(tmp_path):
     (tmp_path / "HR").mkdir()
     (tmp_path / "HR" / "readme.txt").write_text("no images here")
-    with pytest.raises(DatasetError, match=rf"{tmp_path / 'HR'}: no images"):
+    (tmp_path / "HR" / ".hidden.png").write_bytes(b"")
+    (tmp_path / "HR" / "anim.gif").write_bytes(b"")
+    (tmp_path / "HR" / "x2").mkdir()
+    with pytest.raises(DatasetError) as exc:
+        load_folder(tmp_path / "HR", 2)
+    assert str(exc.value) == (f"{tmp_path / 'HR'}: no images (.png, .jpg, .jpeg, .bmp, .tif, .tiff, .ppm) found "
+                              "(skipped: .hidden.png, anim.gif, readme.txt, x2/); point hr_dir at the folder holding "
+                              "the HR images")
+    for p in (tmp_path / "HR").iterdir():
+        p.rmdir() if p.is_dir() else p.unlink()
+    with pytest.raises(DatasetError, match=r"found \(the folder is empty\); point"):
         load_folder(tmp_path / "HR", 2)
 
 

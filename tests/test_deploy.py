@@ -66,3 +66,21 @@ def test_sweep_script_imports_only_the_installed_package():
     modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert modules == {"sys", "srprior.commands.sweep"}
+
+
+def test_the_budget_table_in_deploy_readme_matches_the_budgets():
+    """deploy/README.md's budget table says what trainers/budgets.py trains: one row per budget, its steps,
+    batch × LR patch and seeds per row."""
+    from srprior.trainers.budgets import BUDGETS
+
+    text = (REPO / "deploy" / "README.md").read_text()
+    rows = {r.split("|")[1].strip(" `"): [c.strip() for c in r.split("|")[2:-1]]
+            for r in text.splitlines() if r.startswith("| `")}
+    for name, budget in BUDGETS.items():
+        assert name in rows, f"deploy/README.md's budget table has no row for {name!r}"
+        what, steps, shape, evaluation = rows[name]
+        science = budget.science
+        assert steps.split(" (")[0] == f"{science['steps']:,}", (name, steps)
+        assert shape.startswith(f"{science['batch']} × {science['lr_patch']}²"), (name, shape)
+        if budget.seeds is not None:
+            assert evaluation.startswith(f"{budget.seeds} seeds per row"), (name, evaluation)

@@ -171,12 +171,13 @@ def test_incomplete_download_keeps_part_for_resume(tmp_path):
 
 
 def test_member_escaping_root_is_refused(tmp_path):
-    body = _tar({"pack/../../evil.txt": b"x"})
+    body = _tar({"pack/Set5/HR/first.txt": b"ok", "pack/../../evil.txt": b"x", "pack/Set5/HR/last.txt": b"ok"})
     with _Server({}) as server:
         archive = _archive(server, "evil.tar", body, strip="pack/")
         with pytest.raises(dl.DownloadError, match="would escape"):
             dl.download([archive], tmp_path / "root", progress=False)
     assert not (tmp_path / "evil.txt").exists()
+    assert not (tmp_path / "root" / "Set5").exists()  # nothing unpacked, not even the members before the bad one
 
 
 def test_symlink_leaving_the_root_is_refused(tmp_path):
@@ -202,7 +203,7 @@ def test_symlink_leaving_the_root_is_refused(tmp_path):
         with pytest.raises(dl.DownloadError, match=rf"through the symbolic link {root}/Set5/HR/img1.png -> {victim}"):
             dl.download([archive], root, progress=False)
         assert victim.read_bytes() == b"keep"
-        assert (root / "Set5" / "HR" / "img0.png").is_file()  # members before the link were unpacked, inside
+        assert not (root / "Set5" / "HR" / "img0.png").exists()  # a refused archive: nothing unpacked
         shutil.rmtree(root / "Set5")
         (root / "real").mkdir()
         (root / "Set5").symlink_to(root / "real")  # stays inside: followed

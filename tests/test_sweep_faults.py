@@ -267,9 +267,10 @@ def two_nodes(tmp_path_factory):
     try:
         address, procs = _start_cluster(tmp, env)
     except RuntimeError:
-        address, procs = _start_cluster(tmp_path_factory.mktemp("cluster"), env)
+        tmp = tmp_path_factory.mktemp("cluster")
+        address, procs = _start_cluster(tmp, env)
     try:
-        yield address, env
+        yield address, env, tmp / "ray"  # both nodes' Ray temp dir
     finally:
         _stop(procs)
 
@@ -302,7 +303,7 @@ class _AnonymousProbe(threading.Thread):
 
 
 def test_three_sweeps_at_once_through_a_two_node_cluster(two_nodes, tmp_path):
-    address, env = two_nodes
+    address, env, ray_temp = two_nodes
     out = tmp_path / "out"
     cmd = [sys.executable, str(REPO / "sweep.py"), "--table", "smoke", "--seeds", "1", "--steps", "4", "--no-di",
            "--address", address]
@@ -343,3 +344,11 @@ def test_three_sweeps_at_once_through_a_two_node_cluster(two_nodes, tmp_path):
     assert sorted((r.data.tags[contracts.SWEEP_ID], r.data.tags["row"], r.info.status) for r in trial_runs) == \
         [("s1", ROWS[0], "FINISHED"), ("s2", ROWS[1], "FINISHED"), ("s3", ROWS[0], "FINISHED")]
     assert all(f"{contracts.SELECTED}psnr_embedded" in r.data.metrics for r in trial_runs)
+    # the secret reached the workers of both nodes through a 0600 file whose path alone was in Ray's runtime env
+    # (whose agent logs it): no other file under the nodes' Ray temp dir or the output folder holds it
+    secret = json.loads((out / "tracking-auth.json").read_text())["password"].encode()
+    holders = [p for root in (ray_temp, out) for p in root.rglob("*")
+               if p.is_file() and not p.is_symlink() and secret in p.read_bytes()]
+    assert holders == [out / "tracking-auth.json"], holders
+    agent_logs = list(ray_temp.glob("session_*/logs/runtime_env_agent*.log"))
+    assert agent_logs and any(b"SRPRIOR_TRACKING_AUTH_FILE" in p.read_bytes() for p in agent_logs)

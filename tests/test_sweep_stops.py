@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,3 +207,86 @@ def test_a_full_output_disk_ends_the_sweep_within_a_minute_with_the_guard_off(tm
     assert line.startswith("srprior sweep: error: disk full: ") and "No space left on device" in line, line
     assert line.endswith(f"; the sweep stopped, resume with: "
                          f"{tracking.command('sweep', '--resume', 'full', '--output-dir', str(disk))}")
+
+
+def test_a_disk_too_small_for_the_next_checkpoint_stops_the_sweep_and_the_resume_finishes(tmp_path):
+    """The issue's repro: the output folder on a 3 MiB tmpfs, the guard off, after the first checkpoint less room
+    than the next needs. A checkpoint upload meets the full disk (a report that used to wait forever in Ray Train),
+    or the watchdog sees it coming: the sweep ends by itself within 4 minutes of its first checkpoint with one line
+    naming the disk and the resume command, no traceback. After the disk grows to 64 MiB (remount: nothing lost)
+    the printed resume finishes: one FINISHED run per key."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    out, proc = disk / "outputs", None
+    try:
+        proc = _sweep(out, "small", "--steps", "300", "--set", "val_every=50",
+                      env={**_env(), "SRPRIOR_MIN_FREE_MB": "0"})
+        started = time.monotonic()
+        _wait_for_checkpoints(proc, out, 1)  # start-up alone took 165 s at a load of 49 on 2 cores
+        training = time.monotonic()
+        # whether 300 steps fill 3 MiB varies from run to run: leave half a checkpoint free (more than the old
+        # 64 KiB probe needed), so that the next checkpoint cannot be kept
+        need = max(p.stat().st_size for p in (out / "ray" / "train").glob("*/checkpoint_*/state.pt"))
+        with open(disk / "filler", "wb", buffering=0) as f:
+            while (free := shutil.disk_usage(disk).free) > need // 2 + 4096:
+                try:
+                    f.write(b"\0" * min(65536, free - need // 2))
+                except OSError:  # the sweep filled it meanwhile
+                    break
+        _, err = proc.communicate(timeout=240)
+        print(f"the sweep on a 3 MiB disk ended by itself {time.monotonic() - started:.1f} s after it started, "
+              f"{time.monotonic() - training:.1f} s after its first checkpoint")
+        assert proc.returncode == 1, err[-3000:]
+        _no_traceback(err)
+        (line,) = [x for x in err.splitlines() if x.startswith("srprior sweep:")]
+        print(line)
+        command = tracking.command("sweep", "--resume", "small", "--output-dir", str(out))
+        assert line.startswith("srprior sweep: error: disk full: ") and line.endswith(f"resume with: {command}")
+        assert str(disk) in line, line
+        (disk / "filler").unlink()
+        for snapshot in (out / "ray" / "train").glob(f"train-*/{SNAPSHOT}"):
+            snapshot.write_text("")  # as a full disk left it on one run: Train rewrites it in place
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        resumed = subprocess.run(command, shell=True, env={**_env(), "SRPRIOR_MIN_FREE_MB": "0"},
+                                 capture_output=True, text=True, timeout=600)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        _no_traceback(resumed.stderr)
+        runs = _runs(out)
+        assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
+        assert len({r.data.tags[contracts.RUN_KEY] for r in runs}) == 4
+        assert any(int(r.data.tags.get(contracts.RESUMED_AT, "0")) > 0 for r in runs)  # from a checkpoint
+    finally:
+        if proc is not None and proc.poll() is None:
+            _kill_tree(proc.pid)
+            proc.wait()
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_dead_gcs_stops_the_sweep_with_one_line_and_its_runs_killed(tmp_path):
+    """Ray's GCS killed mid-sweep (Ray would end the driver about 60 s later without a word): the sweep prints
+    one line naming the Ray cluster's control process and the resume command, no traceback, within 60 s, and
+    its runs are KILLED now (its tracking server outlives the GCS)."""
+    from test_sweep_faults import _descendants
+
+    proc = _sweep(tmp_path, "gcs", "--steps", "400")
+    try:
+        _wait_for_checkpoints(proc, tmp_path, 1)
+        gcs = [p for p in _descendants(proc.pid) if "gcs_server" in Path(f"/proc/{p}/cmdline").read_bytes().decode()]
+        os.kill(gcs[0], signal.SIGKILL)
+        killed = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        took = time.monotonic() - killed
+    finally:
+        _kill_tree(proc.pid)
+    print(f"the sweep ended {took:.1f} s after its GCS was killed")
+    assert proc.returncode == 1 and took < 60, err[-3000:]
+    _no_traceback(err)
+    (line,) = [x for x in err.splitlines() if x.startswith("srprior sweep:")]
+    assert line.startswith("srprior sweep: error: the Ray cluster's control process died (nothing answers at 127.")
+    assert line.endswith(f"resume with: {tracking.command('sweep', '--resume', 'gcs', '--output-dir', str(tmp_path))}")
+    runs = _runs(tmp_path) + _runs(tmp_path, "sweep")
+    assert {r.info.status for r in runs} == {"KILLED"}, [(r.info.status, r.data.tags.get("row")) for r in runs]
+    reason = line[len("srprior sweep: error: "):line.index("; the sweep stopped")]
+    assert {r.data.tags[contracts.FAILURE] for r in _runs(tmp_path)} == {f"killed: {reason} (sweep gcs)"}

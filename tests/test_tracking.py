@@ -159,6 +159,24 @@ def test_busy_port_is_refused_and_a_dead_server_is_reported(tmp_path):
     assert time.monotonic() - start < 120
 
 
+def test_a_slow_server_start_is_waited_for_longer_under_load_and_says_so(monkeypatch, capsys):
+    """A server that never answers (a port nothing listens on): the wait notes its progress every WAIT_NOTE_S
+    and ends after the timeout scaled by the load per core (here ×2, made up by patching the load)."""
+    monkeypatch.setattr(tracking, "WAIT_NOTE_S", 0.5)
+    monkeypatch.setattr(tracking.os, "getloadavg", lambda: (2.0 * os.cpu_count(), 0.0, 0.0))
+    assert tracking.load_scaled(1.0) == 2.0
+    url = f"http://127.0.0.1:{tracking.free_port()}"
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=f"MLflow server at {url} did not answer within 2 s"):
+        tracking.wait_healthy(url, 1.0)
+    assert 2.0 <= time.monotonic() - start < 10
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) >= 3 and notes[0].startswith(f"srprior: waiting for the MLflow tracking server at {url} (")
+    assert notes[0].endswith(f" s, load {2.0 * os.cpu_count():.1f} on {os.cpu_count()} cores; up to 2 s)")
+    monkeypatch.setattr(tracking.os, "getloadavg", lambda: (100.0 * os.cpu_count(), 0.0, 0.0))
+    assert tracking.load_scaled(1.0) == 4.0  # bounded
+
+
 def test_printed_commands_run_as_printed_without_an_activated_venv(tmp_path, monkeypatch):
     """Hints (`srprior ui`, resume) name this installation's script when `srprior` is not on PATH."""
     import shlex

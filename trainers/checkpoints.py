@@ -134,6 +134,41 @@ def member_model(member: dict, weights: str = "best") -> tuple[torch.nn.Module, 
     return model.eval(), trial
 
 
+SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's list of a run's kept checkpoints
+
+
+def drop_unreadable_snapshot(folder: Path) -> str | None:
+    """Ray Train rewrites a run's SNAPSHOT in place: on a full disk it is left empty or cut, and every later start
+    of the run fails on it ("Expecting value"), `--resume` too. Such a snapshot is moved aside (`.unreadable`):
+    Train starts the run afresh and the worker resumes from the newest intact checkpoint of its folder
+    (`newest_in`). Returns what was done, or None."""
+    import json
+
+    path = Path(folder) / SNAPSHOT
+    try:
+        json.loads(path.read_text())
+        return None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        path.replace(path.with_name(SNAPSHOT + ".unreadable"))
+        log.warning("srprior: %s unreadable (%s): moved aside, resuming from the checkpoints in the folder", path, exc)
+        return f"{path} unreadable ({exc})"
+
+
+def newest_in(storage: Any) -> Any:
+    """The newest checkpoint_* folder of a Train run (its StorageContext), as a ray.train.Checkpoint, or None: what
+    a run whose snapshot was dropped (`drop_unreadable_snapshot`) resumes from (load_intact falls back further)."""
+    import pyarrow.fs
+    import ray.train
+
+    fs, folder = storage.storage_filesystem, storage.experiment_fs_path
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    names = sorted(i.path for i in infos if i.type == pyarrow.fs.FileType.Directory
+                   and i.base_name.startswith("checkpoint_"))
+    return ray.train.Checkpoint(names[-1], filesystem=fs) if names else None
+
+
 def find_checkpoints(output_dir: str | Path) -> list[Path]:
     """The newest state.pt of every Ray Train run under `<output_dir>/ray` (checkpoint_N with the highest N)."""
     newest: dict[Path, Path] = {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from srprior.schema import RunContext, Trial, trial_config
@@ -56,8 +57,9 @@ def train_driver(config: dict[str, Any], science: dict[str, Any], context: RunCo
     reused, never touched; the others train as one Ray Train run."""
     import ray.tune
 
-    from srprior import contracts, locks
+    from srprior import contracts, credentials, locks
 
+    credentials.adopt()  # a cluster's tracking credentials: read from shared storage, never carried in Ray's env
     members = make_trials(config, science)
     if "://" in storage_path:  # object storage has no locks: the sweep lease is all (srprior.locks)
         return _train(members, context, storage_path, max_failures)
@@ -108,6 +110,10 @@ def _train(members: list[tuple[Trial, dict[str, Any]]], context: RunContext, sto
         client = tracking.client(context.tracking_uri)
         ctxs = [c.replace(resume_run_id=open_run(client, t, c, c.resume_run_id)) for t, c in zip(trials, ctxs)]
     ctx = ctxs[0]
+    if "://" not in storage_path:  # a snapshot a full disk cut would fail every start of the run
+        from srprior.trainers.checkpoints import drop_unreadable_snapshot
+
+        drop_unreadable_snapshot(Path(storage_path) / name)
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if ctx.use_gpu else {})}
     # A torch process group only for DDP: one rank has no peer, and the group's TCPStore would listen on every
     # interface (torch binds it to the wildcard address).

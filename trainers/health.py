@@ -139,6 +139,8 @@ def end_without_retry(trials: list, ctxs: list, session: Any, exc: BaseException
     """An error Train would retry in vain: a full disk stops the sweep (STOP_SWEEP), bad data or config ends the
     runs FAILED (end_failed); anything else is raised to Train (a dead node, a flaky call: worth a retry)."""
     if (full := disk_full(exc)) is not None:
+        where = ctxs[0].storage_dir if ctxs and ctxs[0].storage_dir else None  # the upload's error names no path
+        full += f" (checkpoints under {where})" if where and where not in full else ""
         session.report({contracts.STEP: 0, contracts.OBJECTIVE: math.nan, contracts.STOP_SWEEP: f"disk full: {full}"}, None)
     elif isinstance(exc, non_retryable()):
         end_failed(trials, ctxs, session, exc)

@@ -37,6 +37,7 @@ WAITING = "srprior/waiting_for"  # in a Tune result: the trial waits for the swe
 MEMBERS_FAILED = "members_failed"  # in a Tune result: members of a fused group that failed (srprior.progress)
 MEMBERS_REUSED = "members_reused"  # in a Tune result: members another sweep finished while this one waited
 STEP = "step"  # in a Tune result and a trial's final metrics: the last training step
+CHECKPOINT_BYTES = "srprior/checkpoint_bytes"  # in a Tune result: its checkpoint's size (srprior.watchdog)
 # Timings of a trial (start-up, training steps, wall) live under system/, so MLflow shows them with the system
 # metrics instead of before the training curves (benchmarks/ read them back).
 TRAIN_STEPS_S = "system/train_steps_s"  # seconds inside training steps

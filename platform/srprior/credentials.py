@@ -8,10 +8,12 @@ the Flask secret key basic-auth's CSRF protection needs, into `<output>/tracking
 owner only (0600, in the 0700 output folder); the users database `tracking-auth.db` beside it is prepared under
 a lock, so sweeps that start their servers at once never race to create it. The server runs `mlflow server
 --app-name basic-auth` against them; every client — the sweep, its Tune drivers and Ray Train workers on every
-node — sends MLflow's standard MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, which the sweep sets in its
-own environment and hands to the other processes through Ray's job runtime environment (visible to holders of
-the Ray token, who can run code on the cluster anyway). A request without them gets 401. `srprior ui` on the head
-serves with the same credentials. Local sweeps (127.0.0.1) stay credential-free.
+node — sends MLflow's standard MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD. The sweep sets them in its
+own environment; the other processes get them from a 0600 file on the cluster's shared storage (`share`), whose
+*path* alone travels in Ray's job runtime environment (SRPRIOR_TRACKING_AUTH_FILE): Ray's runtime-env agent logs
+that environment in plain text into world-readable files on every node, so a secret there is a secret no more.
+Each driver and worker reads the file (`adopt`). A request without them gets 401. `srprior ui` on the head serves
+with the same credentials. Local sweeps (127.0.0.1) stay credential-free.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ USERS_DB = "tracking-auth.db"
 CONFIG = "tracking-auth.ini"
 LOCK_TIMEOUT_S = 120.0
 CLIENT_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+FILE_ENV = "SRPRIOR_TRACKING_AUTH_FILE"  # in Ray's runtime env: where the clients' credentials lie (`share`)
+CLIENT_FILE = "tracking-client.json"  # under --storage when the output folder's FILE is not on it
 
 
 @dataclass(frozen=True)
@@ -130,8 +134,48 @@ def for_sweep(output: Path, own_cluster_server: bool, user_uri: str | None) -> C
     return creds
 
 
-def runtime_env() -> dict[str, Any] | None:
-    """Ray's job runtime environment handing this process's MLflow credentials to every Tune driver and Train
-    worker of a cluster (a local Ray inherits them: its processes are this one's children)."""
+def runtime_env(storage: str, output: Path) -> dict[str, Any] | None:
+    """Ray's job runtime environment for the Tune drivers and Train workers of a cluster: the path of the file
+    holding this process's MLflow credentials (`share`), never the credentials (a local Ray inherits them: its
+    processes are this one's children)."""
     env = {key: os.environ[key] for key in CLIENT_ENV if os.environ.get(key)}
-    return {"env_vars": env} if env else None
+    return {"env_vars": {FILE_ENV: share(env, storage, Path(output))}} if env else None
+
+
+def share(env: dict[str, str], storage: str, output: Path) -> str:
+    """Where the clients' credentials `env` lie on the shared storage: the output folder's FILE when the storage
+    is inside it and holds the same user, else CLIENT_FILE under the storage (0600 on a filesystem; an object
+    store's own access rules on `scheme://`)."""
+    fields = {"username": env.get(CLIENT_ENV[0], ""), "password": env.get(CLIENT_ENV[1], "")}
+    text = json.dumps(fields)
+    if "://" in storage:
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(storage.rstrip("/") + "/" + CLIENT_FILE)
+        with fs.open_output_stream(path) as f:
+            f.write(text.encode())
+        return storage.rstrip("/") + "/" + CLIENT_FILE
+    own = load(output)
+    if own is not None and (own.username, own.password) == tuple(fields.values()) and \
+            Path(storage).resolve().is_relative_to(Path(output).resolve()):
+        return str(own.file.resolve())
+    Path(storage).mkdir(parents=True, exist_ok=True)
+    _write_private(Path(storage) / CLIENT_FILE, text)
+    return str((Path(storage) / CLIENT_FILE).resolve())
+
+
+def adopt() -> None:
+    """In a Tune driver or Train worker of a cluster: MLflow's client credentials from the file the runtime
+    environment names (`share`); nothing when there is none, or when the process has its own."""
+    location = os.environ.get(FILE_ENV)
+    if not location or os.environ.get(CLIENT_ENV[1]):
+        return
+    if "://" in location:
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(location)
+        with fs.open_input_stream(path) as f:
+            data = json.loads(f.read().decode())
+    else:
+        data = json.loads(Path(location).read_text())
+    os.environ.update(zip(CLIENT_ENV, (data["username"], data["password"])))

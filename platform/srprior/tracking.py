@@ -34,7 +34,8 @@ DEFAULT_OUTPUT = "outputs"
 OUTPUT_ENV = "SRPRIOR_OUTPUT"  # the output folder when --output-dir is not given (cluster configs export it)
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for the entrypoint of a Ray job
 JOB_OUTPUT = "srprior-outputs"  # under $HOME, where deploy/ puts the head's store
-SERVER_START_TIMEOUT_S = 180.0
+SERVER_START_TIMEOUT_S = 180.0  # on an idle box; longer under load (wait_healthy)
+WAIT_NOTE_S = 30.0
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
@@ -104,9 +105,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
-    """Block until `url`/health answers 200; raise with the server log's tail if it dies or times out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Block until `url`/health answers 200; raise with the server log's tail if it dies or times out. On a busy
+    box the server's start-up takes longer (64-150 s measured beside a sweep that kept both cores busy): the wait
+    grows with the load per core (`load_scaled`, at most 4× `timeout`), and says so every WAIT_NOTE_S seconds."""
+    start = time.monotonic()
+    noted, waited = 1, 0.0
+    while waited < load_scaled(timeout):
         if proc is not None and proc.poll() is not None:
             break
         try:
@@ -115,10 +119,21 @@ def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None,
                     return
         except OSError:
             time.sleep(0.3)
+        waited = time.monotonic() - start
+        if waited >= noted * WAIT_NOTE_S:
+            noted += 1
+            print(f"srprior: waiting for the MLflow tracking server at {url} ({waited:.0f} s, load "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; up to {load_scaled(timeout):.0f} s)",
+                  file=sys.stderr, flush=True)
     tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
     state = f"exited with code {proc.returncode}" if proc is not None and proc.poll() is not None else \
-        f"did not answer within {timeout:.0f} s"
+        f"did not answer within {waited:.0f} s"
     raise RuntimeError(f"MLflow server at {url} {state}; log {log}:\n{tail}")
+
+
+def load_scaled(timeout: float) -> float:
+    """`timeout` × the 1-minute load per core when above 1, at most 4× `timeout`."""
+    return timeout * min(4.0, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
 
 
 def _die_with_parent() -> None:

@@ -70,6 +70,16 @@ def _image_files(folder: Path) -> list[Path]:
     return files
 
 
+def _skipped(folder: Path, shown: int = 5) -> str:
+    """What `_image_files` passed over in `folder` (hidden files, other formats, sub-folders), for the error that
+    it found nothing: the image may be there under a name or in a folder the user did not expect."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    if not names:
+        return " (the folder is empty)"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f" (skipped: {', '.join(names[:shown])}{more})"
+
+
 def _lr_suffixes(k: int) -> tuple[str, ...]:
     """LR stems accepted for HR stem S: S, Sx2, S_x2, SX2, S_X2 (EDSR, BasicSR and DIV2K namings)."""
     return ("", f"x{k}", f"_x{k}", f"X{k}", f"_X{k}")
@@ -124,7 +134,7 @@ def _pair_files(hr_dir: str | Path, scale: int, lr_dir: str | Path | None) -> tu
         raise DatasetError(f"{hr_dir}: HR folder does not exist; point hr_dir at the folder holding the HR images")
     hr_files = _image_files(hr_dir)
     if not hr_files:
-        raise DatasetError(f"{hr_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found; "
+        raise DatasetError(f"{hr_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found{_skipped(hr_dir)}; "
                            "point hr_dir at the folder holding the HR images")
     dupes = sorted(stem for stem, n in Counter(p.stem for p in hr_files).items() if n > 1)
     if dupes:

@@ -23,7 +23,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from srprior.errors import UserError
 
@@ -205,31 +205,25 @@ def check_root(root: Path) -> None:
 
 
 def unpack(path: Path, archive: Archive, root: Path) -> int:
-    """Extract regular files of a zip/tar ``path`` under ``root`` laid out per ``archive``; returns the count."""
-    count = 0
+    """Extract regular files of a zip/tar ``path`` under ``root`` laid out per ``archive``; returns the count.
+    Every member's target is checked before any is written: a refused archive leaves nothing unpacked."""
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                target = _target(info.filename, archive, root)
-                if target is None or info.is_dir():
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                count += 1
-    elif tarfile.is_tarfile(path):
-        with tarfile.open(path) as tf:
-            for member in tf:
-                target = _target(member.name, archive, root)
-                if target is None or not member.isfile():  # links/devices are never needed for image sets
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tf.extractfile(member) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                count += 1
-    else:
-        raise DownloadError(f"{path}: neither zip nor tar; delete it and rerun")
-    return count
+            plan = [(i, t) for i in zf.infolist() if (t := _target(i.filename, archive, root)) and not i.is_dir()]
+            return _write(plan, zf.open)
+    if tarfile.is_tarfile(path):
+        with tarfile.open(path) as tf:  # links/devices are never needed for image sets
+            plan = [(m, t) for m in tf.getmembers() if (t := _target(m.name, archive, root)) and m.isfile()]
+            return _write(plan, tf.extractfile)
+    raise DownloadError(f"{path}: neither zip nor tar; delete it and rerun")
+
+
+def _write(plan: list[tuple[Any, Path]], open_member: Callable[[Any], Any]) -> int:
+    for member, target in plan:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open_member(member) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    return len(plan)
 
 
 def download(table: Iterable[Archive], root: str | Path, keep_archives: bool = False, progress: bool = True,

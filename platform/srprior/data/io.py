@@ -18,6 +18,8 @@ Rejected (``ImageError``):
   * ``F``, ``YCbCr``, ``LAB``, ``HSV`` and any other mode.
   * truncated or corrupt files (the full decode is forced at read time), non-image files,
     formats outside :data:`FORMATS`.
+  * JPEG bytes in a file named as a lossless format (``.png``, ``.bmp``, ``.tif``, ``.ppm``): a benchmark's
+    HR image with compression artefacts changes PSNR unnoticed (rename it ``.jpg`` to use it as it is).
   * images with a side shorter than :data:`MIN_SIDE` (2) pixels. Scale-aware checks
     (HR side >= 2*scale, LR side >= patch) happen where the scale is known (datasets).
 EXIF orientation is not applied: benchmark files are pixel arrays, and LR/HR pairs must stay aligned.
@@ -37,6 +39,7 @@ from srprior.errors import UserError
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "PPM")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 MIN_SIDE = 2
+LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".ppm")
 
 _TO_RGB8 = 'convert it to 8-bit RGB, e.g. `python -c "from PIL import Image; ' \
     "Image.open('IN').convert('RGB').save('OUT.png')\"` (check the result looks right)"
@@ -93,6 +96,7 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path, formats=FORMATS) as img:
             sixteen = _is_16bit(img)  # must be checked before load() replaces the tile list
+            lossy = img.format == "JPEG" and path.suffix.lower() in LOSSLESS_SUFFIXES
             img.load()  # force the full decode so truncated files fail here, not in a training loop
             mode = img.mode
             arr = np.asarray(img)
@@ -103,6 +107,10 @@ def read_image(path: str | Path) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(path, f"not a readable {'/'.join(FORMATS)} image or truncated/corrupt ({exc})",
                          "re-download or re-export the file") from exc
+    if lossy:
+        raise ImageError(path, f"JPEG data in a {path.suffix} file (lossy: compression artefacts would change PSNR "
+                         "unnoticed)", "re-download or re-export the lossless original, or rename it .jpg to use it "
+                         "as it is")
     if sixteen:
         raise ImageError(path, f"high-bit-depth image (16/32-bit, Pillow mode {mode}); only 8-bit images are supported",
                          "convert it to 8-bit RGB with rounding, e.g. "

@@ -184,9 +184,7 @@ def launch(job: Launch) -> int:
     if not job.opts.resume and state.exists():
         raise SweepError(f"sweep {job.sweep_id!r} exists under {job.storage}; use --resume {job.sweep_id} or "
                          "another --name")
-    out = Outcome(job.user_uri)
-    resume_cmd = tracking.command("sweep", "--resume", job.sweep_id, "--output-dir", str(job.output),
-                                  *(("--storage", job.opts.storage) if job.opts.storage else ()))
+    out, resume_cmd = Outcome(job.user_uri), _resume_cmd(job)
     backend, log = tracking.default_tracking_uri(job.output), job.output / "mlflow-server.log"
     if out.uri is None and job.address is None:  # the platform's store, behind a server: trials never lock it
         out.server = tracking.TrackingServer(backend, tracking.artifacts_dir(job.output), log=log).launch()
@@ -222,6 +220,23 @@ def launch(job: Launch) -> int:
     return _exit_code(job, out, signals.reason, resume_cmd)
 
 
+def _resume_cmd(job: Launch) -> str:
+    return tracking.command("sweep", "--resume", job.sweep_id, "--output-dir", str(job.output),
+                            *(("--storage", job.opts.storage) if job.opts.storage else ()))
+
+
+def _gcs_died(job: Launch, out: Outcome, progress: Any, reason: str) -> None:
+    """Ray's GCS is gone: Tune cannot stop its trials, and Ray would end this process in about a minute without a
+    word. Say so with the resume command, mark the runs this sweep owns KILLED (its tracking server still runs) and
+    exit (srprior.watchdog)."""
+    if progress is not None:
+        progress.close()
+    print(f"srprior sweep: error: {reason}; the sweep stopped, resume with: {_resume_cmd(job)}", file=sys.stderr,
+          flush=True)
+    _mark_owned(out.uri, out.server, job.sweep_id, reason)
+    os._exit(1)
+
+
 def _start_ray(job: Launch, signals: Any) -> Launch:
     """Ray for a sweep that trains: a local one, or the cluster's (whose resources size the trials)."""
     import ray
@@ -232,7 +247,8 @@ def _start_ray(job: Launch, signals: Any) -> Launch:
     elif job.needs_ray and job.owns_ray:
         from srprior.progress import quiet_ray
 
-        ray.init(address=job.address, runtime_env=credentials.runtime_env(), **({} if verbose else quiet_ray()))
+        ray.init(address=job.address, runtime_env=credentials.runtime_env(job.storage, job.output),
+                 **({} if verbose else quiet_ray()))
     signals.install()  # over Ray's native handler (a stack dump instead of the summary)
     if job.needs_ray and (not job.owns_ray or job.address is not None):
         total = ray.cluster_resources()
@@ -246,6 +262,10 @@ def _start_ray(job: Launch, signals: Any) -> Launch:
 
 def _train(job: Launch, out: Outcome, signals: Any, log: Path) -> None:
     """The parent runs, the plan printed, then Tune over the Ray Train runs (under the watchdog)."""
+    import functools
+
+    import ray
+
     from srprior.watchdog import Watchdog
 
     plan, res, verbose = job.plan, job.res, job.opts.verbose
@@ -271,8 +291,10 @@ def _train(job: Launch, out: Outcome, signals: Any, log: Path) -> None:
         callbacks.append(progress)
     try:
         server = out.server
+        died = functools.partial(_gcs_died, job, out, progress)
         with Watchdog(out.uri if tracking.is_remote(out.uri) else None, server and server.proc, log,
-                      job.folders + machinery.ray_temp(job.owns_ray and job.address is None)) as watch:
+                      job.folders + machinery.ray_temp(job.owns_ray and job.address is None),
+                      ray.get_runtime_context().gcs_address, died) as watch:
             signals.tuning = True
             try:
                 results = machinery.tuner(plan, job.opts, job.storage, job.groups, context, out.parents,
