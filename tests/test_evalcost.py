@@ -122,7 +122,7 @@ def test_val_crop_keeps_rnan_validation_under_a_tenth_of_training():
 def _sweep(capsys, **opts) -> str:
     from srprior.commands import sweep as sweep_command
 
-    assert sweep_command._run({"budget": "thesis", "plan": True, "address": "local", **opts}) == 0
+    assert sweep_command._run(SweepOptions.of({"budget": "thesis", "plan": True, "address": "local", **opts})) == 0
     return capsys.readouterr().out
 
 

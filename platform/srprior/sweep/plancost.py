@@ -66,9 +66,13 @@ def precision_lines(plan: SweepPlan, to_train: list) -> list[str]:
         [f"    {preset} {cost.MODES[prior]}: {cost.measured_precision(preset, prior)[1]}" for preset, prior in kinds]
 
 
-def plan_document(plan: SweepPlan, to_train: list, designs: dict[str, Any] | None = None) -> dict[str, Any]:
+def plan_document(plan: SweepPlan, to_train: list) -> dict[str, Any]:
     """The plan as one JSON-able object: per preset training and evaluation H100-hours, the trials, and the
-    designs' all-in H100-hours (training + evaluation); `designs` adds designs beside the fixed one."""
+    designs' all-in H100-hours (training + evaluation): a table plan's fixed and sequential designs over all its
+    trials (srprior.designs), a search's trials to train as its fixed design."""
+    from srprior.designs import design_cost
+
+    designs = design_cost(plan).json() if plan.mode == "table" else None
     presets = preset_hours(plan, to_train)
     ckpt = plan.context.ckpt_every
     configs = [t.trial.config for t in to_train]

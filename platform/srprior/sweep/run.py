@@ -91,13 +91,6 @@ def find_sweep(storage: str, name: str, opts: SweepOptions) -> SweepOptions:
     raise SweepError(f"--resume: no sweep to resume under {root}")
 
 
-def _designs(plan: SweepPlan) -> dict[str, Any] | None:
-    """The fixed and the sequential design's all-in cost of a table plan (srprior.designs), for `--plan --json`."""
-    from srprior.designs import design_cost
-
-    return design_cost(plan).json() if plan.mode == "table" else None
-
-
 def _resumed(opts: SweepOptions) -> SweepOptions:
     """--resume: the stored sweep's options, this command line's runtime options."""
     output = tracking.output_dir(opts.output_dir)
@@ -125,7 +118,7 @@ def run_sweep(options: SweepOptions) -> int:
     plan = replace(plan, options=opts)  # one instance: the plan's options are the sweep's (named) ones
     job = _check(plan, opts)
     if opts.plan:
-        print(json.dumps(plan_document(plan, job.to_train, _designs(plan))) if opts.json else
+        print(json.dumps(plan_document(plan, job.to_train)) if opts.json else
               format_plan(plan, job.existing, job.to_train, job.res, job.device, opts.retrain, job.groups))
         return 0
     store_uri = job.user_uri or tracking.default_tracking_uri(job.output)
