@@ -85,6 +85,12 @@ class Claim:
     def arrow(self) -> str:
         return "≯" if self.not_higher else "↑" if self.expected_sign > 0 else "↓"
 
+    @property
+    def thesis_effect(self) -> float:
+        """The thesis's printed mean_b − mean_a (nan: direction-only): what a design powers the claim against."""
+        comparison = self.thesis_comparison()
+        return comparison.effect if comparison is not None else math.nan
+
     def thesis_comparison(self) -> stats.Comparison | None:
         """Welch test on the thesis's printed mean ± std, with the seed counts of the table spec (None:
         direction-only)."""

@@ -12,7 +12,6 @@ look, why, the paired test) are printed, written beside the reports and logged t
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -105,17 +104,13 @@ def _decisions(plan: Any, table: str, uri: str, design: Design, caps: dict[str, 
                      and all(c.metric in values.get(r, {}).get(s, {}) for r in (c.row_a, c.row_b))]
             per_look.append(np.array([values[c.row_b][s][c.metric] - values[c.row_a][s][c.metric] for s in seeds]))
         diffs.append(per_look)
-    thesis = [_thesis_effect(spec, c) for c in claims]
+    thesis = [c.thesis_effect for c in claims]
     found = decide(design, [claim_cap(c, design, caps) for c in claims], [c.expected_sign for c in claims],
                    thesis, diffs)
     # the thesis's words only in its setting; a proxy's verdict says "same sign" / "opposite sign" (issue 23)
-    return [(c, replace(d, verdict=verdict_word(d.verdict, setting.proxy(c)), proxy=setting.proxy(c)))
-            for c, d in zip(claims, found)]
-
-
-def _thesis_effect(spec: Any, claim: Any) -> float:
-    cells = [spec.row(r).thesis.get(claim.metric) for r in (claim.row_a, claim.row_b)]
-    return math.nan if None in cells else cells[1][0] - cells[0][0]
+    proxies = [setting.proxy(c) for c in claims]
+    return [(c, replace(d, verdict=verdict_word(d.verdict, proxy), proxy=proxy))
+            for c, d, proxy in zip(claims, found, proxies)]
 
 
 def _lines(decisions: dict[str, list[tuple[Any, Decision]]], look: int) -> list[str]:
